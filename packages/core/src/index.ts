@@ -1,0 +1,28 @@
+export * from './types.js';
+export * from './errors.js';
+export {
+  verifyBundle,
+  extractBundle,
+  loadBundlePayload,
+  parsePublicKey,
+  BUNDLE_FORMAT,
+  MANIFEST_MEMBER,
+  SIGNATURE_MEMBER,
+  RUNNER_MEMBER,
+  MAX_BUNDLE_BYTES,
+  type VerifiedBundle,
+} from './bundle.js';
+export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
+export { executeCheck, type CheckOutcome, type ExecuteOptions } from './execute.js';
+export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export {
+  createFileFetcher,
+  createFileExporter,
+  createStdoutExporter,
+  createMemoryExporter,
+  type FileFetcherOptions,
+  type FileExporterOptions,
+  type MemoryExporter,
+} from './adapters.js';
+export { redact, redactText } from './redact.js';
+export { CORE_VERSION } from './version.js';

@@ -1,0 +1,311 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { forEachLimited } from './_pool.js';
+import { extractBundle, loadBundlePayload, MAX_BUNDLE_BYTES, parsePublicKey, verifyBundle } from './bundle.js';
+import { AbortedError, BundleRefusedError, ConfigError, ExportError, FetchError, isGatherError } from './errors.js';
+import { executeCheck, type CheckOutcome } from './execute.js';
+import { parseCheckOutput } from './output.js';
+import type {
+  BundleInfo,
+  BundledCheck,
+  Category,
+  DocumentBase,
+  ErrorDocument,
+  ErrorReason,
+  Exporter,
+  Fetcher,
+  HostInfo,
+  ResultDocument,
+  RunSummary,
+} from './types.js';
+import { CATEGORIES } from './types.js';
+import { CORE_VERSION } from './version.js';
+
+export interface RunOptions {
+  fetcher: Fetcher;
+  exporter: Exporter;
+  category: Category | 'all';
+  /** PEM (SPKI) of the ed25519 key the bundle must be signed with. */
+  publicKey: string | Buffer;
+  /** Checks run at once. Default: number of CPUs. */
+  concurrency?: number;
+  /** Default per-check timeout in seconds (a check may override it). Default 60. */
+  timeoutSec?: number;
+  /** Stdout kept per check; more is an error. Default 1 MiB. */
+  stdoutCapBytes?: number;
+  /** Stderr kept per check; the rest is discarded. Default 64 KiB. */
+  stderrCapBytes?: number;
+  /** Niceness added to checks (0 = unchanged). Default 0. */
+  nice?: number;
+  username?: string;
+  instanceId?: string;
+  /** Defaults to os.hostname(). */
+  hostname?: string;
+  /** Version of the program embedding core, exported as `agent.version`. */
+  agentVersion?: string;
+  runId?: string;
+  /** Parent of the private temp dir. Default: os.tmpdir(). */
+  tmpRoot?: string;
+  /** Stops the run: running checks are killed, what was collected is exported, temp files removed. */
+  signal?: AbortSignal;
+  /** Also stop on SIGINT/SIGTERM (default true). Embedders that handle signals themselves pass false. */
+  handleProcessSignals?: boolean;
+  /** Called after each check, e.g. to print a table row. */
+  onCheckDone?: (event: CheckDoneEvent) => void;
+  /** Path of bash. Default "bash". */
+  bash?: string;
+  /** Clock for timestamps; tests pin it. */
+  now?: () => Date;
+}
+
+export interface CheckDoneEvent {
+  check: BundledCheck;
+  results: ResultDocument[];
+  error: ErrorDocument | undefined;
+  durationMs: number;
+}
+
+export const DEFAULTS = {
+  timeoutSec: 60,
+  stdoutCapBytes: 1024 * 1024,
+  stderrCapBytes: 64 * 1024,
+} as const;
+
+/** Output kept in an error record: enough to debug, small enough to index. */
+const ERROR_OUTPUT_CHARS = 4096;
+
+// Only these reach a check: the agent's own settings and secrets (AWS_*, GATHER_*, ES credentials) never do.
+const PASSED_ENV = /^(PATH|HOME|LANG|LANGUAGE|TERM|LC_[A-Z_]+)$/;
+
+export function checkEnvironment(parent: NodeJS.ProcessEnv, category: Category, check: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parent)) {
+    if (value !== undefined && PASSED_ENV.test(name)) env[name] = value;
+  }
+  env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  env.GATHER_CATEGORY = category;
+  env.GATHER_CHECK = check;
+  return env;
+}
+
+function truncate(text: string): string {
+  return text.length > ERROR_OUTPUT_CHARS ? `${text.slice(0, ERROR_OUTPUT_CHARS)}…[truncated]` : text;
+}
+
+function formatMiB(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / 1024 / 1024} MiB` : `${bytes} bytes`;
+}
+
+interface Classified {
+  results: ReturnType<typeof parseCheckOutput>['results'];
+  error?: { reason: ErrorReason; message: string };
+}
+
+/** Turns what a check did into results and at most one error record. */
+export function classifyOutcome(outcome: CheckOutcome, timeoutSec: number, stdoutCapBytes: number): Classified {
+  if (outcome.spawnError) return { results: [], error: { reason: 'spawn_failed', message: `could not start bash: ${outcome.spawnError.message}` } };
+  if (outcome.stdoutOverflow) {
+    return { results: [], error: { reason: 'output_too_large', message: `stdout exceeded the ${formatMiB(stdoutCapBytes)} cap; the check was stopped` } };
+  }
+  const parsed = parseCheckOutput(outcome.stdout);
+  if (outcome.timedOut) return { results: parsed.results, error: { reason: 'timeout', message: `timed out after ${timeoutSec} s` } };
+  if (outcome.aborted) return { results: parsed.results, error: { reason: 'killed', message: 'stopped because the run was interrupted' } };
+  if (parsed.problems.length > 0) {
+    const more = parsed.problems.length > 3 ? ` (and ${parsed.problems.length - 3} more)` : '';
+    return { results: parsed.results, error: { reason: 'invalid_output', message: parsed.problems.slice(0, 3).join('; ') + more } };
+  }
+  if (parsed.results.length === 0) {
+    const how = outcome.signal ? `was killed by ${outcome.signal}` : `exited with code ${outcome.exitCode}`;
+    return { results: [], error: { reason: 'no_output', message: `${how} and printed no result` } };
+  }
+  if (outcome.signal) return { results: parsed.results, error: { reason: 'killed', message: `was killed by ${outcome.signal}` } };
+  return { results: parsed.results };
+}
+
+/**
+ * The whole job: fetch the bundle, verify it, run the checks of a category, export results and error
+ * records. The private temp dir is removed on every path, including errors and SIGINT/SIGTERM.
+ * Throws a GatherError (BundleRefusedError, FetchError, AbortedError) when the run could not complete; the
+ * error is exported first as an error record when the exporter still works. An exporter failure does not
+ * throw: the summary says `export_failed` so the caller can still report what ran.
+ */
+export async function run(options: RunOptions): Promise<RunSummary> {
+  const started = performance.now();
+  const now = options.now ?? (() => new Date());
+  const runId = options.runId ?? randomUUID();
+  const category = options.category;
+  if (category !== 'all' && !CATEGORIES.includes(category)) {
+    throw new ConfigError(`Unknown category "${String(category)}". Use one of: ${[...CATEGORIES, 'all'].join(', ')}.`);
+  }
+  const publicKey = parsePublicKey(options.publicKey);
+  const concurrency = options.concurrency ?? availableParallelism();
+  const timeoutSec = options.timeoutSec ?? DEFAULTS.timeoutSec;
+  const stdoutCapBytes = options.stdoutCapBytes ?? DEFAULTS.stdoutCapBytes;
+  const stderrCapBytes = options.stderrCapBytes ?? DEFAULTS.stderrCapBytes;
+  for (const [name, value] of Object.entries({ concurrency, timeoutSec, stdoutCapBytes, stderrCapBytes })) {
+    if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`Option "${name}" must be a positive number (got ${value}).`);
+  }
+
+  const host: HostInfo = {
+    hostname: options.hostname ?? hostname(),
+    ...(options.username ? { username: options.username } : {}),
+    ...(options.instanceId ? { instance_id: options.instanceId } : {}),
+  };
+  const agent = { version: options.agentVersion ?? CORE_VERSION };
+  let bundle: BundleInfo | undefined;
+  const base = (): DocumentBase => ({ '@timestamp': now().toISOString(), run_id: runId, host, agent, ...(bundle ? { bundle } : {}) });
+
+  const abort = new AbortController();
+  const onParentAbort = () => abort.abort();
+  options.signal?.addEventListener('abort', onParentAbort, { once: true });
+  if (options.signal?.aborted) abort.abort();
+  const onProcessSignal = () => abort.abort();
+  const handleSignals = options.handleProcessSignals ?? true;
+  if (handleSignals) {
+    process.on('SIGINT', onProcessSignal);
+    process.on('SIGTERM', onProcessSignal);
+  }
+
+  const summary: RunSummary = {
+    run_id: runId,
+    category,
+    checks_run: 0,
+    checks_ok: 0,
+    checks_failed: 0,
+    checks_timed_out: 0,
+    results: 0,
+    errors: 0,
+    duration_ms: 0,
+    export: { delivered: 0, spooled: 0, failed: 0 },
+    export_failed: false,
+    fetch: undefined,
+  };
+
+  // Exporter calls are serialised: adapters may assume one call at a time.
+  let exportChain: Promise<void> = Promise.resolve();
+  let exportFailure: unknown;
+  const enqueueExport = (task: () => Promise<void>) => {
+    exportChain = exportChain.then(task).catch((error) => {
+      exportFailure ??= error;
+    });
+    return exportChain;
+  };
+
+  const tmp = await mkdtemp(join(options.tmpRoot ?? tmpdir(), 'gather-'));
+  try {
+    const throwIfAborted = () => {
+      if (abort.signal.aborted) throw new AbortedError('Run interrupted before the checks ran.');
+    };
+    let fetched;
+    try {
+      fetched = await options.fetcher.fetch({ dir: tmp, signal: abort.signal });
+    } catch (error) {
+      throwIfAborted();
+      throw isGatherError(error) ? error : new FetchError(`[${options.fetcher.name} fetcher] ${(error as Error).message}`, { cause: error });
+    }
+    summary.fetch = { unchanged: fetched.unchanged, bytesTransferred: fetched.bytesTransferred, source: fetched.source };
+    throwIfAborted();
+
+    const size = (await stat(fetched.path)).size;
+    if (size > MAX_BUNDLE_BYTES) throw new BundleRefusedError(`Bundle refused: ${fetched.source} is ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit.`);
+    const verified = verifyBundle(await readFile(fetched.path), publicKey);
+    bundle = { version: verified.manifest.version, sha256: verified.sha256 };
+    summary.bundle = bundle;
+    await extractBundle(verified, join(tmp, 'bundle'));
+    const payload = loadBundlePayload(verified);
+    throwIfAborted();
+
+    const checks = payload.checks.filter((check) => category === 'all' || check.category === category);
+    const workDir = join(tmp, 'work');
+    await mkdir(workDir, { mode: 0o700 });
+
+    await forEachLimited(checks, concurrency, async (check) => {
+      if (abort.signal.aborted) return;
+      const checkTimeoutSec = check.timeoutSec ?? timeoutSec;
+      const outcome = await executeCheck(check, {
+        prelude: payload.prelude,
+        timeoutMs: checkTimeoutSec * 1000,
+        stdoutCapBytes,
+        stderrCapBytes,
+        env: checkEnvironment(process.env, check.category, check.id),
+        cwd: workDir,
+        signal: abort.signal,
+        ...(options.bash ? { bash: options.bash } : {}),
+        ...(options.nice ? { nice: options.nice } : {}),
+      });
+      const classified = classifyOutcome(outcome, checkTimeoutSec, stdoutCapBytes);
+      const documentBase = base();
+      const results: ResultDocument[] = classified.results.map((result) => ({
+        kind: 'result',
+        ...documentBase,
+        bundle: bundle!,
+        category: check.category,
+        check: check.id,
+        duration_ms: outcome.durationMs,
+        ...result,
+      }));
+      const error: ErrorDocument | undefined = classified.error && {
+        kind: 'error',
+        ...documentBase,
+        category: check.category,
+        check: check.id,
+        reason: classified.error.reason,
+        message: classified.error.message,
+        exit_code: outcome.exitCode,
+        signal: outcome.signal,
+        stdout: truncate(outcome.stdout),
+        stderr: truncate(outcome.stderr),
+        duration_ms: outcome.durationMs,
+      };
+      summary.checks_run++;
+      summary.results += results.length;
+      if (error) {
+        summary.errors++;
+        if (error.reason === 'timeout') summary.checks_timed_out++;
+        else summary.checks_failed++;
+      } else summary.checks_ok++;
+      options.onCheckDone?.({ check, results, error, durationMs: outcome.durationMs });
+      await enqueueExport(async () => {
+        if (results.length > 0) await options.exporter.exportResults(results);
+        if (error) await options.exporter.exportErrors([error]);
+      });
+    });
+    if (abort.signal.aborted) throw new AbortedError(`Run interrupted after ${summary.checks_run} of ${checks.length} checks; the results collected so far were exported.`);
+  } catch (error) {
+    const failure = isGatherError(error) ? error : new FetchError(String((error as Error)?.message ?? error), { cause: error });
+    const reason: ErrorReason =
+      failure instanceof BundleRefusedError ? 'bundle_refused' : failure instanceof FetchError ? 'fetch_failed' : 'run_failed';
+    summary.errors++;
+    await enqueueExport(() =>
+      options.exporter.exportErrors([{ kind: 'error', ...base(), ...(category === 'all' ? {} : { category }), reason, message: failure.message }]),
+    );
+    await finishExport();
+    throw failure;
+  } finally {
+    options.signal?.removeEventListener('abort', onParentAbort);
+    if (handleSignals) {
+      process.off('SIGINT', onProcessSignal);
+      process.off('SIGTERM', onProcessSignal);
+    }
+    await rm(tmp, { recursive: true, force: true });
+  }
+  await finishExport();
+  return summary;
+
+  async function finishExport(): Promise<void> {
+    await exportChain;
+    try {
+      summary.export = await options.exporter.flush();
+    } catch (error) {
+      exportFailure ??= error;
+    }
+    if (exportFailure !== undefined) {
+      summary.export_failed = true;
+      summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${(exportFailure as Error)?.message ?? String(exportFailure)}`).message;
+    }
+    summary.duration_ms = Math.round(performance.now() - started);
+  }
+}
+

@@ -1,0 +1,174 @@
+/**
+ * The contracts of gather. Adapters (fetchers, exporters) implement these; optional capabilities are
+ * optional members, so a minimal adapter stays small.
+ */
+
+/** The categories of checks. A bundle holds checks of both; a run executes one or all. */
+export type Category = 'abuse' | 'analytics';
+export const CATEGORIES: readonly Category[] = ['abuse', 'analytics'];
+
+/** The JSON types a result value may have. */
+export type ResultType = 'boolean' | 'number' | 'string' | 'array' | 'object';
+export const RESULT_TYPES: readonly ResultType[] = ['boolean', 'number', 'string', 'array', 'object'];
+
+/** What a check prints: one result per JSON object. */
+export interface CheckResult {
+  name: string;
+  type: ResultType;
+  value: unknown;
+}
+
+/** Who produced a document. */
+export interface HostInfo {
+  hostname: string;
+  username?: string;
+  instance_id?: string;
+}
+
+export interface BundleInfo {
+  version: string;
+  sha256: string;
+}
+
+/** Fields shared by every exported document. */
+export interface DocumentBase {
+  '@timestamp': string;
+  run_id: string;
+  host: HostInfo;
+  agent: { version: string };
+  /** Absent only when the bundle could not be fetched or verified. */
+  bundle?: BundleInfo;
+}
+
+/** One enriched result, as exported. */
+export interface ResultDocument extends DocumentBase, CheckResult {
+  kind: 'result';
+  category: Category;
+  /** The 3-letter check id. */
+  check: string;
+  duration_ms: number;
+  bundle: BundleInfo;
+}
+
+/** Why a check (or a whole run) produced no usable result. */
+export type ErrorReason =
+  | 'invalid_output'
+  | 'no_output'
+  | 'output_too_large'
+  | 'timeout'
+  | 'spawn_failed'
+  | 'killed'
+  | 'bundle_refused'
+  | 'fetch_failed'
+  | 'run_failed';
+
+/** One error record: a check that misbehaved, or a run that could not happen. */
+export interface ErrorDocument extends DocumentBase {
+  kind: 'error';
+  reason: ErrorReason;
+  /** Human-readable explanation, e.g. "timed out after 60 s". */
+  message: string;
+  category?: Category;
+  check?: string;
+  exit_code?: number | null;
+  signal?: string | null;
+  /** Truncated output of the check, to debug it. */
+  stdout?: string;
+  stderr?: string;
+  duration_ms?: number;
+}
+
+export type GatherDocument = ResultDocument | ErrorDocument;
+
+/** Where a fetcher put the bundle. */
+export interface FetchResult {
+  /** Absolute path of the bundle file (inside the directory given to `fetch`, or a cache). */
+  path: string;
+  /** True when the source reported the bundle unchanged since the previous fetch (e.g. HTTP 304). */
+  unchanged: boolean;
+  /** Body bytes transferred for this fetch (0 when unchanged or read locally). */
+  bytesTransferred: number;
+  /** Where it came from, for messages (never contains credentials). */
+  source: string;
+}
+
+export interface FetchOptions {
+  /** A private directory (mode 0700) the fetcher may write the bundle into. */
+  dir: string;
+  signal?: AbortSignal;
+}
+
+/** Gets a bundle into a directory. */
+export interface Fetcher {
+  /** Short adapter name used in messages, e.g. "file" or "s3". */
+  readonly name: string;
+  fetch(options: FetchOptions): Promise<FetchResult>;
+  /** Releases sockets or handles; optional. */
+  close?(): Promise<void>;
+}
+
+/** What an exporter did with the documents it was given. */
+export interface ExportSummary {
+  /** Documents acknowledged by the destination. */
+  delivered: number;
+  /** Documents kept on disk for a later delivery (exporters with a spool). */
+  spooled: number;
+  /** Documents that could not be delivered nor kept. */
+  failed: number;
+}
+
+/** Sends documents somewhere. Calls are never concurrent for one exporter instance. */
+export interface Exporter {
+  readonly name: string;
+  exportResults(results: readonly ResultDocument[]): Promise<void>;
+  exportErrors(errors: readonly ErrorDocument[]): Promise<void>;
+  /** Delivers everything buffered so far; resolves with totals since the exporter was created. */
+  flush(): Promise<ExportSummary>;
+  /** Flushes and releases resources. The exporter is unusable afterwards. */
+  close(): Promise<ExportSummary>;
+}
+
+/** A check as decoded from a verified bundle. */
+export interface BundledCheck {
+  id: string;
+  category: Category;
+  script: string;
+  /** Per-check timeout override from a `# gather: timeout=N` header, in seconds. */
+  timeoutSec?: number;
+}
+
+/** What the runner inside a bundle hands to the agent. */
+export interface BundlePayload {
+  prelude: string;
+  checks: BundledCheck[];
+}
+
+/** The signed manifest.json of a bundle. */
+export interface BundleManifest {
+  format: 1;
+  version: string;
+  created: string;
+  checks: Record<Category, string[]>;
+  /** sha256 (hex) of every other member, by member name. */
+  files: Record<string, string>;
+}
+
+/** Outcome of one `run()`. */
+export interface RunSummary {
+  run_id: string;
+  category: Category | 'all';
+  bundle?: BundleInfo;
+  checks_run: number;
+  checks_ok: number;
+  checks_failed: number;
+  checks_timed_out: number;
+  results: number;
+  errors: number;
+  duration_ms: number;
+  export: ExportSummary;
+  /** True when the exporter itself failed; documents may be lost. */
+  export_failed: boolean;
+  /** What the exporter failure was, credentials redacted by the exporter. */
+  export_error?: string;
+  fetch: { unchanged: boolean; bytesTransferred: number; source: string } | undefined;
+}

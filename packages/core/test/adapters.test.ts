@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, createFileExporter, createFileFetcher, createMemoryExporter, createStdoutExporter, type GatherDocument } from '../src/index.js';
+import { exporterContract, sampleResult } from './contracts/exporter.js';
+import { fetcherContract } from './contracts/fetcher.js';
+import { tempDir, writeTemp } from './_fixtures.js';
+
+const parseNdjson = (text: string): GatherDocument[] => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+
+let filePath = '';
+exporterContract('file (NDJSON)', {
+  create: () => createFileExporter({ path: (filePath = join(tempDir(), 'out.ndjson')) }),
+  readBack: async () => parseNdjson(readFileSync(filePath, 'utf8')),
+});
+
+let captured = '';
+exporterContract('stdout (NDJSON)', {
+  create: () => {
+    captured = '';
+    const stream = new PassThrough();
+    stream.on('data', (chunk) => (captured += chunk));
+    return createStdoutExporter({ stream });
+  },
+  readBack: async () => parseNdjson(captured),
+});
+
+let memory = createMemoryExporter();
+exporterContract('memory', {
+  create: () => (memory = createMemoryExporter()),
+  readBack: async () => [...memory.results, ...memory.errors],
+});
+
+fetcherContract('file', {
+  withBundle: (bundle) => createFileFetcher({ path: writeTemp('check.tar', bundle) }),
+  missing: () => createFileFetcher({ path: join(tempDir(), 'absent.tar') }),
+});
+
+describe('file adapters', () => {
+  it('the file exporter writes mode 0600 and appends when asked', async () => {
+    const path = join(tempDir(), 'out.ndjson');
+    for (let i = 0; i < 2; i++) {
+      const exporter = createFileExporter({ path, append: true });
+      await exporter.exportResults([sampleResult(i)]);
+      await exporter.close();
+    }
+    expect(parseNdjson(readFileSync(path, 'utf8'))).toHaveLength(2);
+    const { statSync } = await import('node:fs');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it('the file exporter fails clearly when its directory does not exist', async () => {
+    const exporter = createFileExporter({ path: '/nonexistent-dir/out.ndjson' });
+    await expect((async () => {
+      await exporter.exportResults([sampleResult(1)]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await exporter.close();
+    })()).rejects.toThrow(/\[gather\] \[file exporter\] Writing NDJSON failed: .*ENOENT/);
+  });
+
+  it('options are validated with a message that says what to pass', () => {
+    expect(() => createFileFetcher({ path: '' })).toThrow(ConfigError);
+    expect(() => createFileExporter({ path: '' })).toThrow(/Pass --out <file> or set GATHER_OUT/);
+  });
+});

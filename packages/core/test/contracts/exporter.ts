@@ -1,0 +1,60 @@
+// The contract every Exporter must meet, run against each adapter (core's built-ins here, Elasticsearch in
+// @gather/exporter-es). `readBack` returns what the destination holds, so the suite checks real delivery.
+import { describe, expect, it } from 'vitest';
+import type { ErrorDocument, Exporter, GatherDocument, ResultDocument } from '../../src/types.js';
+
+export interface ExporterHarness {
+  create(): Promise<Exporter> | Exporter;
+  /** Everything delivered so far by exporters made by this harness's last `create`, in any order. */
+  readBack(): Promise<GatherDocument[]>;
+}
+
+const base = {
+  '@timestamp': '2026-01-01T00:00:00.000Z',
+  run_id: 'contract-run',
+  host: { hostname: 'vm-1' },
+  agent: { version: '0.0.0' },
+  bundle: { version: 'v1', sha256: 'a'.repeat(64) },
+} as const;
+
+export function sampleResult(index: number, value: unknown = index): ResultDocument {
+  const type = Array.isArray(value) ? 'array' : value === null ? 'object' : (typeof value as ResultDocument['type']);
+  return { kind: 'result', ...base, category: 'abuse', check: 'abc', duration_ms: 1, name: `n.${index}`, type, value };
+}
+
+export function sampleError(index: number): ErrorDocument {
+  return { kind: 'error', ...base, category: 'analytics', check: 'xyz', reason: 'invalid_output', message: `bad ${index}`, exit_code: 1 };
+}
+
+export function exporterContract(name: string, harness: ExporterHarness): void {
+  describe(`Exporter contract: ${name}`, () => {
+    it('delivers results and errors, and counts them in flush()', async () => {
+      const exporter = await harness.create();
+      await exporter.exportResults([sampleResult(1), sampleResult(2, 'two'), sampleResult(3, true)]);
+      await exporter.exportErrors([sampleError(1)]);
+      const summary = await exporter.flush();
+      expect(summary).toMatchObject({ delivered: 4, failed: 0 });
+      await exporter.close();
+      const delivered = await harness.readBack();
+      expect(delivered).toHaveLength(4);
+      expect(delivered.filter((d) => d.kind === 'error')).toMatchObject([{ reason: 'invalid_output', message: 'bad 1' }]);
+      expect(delivered.filter((d) => d.kind === 'result').map((d) => (d as ResultDocument).name).sort()).toEqual(['n.1', 'n.2', 'n.3']);
+    });
+
+    it('keeps values of every type as they were', async () => {
+      const exporter = await harness.create();
+      const values = [true, 42.5, 'text "quoted"\n', ['a', 1], { nested: { k: [1, 2] } }];
+      await exporter.exportResults(values.map((value, i) => sampleResult(i, value)));
+      await exporter.close();
+      const byName = new Map((await harness.readBack()).map((d) => [(d as ResultDocument).name, (d as ResultDocument).value]));
+      values.forEach((value, i) => expect(byName.get(`n.${i}`)).toEqual(value));
+    });
+
+    it('accepts empty batches', async () => {
+      const exporter = await harness.create();
+      await exporter.exportResults([]);
+      await exporter.exportErrors([]);
+      expect((await exporter.close()).delivered).toBe(0);
+    });
+  });
+}

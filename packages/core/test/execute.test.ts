@@ -1,0 +1,108 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { executeCheck, type ExecuteOptions } from '../src/index.js';
+import { check, tempDir } from './_fixtures.js';
+
+const options = (overrides: Partial<ExecuteOptions> = {}): ExecuteOptions => ({
+  prelude: 'say() { echo "said:$1"; }',
+  timeoutMs: 10_000,
+  stdoutCapBytes: 1024 * 1024,
+  stderrCapBytes: 1024,
+  env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root' },
+  cwd: tempDir(),
+  ...overrides,
+});
+
+/** Pids of live processes whose command line contains `marker`. */
+function processesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.includes(marker)) pids.push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return pids;
+}
+
+const markers: string[] = [];
+afterEach(() => {
+  for (const marker of markers.splice(0)) for (const pid of processesWith(marker)) process.kill(pid, 'SIGKILL');
+});
+
+describe('executeCheck', () => {
+  it('runs the prelude and the script in one bash, and captures stdout, stderr and the exit code', async () => {
+    const outcome = await executeCheck(check('abc', 'say hello; echo oops >&2; exit 3'), options());
+    expect(outcome).toMatchObject({ stdout: 'said:hello\n', stderr: 'oops\n', exitCode: 3, timedOut: false, stdoutOverflow: false });
+  });
+
+  it('passes the script on a file descriptor: it is not in the argv of bash', async () => {
+    const outcome = await executeCheck(check('abc', '# SECRET-SCRIPT-TEXT\ntr "\\0" " " < /proc/$$/cmdline'), options());
+    expect(outcome.stdout).toContain('bash');
+    expect(outcome.stdout).not.toContain('SECRET-SCRIPT-TEXT');
+  });
+
+  it('gives the check no stdin', async () => {
+    const outcome = await executeCheck(check('abc', 'if read -r line; then echo "read:$line"; else echo eof; fi; readlink /proc/$$/fd/0'), options());
+    expect(outcome.stdout).toBe('eof\n/dev/null\n');
+  });
+
+  it('gives the check exactly the environment it is handed', async () => {
+    process.env.AWS_SECRET_ACCESS_KEY = 'leaked';
+    try {
+      const outcome = await executeCheck(check('abc', 'env | cut -d= -f1 | grep -v -E "^(PWD|SHLVL|_|OLDPWD)$" | sort'), options({ env: { PATH: '/usr/bin:/bin', GATHER_CATEGORY: 'abuse' } }));
+      expect(outcome.stdout.trim().split('\n')).toEqual(['GATHER_CATEGORY', 'PATH']);
+    } finally {
+      delete process.env.AWS_SECRET_ACCESS_KEY;
+    }
+  });
+
+  it('kills the whole process group on timeout, leaving no process behind', async () => {
+    const marker = `gather-timeout-${process.pid}-${Date.now()}`;
+    markers.push(marker);
+    const script = `(exec -a ${marker} sleep 300) & (exec -a ${marker}-2 sleep 300) & echo started; wait`;
+    const outcome = await executeCheck(check('abc', script), options({ timeoutMs: 500 }));
+    expect(outcome.timedOut).toBe(true);
+    expect(outcome.stdout).toBe('started\n');
+    expect(outcome.durationMs).toBeLessThan(5_000);
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('also kills background processes a check leaves behind when it exits', async () => {
+    const marker = `gather-orphan-${process.pid}-${Date.now()}`;
+    markers.push(marker);
+    const outcome = await executeCheck(check('abc', `(exec -a ${marker} sleep 300) >/dev/null 2>&1 & echo done`), options());
+    expect(outcome).toMatchObject({ stdout: 'done\n', exitCode: 0, timedOut: false });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it('stops a check whose stdout exceeds the cap and keeps nothing of it', async () => {
+    const outcome = await executeCheck(check('abc', 'yes gather-output-line'), options({ stdoutCapBytes: 64 * 1024 }));
+    expect(outcome.stdoutOverflow).toBe(true);
+    expect(outcome.stdout).toBe('');
+    expect(outcome.timedOut).toBe(false);
+  });
+
+  it('keeps only the first bytes of stderr', async () => {
+    const outcome = await executeCheck(check('abc', 'head -c 100000 /dev/zero | tr "\\0" e >&2; echo ok'), options({ stderrCapBytes: 1000 }));
+    expect(outcome.stderr).toHaveLength(1000);
+    expect(outcome.stdout).toBe('ok\n');
+  });
+
+  it('reports a bash that cannot be started', async () => {
+    const outcome = await executeCheck(check('abc', 'echo hi'), options({ bash: '/nonexistent/bash' }));
+    expect(outcome.spawnError?.message).toMatch(/ENOENT/);
+  });
+
+  it('is stopped by an abort signal', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 200);
+    const outcome = await executeCheck(check('abc', 'sleep 30'), options({ signal: controller.signal }));
+    expect(outcome.aborted).toBe(true);
+    expect(outcome.durationMs).toBeLessThan(5_000);
+  });
+});

@@ -1,0 +1,181 @@
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  AbortedError,
+  BundleRefusedError,
+  FetchError,
+  createFileFetcher,
+  createMemoryExporter,
+  run,
+  type BundledCheck,
+  type Exporter,
+  type RunOptions,
+} from '../src/index.js';
+import { check, makeBundle, makeKeys, tempDir, type TarEntry } from './_fixtures.js';
+
+const keys = makeKeys();
+
+function setup(checks: BundledCheck[], overrides: Partial<RunOptions> & { tamper?: (m: TarEntry[]) => TarEntry[] } = {}) {
+  const dir = tempDir();
+  const bundlePath = join(dir, 'check.tar');
+  writeFileSync(bundlePath, makeBundle({ keys, checks, prelude: 'emit() { printf \'{"name":"%s","type":"number","value":%s}\\n\' "$1" "$2"; }', ...(overrides.tamper ? { tamper: overrides.tamper } : {}) }));
+  const tmpRoot = tempDir('gather-tmproot-');
+  const exporter = createMemoryExporter();
+  const options: RunOptions = {
+    fetcher: createFileFetcher({ path: bundlePath }),
+    exporter,
+    category: 'all',
+    publicKey: keys.publicKeyPem,
+    tmpRoot,
+    handleProcessSignals: false,
+    ...overrides,
+  };
+  return { options, exporter, tmpRoot, dir };
+}
+
+describe('run', () => {
+  it('runs the checks of a category and exports enriched results', async () => {
+    const { options, exporter, tmpRoot } = setup([check('abc', 'emit cpu.count 4'), check('xyz', 'emit db.count 2', 'analytics')], {
+      category: 'abuse',
+      username: 'alice',
+      instanceId: 'i-123',
+      hostname: 'vm-1',
+      agentVersion: '9.9.9',
+      runId: 'run-1',
+      now: () => new Date('2026-02-03T04:05:06.789Z'),
+    });
+    const summary = await run(options);
+    expect(summary).toMatchObject({ run_id: 'run-1', checks_run: 1, checks_ok: 1, checks_failed: 0, results: 1, errors: 0, export_failed: false });
+    expect(summary.export.delivered).toBe(1);
+    expect(exporter.results).toEqual([
+      {
+        kind: 'result',
+        '@timestamp': '2026-02-03T04:05:06.789Z',
+        run_id: 'run-1',
+        category: 'abuse',
+        check: 'abc',
+        duration_ms: expect.any(Number),
+        name: 'cpu.count',
+        type: 'number',
+        value: 4,
+        host: { hostname: 'vm-1', username: 'alice', instance_id: 'i-123' },
+        bundle: { version: 'test-1', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
+        agent: { version: '9.9.9' },
+      },
+    ]);
+    expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('turns every kind of misbehaving check into an error record and keeps going', async () => {
+    const { options, exporter } = setup(
+      [
+        check('aaa', 'emit ok.one 1'),
+        check('bbb', 'echo not json'),
+        check('ccc', 'exit 4'),
+        check('ddd', 'sleep 30', 'abuse', 1),
+        check('eee', 'yes x'),
+        check('fff', '{ echo \'{"name":"","type":"number","value":1}\'; }'),
+        check('ggg', 'echo \'{"name":"n","type":"boolean","value":1}\'; echo \'{"name":"fine","type":"string","value":"x"}\''),
+      ],
+      { stdoutCapBytes: 4096, timeoutSec: 20 },
+    );
+    const summary = await run(options);
+    expect(summary).toMatchObject({ checks_run: 7, checks_ok: 1, checks_failed: 5, checks_timed_out: 1, results: 2, errors: 6 });
+    const byCheck = Object.fromEntries(exporter.errors.map((e) => [e.check, e]));
+    expect(byCheck.bbb).toMatchObject({ kind: 'error', reason: 'invalid_output', category: 'abuse', exit_code: 0, stdout: 'not json\n' });
+    expect(byCheck.ccc).toMatchObject({ reason: 'no_output', message: 'exited with code 4 and printed no result', exit_code: 4 });
+    expect(byCheck.ddd).toMatchObject({ reason: 'timeout', message: 'timed out after 1 s' });
+    expect(byCheck.eee).toMatchObject({ reason: 'output_too_large', message: 'stdout exceeded the 4096 bytes cap; the check was stopped' });
+    expect(byCheck.fff?.message).toMatch(/"name" must be a non-empty string/);
+    expect(byCheck.ggg?.message).toMatch(/type is "boolean" but value is number/);
+    expect(exporter.results.map((r) => r.name).sort()).toEqual(['fine', 'ok.one']);
+  });
+
+  it('never runs a check from a refused bundle, and exports the refusal', async () => {
+    const sentinel = join(tempDir(), 'ran');
+    const { options, exporter, tmpRoot } = setup([check('abc', `touch ${sentinel}; emit x 1`)], {
+      tamper: (members) => members.map((m) => (m.name === 'runner.js' ? { ...m, data: String(m.data).replace('emit x 1', 'emit x 2') } : m)),
+    });
+    await expect(run(options)).rejects.toBeInstanceOf(BundleRefusedError);
+    expect(existsSync(sentinel)).toBe(false);
+    expect(exporter.results).toEqual([]);
+    expect(exporter.errors).toMatchObject([{ kind: 'error', reason: 'bundle_refused', message: expect.stringMatching(/hash mismatch/) }]);
+    expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('exports a fetch failure as an error record', async () => {
+    const { options, exporter } = setup([check('abc', 'emit x 1')]);
+    options.fetcher = createFileFetcher({ path: '/nonexistent/check.tar' });
+    await expect(run(options)).rejects.toBeInstanceOf(FetchError);
+    expect(exporter.errors).toMatchObject([{ reason: 'fetch_failed', message: expect.stringMatching(/Bundle not found at \/nonexistent\/check.tar/) }]);
+  });
+
+  it('keeps at most `concurrency` checks running at once', async () => {
+    const dir = tempDir();
+    const script = `touch ${dir}/$GATHER_CHECK; sleep 0.3; emit seen $(ls ${dir} | wc -l); rm ${dir}/$GATHER_CHECK`;
+    const { options, exporter } = setup(['aaa', 'bbb', 'ccc', 'ddd', 'eee', 'fff'].map((id) => check(id, script)), { concurrency: 2 });
+    await run(options);
+    const seen = exporter.results.map((r) => r.value as number);
+    expect(seen).toHaveLength(6);
+    expect(Math.max(...seen)).toBe(2);
+  });
+
+  it('gives checks a scrubbed environment: no credentials, not even the agent settings', async () => {
+    process.env.AWS_SECRET_ACCESS_KEY = 'aws-secret';
+    process.env.GATHER_ES_PASSWORD = 'es-secret';
+    process.env.BASH_ENV = '/tmp/evil';
+    try {
+      const { options, exporter } = setup([check('abc', 'echo "{\\"name\\":\\"env\\",\\"type\\":\\"string\\",\\"value\\":\\"$(env | cut -d= -f1 | sort | tr "\\n" " ")\\"}"')]);
+      await run(options);
+      const names = String(exporter.results[0]?.value).trim().split(' ');
+      expect(names).not.toContain('AWS_SECRET_ACCESS_KEY');
+      expect(names).not.toContain('GATHER_ES_PASSWORD');
+      expect(names).not.toContain('BASH_ENV');
+      expect(names).toEqual(expect.arrayContaining(['PATH', 'GATHER_CATEGORY', 'GATHER_CHECK']));
+    } finally {
+      delete process.env.AWS_SECRET_ACCESS_KEY;
+      delete process.env.GATHER_ES_PASSWORD;
+      delete process.env.BASH_ENV;
+    }
+  });
+
+  it('removes the temp dir and exports what it has when aborted', async () => {
+    const controller = new AbortController();
+    const { options, exporter, tmpRoot } = setup([check('aaa', 'emit fast 1'), check('bbb', 'sleep 30; emit slow 1')], {
+      signal: controller.signal,
+      concurrency: 2,
+      onCheckDone: () => setTimeout(() => controller.abort(), 50),
+    });
+    await expect(run(options)).rejects.toBeInstanceOf(AbortedError);
+    expect(exporter.results.map((r) => r.name)).toEqual(['fast']);
+    expect(exporter.errors.map((e) => e.reason)).toEqual(['killed', 'run_failed']);
+    expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('stops on SIGTERM when it handles process signals', async () => {
+    const { options, tmpRoot } = setup([check('aaa', 'sleep 30; emit slow 1')], { handleProcessSignals: true, onCheckDone: undefined });
+    const started = Date.now();
+    const running = run(options);
+    setTimeout(() => process.emit('SIGTERM'), 300);
+    await expect(running).rejects.toBeInstanceOf(AbortedError);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('reports an exporter failure in the summary instead of losing the run', async () => {
+    const failing: Exporter = {
+      name: 'broken',
+      exportResults: async () => {
+        throw new Error('disk full');
+      },
+      exportErrors: async () => {},
+      flush: async () => ({ delivered: 0, spooled: 0, failed: 1 }),
+      close: async () => ({ delivered: 0, spooled: 0, failed: 1 }),
+    };
+    const { options } = setup([check('abc', 'emit x 1')], { exporter: failing });
+    const summary = await run(options);
+    expect(summary.export_failed).toBe(true);
+    expect(summary.export_error).toMatch(/Exporting to broken failed: disk full/);
+  });
+});
