@@ -108,9 +108,12 @@ export function createFileExporter(options: FileExporterOptions): Exporter {
     stream.end();
     await once(stream, 'finish');
     // fsync so a power cut right after the run does not lose results the summary counted as delivered.
-    const handle = await open(path, 'r+');
+    const handle = await open(path, 'r');
     try {
       await handle.sync();
+    } catch (error) {
+      // Character devices such as /dev/null cannot be synced; there is nothing to lose there.
+      if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
     } finally {
       await handle.close();
     }

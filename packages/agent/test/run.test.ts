@@ -1,0 +1,154 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { agent, makeBundleFile, ndjson, tempDir } from './_helpers.js';
+
+describe('gather-agent run', () => {
+  it('runs the checks of the bundle and writes results and error records as one NDJSON stream', async () => {
+    const fx = await makeBundleFile({
+      'abuse/run-abc': 'output proc.count number 7',
+      'analytics/run-def': 'echo "not json"',
+    });
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--username', 'alice', '--instance-id', 'i-42']);
+    expect(result.code).toBe(5);
+    const docs = ndjson(result.stdout);
+    expect(docs).toHaveLength(2);
+    const [ok] = docs.filter((d) => d.kind === 'result');
+    expect(ok).toMatchObject({
+      check: 'abc',
+      category: 'abuse',
+      name: 'proc.count',
+      type: 'number',
+      value: 7,
+      host: { username: 'alice', instance_id: 'i-42', hostname: expect.any(String) },
+      agent: { version: expect.stringMatching(/^\d+\.\d+\.\d+/) },
+      bundle: { version: expect.any(String), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
+      run_id: expect.any(String),
+    });
+    expect(docs.find((d) => d.kind === 'error')).toMatchObject({ check: 'def', category: 'analytics', reason: 'invalid_output', stdout: 'not json\n' });
+  });
+
+  it('runs only the category asked for and exits 0 when every check is fine', async () => {
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1', 'analytics/run-def': 'exit 1' });
+    const out = join(tempDir(), 'results.ndjson');
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--category', 'abuse', '--out', out]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('');
+    expect(ndjson(readFileSync(out, 'utf8')).map((d) => d.check)).toEqual(['abc']);
+  });
+
+  it('prints a human table on request: one row per check and the totals', async () => {
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output cpu.count number 4', 'abuse/run-xyz': 'sleep 5', 'analytics/run-def': `output shell string '"bash"'` });
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', '/dev/null', '--table', '--timeout', '1']);
+    expect(result.code).toBe(5);
+    const lines = result.stderr.split('\n');
+    expect(lines[0]).toMatch(/^CHECK\s+CATEGORY\s+STATUS\s+DURATION\s+RESULT$/);
+    expect(lines.find((l) => l.startsWith('abc'))).toMatch(/abc\s+abuse\s+ok\s+\d+ ms\s+cpu\.count=4/);
+    expect(lines.find((l) => l.startsWith('xyz'))).toMatch(/error .*timeout: timed out after 1 s/);
+    expect(result.stderr).toMatch(/3 checks: 2 ok, 0 failed, 1 timed out; 2 results, 1 errors/);
+  });
+
+  it('never leaves the script text on disk in clear while checks run', async () => {
+    // The check greps the agent's private temp dir (the parent of its working dir) for its own text. The
+    // needle is assembled at run time, so only a clear copy of the script could match; planting one copy
+    // proves the search would see it.
+    const tmp = tempDir('gather-agent-tmp-');
+    const fx = await makeBundleFile({
+      'abuse/run-abc': [
+        '# TOP-SECRET-CHECK-BODY',
+        'n="TOP-SECRET""-CHECK-BODY"; run_dir=$(dirname "$PWD")',
+        'output before number "$(grep -rl -- "$n" "$run_dir" | wc -l)"',
+        'echo "$n" > planted',
+        'output after number "$(grep -rl -- "$n" "$run_dir" | wc -l)"',
+        `output dir string "$(printf '"%s"' "$run_dir")"`,
+      ].join('\n'),
+    });
+    expect(fx.bundle.includes('TOP-SECRET')).toBe(false);
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: { ...process.env, TMPDIR: tmp } });
+    expect(result.code).toBe(0);
+    const values = Object.fromEntries(ndjson(result.stdout).map((d) => [d.name, d.value]));
+    expect(values).toMatchObject({ before: 0, after: 1 });
+    expect(String(values.dir).startsWith(tmp)).toBe(true);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it.each([
+    [['run'], /Missing --bundle/],
+    [['run', '--bundle', 'x'], /Missing --public-key/],
+    [['run', '--bundle', 'x', '--public-key', 'y', '--category', 'fun'], /--category must be one of abuse, analytics, all/],
+    [['run', '--bundle', 'x', '--public-key', 'y', '--concurrency', '0'], /--concurrency must be a positive integer/],
+    [['run', '--nope'], /Unknown option '--nope'/],
+    [['frobnicate'], /Unknown command "frobnicate"/],
+  ])('usage error %j prints the problem and usage, exit 2', async (args, message) => {
+    const result = await agent(args);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).toMatch(/Usage: gather-agent/);
+  });
+
+  it.each([[['--help']], [['run', '--help']], [['verify', '--help']], [['version', '--help']]])('%j prints help, exit 0', async (args) => {
+    const result = await agent(args);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^Usage: gather-agent/);
+  });
+
+  it('names the public key file it cannot read', async () => {
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', join(fx.dir, 'missing.pem')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/Cannot read the public key file .*missing\.pem \(ENOENT\)/);
+  });
+
+  it('exits 4 when the bundle cannot be fetched', async () => {
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const result = await agent(['run', '--bundle', join(fx.dir, 'nope.tar'), '--public-key', fx.publicKeyPath]);
+    expect(result.code).toBe(4);
+    expect(result.stderr).toMatch(/Bundle not found at .*nope\.tar/);
+    expect(ndjson(result.stdout)).toMatchObject([{ kind: 'error', reason: 'fetch_failed' }]);
+  });
+
+  it('on SIGTERM kills the running checks, removes its temp dir and exits 130', async () => {
+    const marker = `gather-agent-sigterm-${process.pid}`;
+    const tmp = tempDir('gather-agent-tmp-');
+    const fx = await makeBundleFile({ 'abuse/run-abc': `(exec -a ${marker} sleep 300) & wait` });
+    let pid = 0;
+    const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
+      env: { ...process.env, TMPDIR: tmp },
+      onSpawn: (p) => (pid = p),
+    });
+    await waitFor(() => processesWith(marker).length > 0);
+    process.kill(pid, 'SIGTERM');
+    const result = await running;
+    expect(result.code).toBe(130);
+    expect(processesWith(marker)).toEqual([]);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(ndjson(result.stdout)).toMatchObject([{ kind: 'error', reason: 'killed', check: 'abc' }, { kind: 'error', reason: 'run_failed' }]);
+  });
+
+  it('does not load the S3 or Elasticsearch adapters for a local run', () => {
+    const cli = readFileSync(join(__dirname, '../dist/cli.js'), 'utf8');
+    expect(cli).not.toMatch(/from ['"]@gather\/(fetcher-s3|exporter-es)['"]|@aws-sdk|@elastic/);
+    expect(existsSync(join(__dirname, '../dist/cli.js'))).toBe(true);
+  });
+});
+
+function processesWith(marker: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
