@@ -8,16 +8,26 @@ function cell(text: string): string {
 }
 
 function describe(event: CheckDoneEvent): string {
-  const results = event.results.map((r) => `${r.name}=${typeof r.value === 'string' ? r.value : JSON.stringify(r.value)}`).join(' ');
+  let results = '';
+  for (const r of event.results) {
+    if (results.length > MAX_CELL) break;
+    const value = typeof r.value === 'string' ? r.value : JSON.stringify(r.value);
+    results += `${results ? ' ' : ''}${r.name}=${value.length > MAX_CELL ? `${value.slice(0, MAX_CELL)}…` : value}`;
+  }
   if (!event.error) return results || '(no results)';
   return `ERROR ${event.error.reason}: ${event.error.message}${results ? ` | ${results}` : ''}`;
 }
 
+export type TableRow = [id: string, category: string, status: string, duration: string, result: string];
+
+/** One table row per check; only this short text is kept, so memory does not grow with check output. */
+export function tableRow(event: CheckDoneEvent): TableRow {
+  return [event.check.id, event.check.category, event.error ? 'error' : 'ok', `${event.durationMs} ms`, cell(describe(event))];
+}
+
 /** A short human table of a run, for terminals: one row per check, then the totals. */
-export function formatTable(events: readonly CheckDoneEvent[], summary: RunSummary): string {
-  const rows = [...events]
-    .sort((a, b) => a.check.category.localeCompare(b.check.category) || a.check.id.localeCompare(b.check.id))
-    .map((e) => [e.check.id, e.check.category, e.error ? 'error' : 'ok', `${e.durationMs} ms`, cell(describe(e))]);
+export function formatTable(tableRows: readonly TableRow[], summary: RunSummary): string {
+  const rows = [...tableRows].sort((a, b) => a[1].localeCompare(b[1]) || a[0].localeCompare(b[0]));
   const header = ['CHECK', 'CATEGORY', 'STATUS', 'DURATION', 'RESULT'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');

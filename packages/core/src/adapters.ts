@@ -60,9 +60,21 @@ class NdjsonExporter implements Exporter {
     this.throwIfFailed();
     if (documents.length === 0) return;
     const text = documents.map((doc) => JSON.stringify(doc)).join('\n') + '\n';
-    if (!this.stream.write(text)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
+    if (!this.stream.write(text)) await this.drained();
     this.throwIfFailed();
     this.delivered += documents.length;
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.stream.off('drain', done);
+        this.stream.off('error', done);
+        resolve();
+      };
+      this.stream.on('drain', done);
+      this.stream.on('error', done);
+    });
   }
 
   private throwIfFailed(): void {

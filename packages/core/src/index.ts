@@ -12,6 +12,7 @@ export {
   MAX_BUNDLE_BYTES,
   type VerifiedBundle,
 } from './bundle.js';
+export { readTar, type TarMember } from './_tar.js';
 export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
 export { executeCheck, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';

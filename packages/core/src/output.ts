@@ -2,6 +2,8 @@ import { RESULT_TYPES, type CheckResult, type ResultType } from './types.js';
 
 export interface ParsedOutput {
   results: CheckResult[];
+  /** Top-level JSON values seen; `[]` counts, so a check can say "no results" explicitly. */
+  values: number;
   /** One line per value that is not a valid result; empty when the output is fully valid. */
   problems: string[];
 }
@@ -71,15 +73,28 @@ function typeOf(value: unknown): ResultType | 'null' | 'other' {
   }
 }
 
+/**
+ * The original gather printed the value under a key named after its type, booleans as 1/0:
+ * `{"name": "x", "type": "boolean", "boolean": 1}`. Such output is read as `{..., "value": true}` so old
+ * checks keep working.
+ */
+function fromLegacy(object: Record<string, unknown>): Record<string, unknown> {
+  const { type } = object;
+  if ('value' in object || typeof type !== 'string' || !(type in object)) return object;
+  let value = object[type];
+  if (type === 'boolean' && (value === 1 || value === 0)) value = value === 1;
+  return { name: object.name, type, value };
+}
+
 /** Why `value` is not a result, or undefined when it is one. */
 export function resultProblem(value: unknown): string | undefined {
   if (typeOf(value) !== 'object') return `expected a {name, type, value} object, got ${typeOf(value)}`;
-  const { name, type, value: v } = value as Record<string, unknown>;
+  const { name, type, value: v } = fromLegacy(value as Record<string, unknown>);
   if (typeof name !== 'string' || name.trim() === '') return '"name" must be a non-empty string';
   if (typeof type !== 'string' || !RESULT_TYPES.includes(type as ResultType)) {
     return `"${name}": "type" must be one of ${RESULT_TYPES.join(', ')} (got ${JSON.stringify(type)})`;
   }
-  if (!('value' in (value as object))) return `"${name}": "value" is missing`;
+  if (v === undefined) return `"${name}": "value" is missing`;
   const actual = typeOf(v);
   if (actual !== type) return `"${name}": type is "${type}" but value is ${actual}`;
   return undefined;
@@ -89,11 +104,12 @@ export function resultProblem(value: unknown): string | undefined {
 export function parseCheckOutput(stdout: string): ParsedOutput {
   const results: CheckResult[] = [];
   const problems: string[] = [];
+  let values = 0;
   const accept = (value: unknown, where: string) => {
     const problem = resultProblem(value);
     if (problem) problems.push(`${where}: ${problem}`);
     else {
-      const r = value as CheckResult;
+      const r = fromLegacy(value as Record<string, unknown>) as unknown as CheckResult;
       results.push({ name: r.name, type: r.type, value: r.value });
     }
   };
@@ -110,8 +126,9 @@ export function parseCheckOutput(stdout: string): ParsedOutput {
       problems.push(`${where}: invalid JSON (${(error as Error).message}): ${snippet(piece.text)}`);
       continue;
     }
+    values++;
     if (Array.isArray(value)) value.forEach((item, index) => accept(item, `${where}[${index}]`));
     else accept(value, where);
   }
-  return { results, problems };
+  return { results, values, problems };
 }

@@ -116,7 +116,7 @@ export function classifyOutcome(outcome: CheckOutcome, timeoutSec: number, stdou
     const more = parsed.problems.length > 3 ? ` (and ${parsed.problems.length - 3} more)` : '';
     return { results: parsed.results, error: { reason: 'invalid_output', message: parsed.problems.slice(0, 3).join('; ') + more } };
   }
-  if (parsed.results.length === 0) {
+  if (parsed.values === 0) {
     const how = outcome.signal ? `was killed by ${outcome.signal}` : `exited with code ${outcome.exitCode}`;
     return { results: [], error: { reason: 'no_output', message: `${how} and printed no result` } };
   }

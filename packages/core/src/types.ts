@@ -115,6 +115,14 @@ export interface ExportSummary {
   spooled: number;
   /** Documents that could not be delivered nor kept. */
   failed: number;
+  /** Re-sends after a transient failure (a document sent three times counts 2); exporters that retry. */
+  retried?: number;
+  /** Documents the destination rejected for good, kept with the reason in an errors destination. */
+  deadLettered?: number;
+  /** Documents dropped from a full spool (oldest first); also counted in `failed` when they were this exporter's. */
+  dropped?: number;
+  /** Documents spooled by an earlier exporter (a previous run) and delivered by this one. */
+  recovered?: number;
 }
 
 /** Sends documents somewhere. Calls are never concurrent for one exporter instance. */

@@ -5,7 +5,7 @@ const r = (name: string, type: string, value: unknown) => ({ name, type, value }
 
 describe('parseCheckOutput', () => {
   it('reads one object', () => {
-    expect(parseCheckOutput('{"name":"a","type":"number","value":3}\n')).toEqual({ results: [r('a', 'number', 3)], problems: [] });
+    expect(parseCheckOutput('{"name":"a","type":"number","value":3}\n')).toEqual({ results: [r('a', 'number', 3)], values: 1, problems: [] });
   });
 
   it('reads an array of objects', () => {
@@ -48,6 +48,15 @@ describe('parseCheckOutput', () => {
   });
 
   it('returns nothing for empty output', () => {
-    expect(parseCheckOutput(' \n')).toEqual({ results: [], problems: [] });
+    expect(parseCheckOutput(' \n')).toEqual({ results: [], values: 0, problems: [] });
+  });
+
+  it('accepts an empty array as an explicit "no results"', () => {
+    expect(parseCheckOutput('[]\n')).toEqual({ results: [], values: 1, problems: [] });
+  });
+
+  it('reads the original gather layout, the value under a key named after its type', () => {
+    const parsed = parseCheckOutput('{"name":"a","type":"boolean","boolean":1}\n{"name":"b","type":"number","number":12}');
+    expect(parsed).toEqual({ results: [r('a', 'boolean', true), r('b', 'number', 12)], values: 2, problems: [] });
   });
 });

@@ -92,6 +92,13 @@ describe('run', () => {
     expect(exporter.results.map((r) => r.name).sort()).toEqual(['fine', 'ok.one']);
   });
 
+  it('counts a check that prints an empty array as ok with no results', async () => {
+    const { options, exporter } = setup([check('abc', 'echo "[]"')]);
+    const summary = await run(options);
+    expect(summary).toMatchObject({ checks_ok: 1, checks_failed: 0, results: 0, errors: 0 });
+    expect(exporter.errors).toEqual([]);
+  });
+
   it('never runs a check from a refused bundle, and exports the refusal', async () => {
     const sentinel = join(tempDir(), 'ran');
     const { options, exporter, tmpRoot } = setup([check('abc', `touch ${sentinel}; emit x 1`)], {
