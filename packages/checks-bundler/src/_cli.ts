@@ -3,7 +3,7 @@
  * in-process; src/cli.ts is the thin executable around it.
  *
  * Exit codes: 0 success, 1 failure (key, I/O, verification), 2 usage error or invalid checks.
- * Commands live in COMMANDS; `publish` and `rollback` will be added there.
+ * Commands live in COMMANDS; `publish` and `rollback` belong to @gather/fetcher-s3 and are loaded on demand.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -50,6 +50,8 @@ Commands:
   build     Build a signed bundle from a checks directory
   keygen    Create an ed25519 signing key pair
   inspect   Print a bundle's manifest; verify it with --public-key
+  publish   Upload a bundle to S3 under its version and move the latest pointer (needs @gather/fetcher-s3)
+  rollback  Move the latest pointer back to a published version (needs @gather/fetcher-s3)
 
 Options:
   -h, --help     Show this help; "${PROGRAM} <command> --help" shows a command's options
@@ -263,6 +265,16 @@ function packageVersion(): string {
   }
 }
 
+// The AWS SDK is only needed to publish, so it stays an optional peer: building bundles does not pull it in.
+async function loadS3Commands(): Promise<typeof import('@gather/fetcher-s3')> {
+  try {
+    return await import('@gather/fetcher-s3');
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw cause;
+    throw new ConfigError('publish and rollback need @gather/fetcher-s3. Install it next to @gather/checks-bundler: npm i -D @gather/fetcher-s3.', { scope: SCOPE, cause });
+  }
+}
+
 function report(error: unknown, io: CliIo): number {
   if (error instanceof UsageError) {
     io.stderr(`${error.message}\n\n${error.usage}`);
@@ -290,12 +302,19 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.stdout(`${packageVersion()}\n`);
       return 0;
     }
+    const s3Command = first === 'help' ? rest[0] : first;
+    if ((s3Command === 'publish' || s3Command === 'rollback') && (first !== 'help' || rest.length === 1)) {
+      const s3 = await loadS3Commands();
+      const args = first === 'help' ? ['--help'] : [...rest];
+      return await (s3Command === 'publish' ? s3.publishCommand : s3.rollbackCommand)(args, io);
+    }
     if (first === 'help') {
       const command = COMMANDS[rest[0] ?? ''];
       if (!command || rest.length > 1) throw new UsageError(`Unknown command ${JSON.stringify(rest.join(' '))}.`, GLOBAL_USAGE);
       io.stdout(command.usage);
       return 0;
     }
+
     const command = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
     if (!command) {
       throw new UsageError(

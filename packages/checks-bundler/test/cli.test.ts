@@ -55,6 +55,17 @@ describe('gather-bundle help and usage', () => {
     }
   });
 
+  it.each(['publish', 'rollback'])('%s comes from @gather/fetcher-s3: its usage, exit 0; a bad flag, exit 2', (command) => {
+    for (const args of [[command, '--help'], ['help', command]]) {
+      const { code, stdout } = run(args);
+      expect(code).toBe(0);
+      expect(stdout).toMatch(new RegExp(`^Usage: gather-bundle ${command} `));
+    }
+    const bad = run([command, '--no-such-flag']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Unknown option '--no-such-flag'/);
+  });
+
   it('--version prints the package version', async () => {
     const pkg = JSON.parse(await readFile(join(PACKAGE, 'package.json'), 'utf8')) as { version: string };
     expect(run(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });

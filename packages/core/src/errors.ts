@@ -9,6 +9,7 @@ export type GatherErrorCode =
   | 'GATHER_BUNDLE_REFUSED'
   | 'GATHER_FETCH'
   | 'GATHER_EXPORT'
+  | 'GATHER_PUBLISH'
   | 'GATHER_CHECKS_INVALID'
   | 'GATHER_ABORTED';
 

@@ -1,0 +1,227 @@
+/**
+ * `gather-bundle publish` and `gather-bundle rollback`, as functions returning the exit code, for the
+ * gather-bundle CLI of @gather/checks-bundler to dispatch to.
+ *
+ * Exit codes: 0 success, 1 failure (S3, I/O, refused overwrite), 2 usage error (usage printed on stderr).
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isGatherError } from '@gather/core';
+import { SCOPE, type S3ConnectionOptions } from './_client.js';
+import { s3OptionsFromEnv } from './env.js';
+import { publishBundle, rollbackBundle } from './publish.js';
+
+export interface CommandIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+}
+
+const defaultIo = (): CommandIo => ({
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+});
+
+const CONNECTION_HELP = `S3 options:
+  --bucket <name>          Bucket (default: $GATHER_S3_BUCKET)
+  --prefix <prefix>        Key prefix, e.g. gather/prod (default: $GATHER_S3_PREFIX)
+  --endpoint <url>         S3-compatible endpoint (default: $GATHER_S3_ENDPOINT; AWS S3 when unset)
+  --region <region>        Region (default: $GATHER_S3_REGION, then the AWS SDK chain; us-east-1 with --endpoint)
+  --force-path-style       Path-style URLs (the default with --endpoint)
+  --checksums <mode>       default | when-required (default: $GATHER_S3_CHECKSUMS or default); use
+                           when-required for S3-compatible servers that reject the SDK's checksums
+  --json                   Print the result as JSON
+  -h, --help               Show this help
+
+Credentials: the AWS SDK default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web
+identity in CI, instance role), or GATHER_S3_ACCESS_KEY_ID + GATHER_S3_SECRET_ACCESS_KEY when both are set.
+Never pass secrets as flags.
+
+Exit codes: 0 success, 1 failure, 2 usage error.
+`;
+
+export const PUBLISH_USAGE = `Usage: gather-bundle publish --bundle <file> --bucket <name> --prefix <prefix> [options]
+
+Uploads a bundle to s3://<bucket>/<prefix>/<version>.tar (the version comes from its manifest; a
+published version is never overwritten) and then moves the pointer <prefix>/latest to it. Agents
+follow the pointer, so none ever reads a half-written bundle.
+
+Options:
+  --bundle <file>          Bundle built by "gather-bundle build" (required)
+  --public-key <file>      Verify the bundle with this ed25519 public key before uploading
+  --no-move                Upload only; move the pointer later with "gather-bundle rollback --to <version>"
+  --multipart-threshold-mib <n>  Upload in parts from this size on (default 8)
+${CONNECTION_HELP}`;
+
+export const ROLLBACK_USAGE = `Usage: gather-bundle rollback --to <version> --bucket <name> --prefix <prefix> [options]
+
+Moves the pointer <prefix>/latest to an already published version; agents pick it up on their next
+fetch. Also rolls forward. Lists the published versions when <version> does not exist.
+
+Options:
+  --to <version>           Published version to point to (required)
+${CONNECTION_HELP}`;
+
+const CONNECTION_OPTIONS = {
+  bucket: { type: 'string' },
+  prefix: { type: 'string' },
+  endpoint: { type: 'string' },
+  region: { type: 'string' },
+  'force-path-style': { type: 'boolean' },
+  checksums: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly usage: string,
+  ) {
+    super(message);
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+function parse(argv: readonly string[], options: NonNullable<ParseArgsConfig['options']>, command: string, usage: string): Values {
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Values;
+  } catch (error) {
+    throw new UsageError(`${command}: ${(error as Error).message}`, usage);
+  }
+}
+
+function connection(values: Values, io: CommandIo, usage: string): S3ConnectionOptions & { bucket: string; prefix: string } {
+  const env = s3OptionsFromEnv(io.env);
+  const str = (name: string) => (typeof values[name] === 'string' && values[name] !== '' ? (values[name] as string) : undefined);
+  const bucket = str('bucket') ?? env.bucket;
+  const prefix = str('prefix') ?? env.prefix;
+  if (!bucket) throw new UsageError('Missing required option --bucket (or set GATHER_S3_BUCKET).', usage);
+  if (!prefix) throw new UsageError('Missing required option --prefix (or set GATHER_S3_PREFIX).', usage);
+  const checksums = str('checksums') ?? env.checksums;
+  if (checksums !== undefined && checksums !== 'default' && checksums !== 'when-required') {
+    throw new UsageError(`Invalid --checksums ${JSON.stringify(checksums)}: use default or when-required.`, usage);
+  }
+  const out: S3ConnectionOptions & { bucket: string; prefix: string } = { bucket, prefix };
+  const endpoint = str('endpoint') ?? env.endpoint;
+  if (endpoint) out.endpoint = endpoint;
+  const region = str('region') ?? env.region;
+  if (region) out.region = region;
+  if (values['force-path-style'] === true) out.forcePathStyle = true;
+  else if (env.forcePathStyle !== undefined) out.forcePathStyle = env.forcePathStyle;
+  if (checksums) out.checksums = checksums;
+  if (env.credentials) {
+    out.credentials = env.credentials;
+    if (env.credentialsSource) out.credentialsSource = env.credentialsSource;
+  }
+  return out;
+}
+
+function report(error: unknown, io: CommandIo): number {
+  if (error instanceof UsageError) {
+    io.stderr(`[gather] [${SCOPE}] ${error.message}\n\n${error.usage}`);
+    return 2;
+  }
+  if (isGatherError(error)) {
+    io.stderr(`${error.message}\n`);
+    return error.code === 'GATHER_USAGE' ? 2 : 1;
+  }
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  io.stderr(`[gather] [${SCOPE}] Unexpected error (please report it): ${detail}\n`);
+  return 1;
+}
+
+/** `gather-bundle publish ...` (argv without the command name); resolves with the exit code. */
+export async function publishCommand(argv: string[], io: CommandIo = defaultIo()): Promise<number> {
+  try {
+    const values = parse(
+      argv,
+      {
+        ...CONNECTION_OPTIONS,
+        bundle: { type: 'string' },
+        'public-key': { type: 'string' },
+        'no-move': { type: 'boolean' },
+        'multipart-threshold-mib': { type: 'string' },
+      },
+      'publish',
+      PUBLISH_USAGE,
+    );
+    if (values.help === true) {
+      io.stdout(PUBLISH_USAGE);
+      return 0;
+    }
+    const bundlePath = typeof values.bundle === 'string' && values.bundle ? values.bundle : undefined;
+    if (!bundlePath) throw new UsageError('Missing required option --bundle.', PUBLISH_USAGE);
+    const conn = connection(values, io, PUBLISH_USAGE);
+    let threshold: number | undefined;
+    if (typeof values['multipart-threshold-mib'] === 'string') {
+      const mib = Number(values['multipart-threshold-mib']);
+      if (!Number.isInteger(mib) || mib < 1 || mib > 64) {
+        throw new UsageError('Invalid --multipart-threshold-mib: use an integer from 1 to 64.', PUBLISH_USAGE);
+      }
+      threshold = mib * 1024 * 1024;
+    }
+    let publicKeyPem: Buffer | undefined;
+    if (typeof values['public-key'] === 'string') {
+      const path = values['public-key'];
+      publicKeyPem = await readFile(path).catch((cause: NodeJS.ErrnoException) => {
+        throw new UsageError(`Cannot read --public-key ${path} (${cause.code ?? cause.message}).`, PUBLISH_USAGE);
+      });
+    }
+    const result = await publishBundle({
+      ...conn,
+      bundlePath,
+      ...(publicKeyPem ? { publicKeyPem } : {}),
+      ...(threshold !== undefined ? { multipartThresholdBytes: threshold } : {}),
+      ...(values['no-move'] === true ? { movePointer: false } : {}),
+    });
+    if (values.json === true) {
+      io.stdout(JSON.stringify(result) + '\n');
+    } else {
+      const how = !result.uploaded
+        ? 'already published with the same content, nothing uploaded'
+        : result.parts > 0
+          ? `uploaded in ${result.parts} parts`
+          : 'uploaded';
+      io.stdout(`Published ${result.version} to s3://${result.bucket}/${result.key} (${result.size} bytes, sha256 ${result.sha256}; ${how}).\n`);
+      if (values['no-move'] === true) {
+        io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} not moved (--no-move).\n`);
+      } else if (result.pointerMoved) {
+        const was = result.previousVersion ? ` (was ${result.previousVersion})` : '';
+        io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} -> ${result.version}${was}.\n`);
+      } else {
+        io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} already named ${result.version}.\n`);
+      }
+    }
+    return 0;
+  } catch (error) {
+    return report(error, io);
+  }
+}
+
+/** `gather-bundle rollback ...` (argv without the command name); resolves with the exit code. */
+export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo()): Promise<number> {
+  try {
+    const values = parse(argv, { ...CONNECTION_OPTIONS, to: { type: 'string' } }, 'rollback', ROLLBACK_USAGE);
+    if (values.help === true) {
+      io.stdout(ROLLBACK_USAGE);
+      return 0;
+    }
+    const to = typeof values.to === 'string' && values.to ? values.to : undefined;
+    if (!to) throw new UsageError('Missing required option --to <version>.', ROLLBACK_USAGE);
+    const result = await rollbackBundle({ ...connection(values, io, ROLLBACK_USAGE), to });
+    if (values.json === true) {
+      io.stdout(JSON.stringify(result) + '\n');
+    } else if (result.pointerMoved) {
+      const was = result.previousVersion ? ` (was ${result.previousVersion})` : '';
+      io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} -> ${result.version}${was}.\n`);
+    } else {
+      io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} already named ${result.version}.\n`);
+    }
+    return 0;
+  } catch (error) {
+    return report(error, io);
+  }
+}

@@ -1,0 +1,29 @@
+export { createS3Fetcher, type S3Fetcher, type S3FetcherOptions, type S3FetchResult } from './fetcher.js';
+export {
+  publishBundle,
+  rollbackBundle,
+  listBundleVersions,
+  PublishError,
+  DEFAULT_MULTIPART_THRESHOLD,
+  DEFAULT_PART_BYTES,
+  MIN_PART_BYTES,
+  type BucketOptions,
+  type PublishOptions,
+  type PublishResult,
+  type RollbackOptions,
+  type RollbackResult,
+  type PublishedVersion,
+} from './publish.js';
+export { publishCommand, rollbackCommand, PUBLISH_USAGE, ROLLBACK_USAGE, type CommandIo } from './cli-commands.js';
+export { s3OptionsFromEnv, type S3EnvOptions } from './env.js';
+export type { ChecksumSetting, S3ConnectionOptions, S3Credentials } from './_client.js';
+export type { RetryOptions } from './_retry.js';
+export {
+  POINTER_NAME,
+  pointerKey,
+  versionKey,
+  parsePointer,
+  serializePointer,
+  type BundlePointer,
+} from './_layout.js';
+export { readBundleManifest } from './_manifest.js';

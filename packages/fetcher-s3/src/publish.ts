@@ -1,0 +1,526 @@
+/**
+ * Publishing bundles (used by `gather-bundle publish` / `rollback` in CI):
+ *
+ * 1. the bundle goes to `<prefix>/<version>.tar`, never overwritten (conditional write `If-None-Match: *`),
+ *    with its sha256 in the object metadata; multipart above a threshold;
+ * 2. then the pointer `<prefix>/latest` is moved to it. Agents only ever follow the pointer, so none reads a
+ *    half-written bundle, and rolling back is moving the pointer to an older version.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type HeadObjectCommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { ConfigError, GatherError, MAX_BUNDLE_BYTES } from '@gather/core';
+import {
+  SCOPE,
+  createS3Client,
+  describeCredentials,
+  describeEndpoint,
+  s3Url,
+  secretsOf,
+  type S3ConnectionOptions,
+} from './_client.js';
+import { describeS3Error, isNotFound, isPreconditionFailed, isTransient } from './_errors.js';
+import {
+  MAX_POINTER_BYTES,
+  SHA256_METADATA,
+  VERSION_METADATA,
+  normalizePrefix,
+  parsePointer,
+  pointerKey,
+  serializePointer,
+  validateVersion,
+  versionKey,
+  type BundlePointer,
+} from './_layout.js';
+import { readBundleManifest } from './_manifest.js';
+import { retryPolicy, withRetry, type RetryOptions } from './_retry.js';
+
+const MiB = 1024 * 1024;
+/** S3's minimum part size (except for the last part). */
+export const MIN_PART_BYTES = 5 * MiB;
+export const DEFAULT_MULTIPART_THRESHOLD = 8 * MiB;
+export const DEFAULT_PART_BYTES = 8 * MiB;
+
+/** Publishing or rolling back failed on the S3 side; the message names bucket, key and what to do. */
+export class PublishError extends GatherError {
+  override name = 'PublishError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GATHER_PUBLISH', message, { ...options, scope: SCOPE });
+  }
+}
+
+export interface BucketOptions extends S3ConnectionOptions {
+  /** An existing client (its own retry settings apply too); default: one built from the connection options. */
+  client?: S3Client;
+  bucket: string;
+  /** Key prefix, e.g. "gather/prod": bundles go to `<prefix>/<version>.tar`, the pointer is `<prefix>/latest`. */
+  prefix: string;
+  /** Retries of transient failures per request. Default 3 attempts, 200 ms base, full jitter. */
+  retry?: RetryOptions;
+  signal?: AbortSignal;
+}
+
+export interface PublishOptions extends BucketOptions {
+  /** The bundle file (from `gather-bundle build`). Exactly one of bundlePath / bundle. */
+  bundlePath?: string;
+  bundle?: Uint8Array;
+  /** Verify the bundle (signature, member hashes) with this ed25519 public key PEM before uploading. */
+  publicKeyPem?: string | Buffer;
+  /** Bundles of at least this many bytes are uploaded in parts. Default 8 MiB. */
+  multipartThresholdBytes?: number;
+  /** Part size for multipart uploads, at least 5 MiB. Default 8 MiB. */
+  partSizeBytes?: number;
+  /** Parts uploaded in parallel. Default 4. */
+  concurrency?: number;
+  /** Move `<prefix>/latest` to the new version (default true); false only uploads it (move later with rollback). */
+  movePointer?: boolean;
+}
+
+export interface PublishResult {
+  version: string;
+  bucket: string;
+  /** `<prefix>/<version>.tar` */
+  key: string;
+  pointerKey: string;
+  sha256: string;
+  size: number;
+  /** False when the very same bundle was already published under this version (a re-run): nothing uploaded. */
+  uploaded: boolean;
+  /** Parts of the multipart upload; 0 for a single PutObject or when nothing was uploaded. */
+  parts: number;
+  /** Whether `latest` was written (false when it already named this version, or movePointer is false). */
+  pointerMoved: boolean;
+  /** The version `latest` named before, if any. */
+  previousVersion?: string;
+}
+
+export interface RollbackOptions extends BucketOptions {
+  /** The version to point `latest` to; must already be published under the prefix. */
+  to: string;
+}
+
+export interface RollbackResult {
+  version: string;
+  bucket: string;
+  key: string;
+  pointerKey: string;
+  sha256?: string;
+  previousVersion?: string;
+  pointerMoved: boolean;
+}
+
+export interface PublishedVersion {
+  version: string;
+  key: string;
+  size: number;
+  lastModified?: Date;
+}
+
+function checkBucket(options: BucketOptions): { bucket: string; prefix: string } {
+  if (!options?.bucket) throw new ConfigError('Missing option "bucket". Pass it (--bucket) or set GATHER_S3_BUCKET.', { scope: SCOPE });
+  return { bucket: options.bucket, prefix: normalizePrefix(options.prefix) };
+}
+
+/** A client plus retried, error-mapped sends for one publish/rollback. */
+function session(options: BucketOptions, action: string) {
+  const client = options.client ?? createS3Client(options);
+  const policy = retryPolicy(options.retry);
+  const endpoint = describeEndpoint(options);
+  const credentialsSource = describeCredentials(options);
+  const secrets = secretsOf(options);
+  const bucket = options.bucket;
+  return {
+    client,
+    /** Runs one request with retries; raw errors come out so callers can branch on 404/412. */
+    send<T>(operation: () => Promise<T>): Promise<T> {
+      return withRetry(operation, isTransient, policy, options.signal);
+    },
+    fail(error: unknown, key: string, notFoundHint?: string): GatherError {
+      if (error instanceof GatherError) return error;
+      const message = describeS3Error(error, {
+        action,
+        bucket,
+        key,
+        endpoint,
+        credentialsSource,
+        secrets,
+        ...(notFoundHint ? { notFoundHint } : {}),
+      });
+      return new PublishError(message, { cause: error });
+    },
+    close() {
+      if (!options.client) client.destroy();
+    },
+  };
+}
+
+type Session = ReturnType<typeof session>;
+
+async function head(s: Session, bucket: string, key: string): Promise<HeadObjectCommandOutput | undefined> {
+  try {
+    return await s.send(() => s.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), {}));
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw s.fail(error, key);
+  }
+}
+
+/** The pointer as it is now, or undefined when there is none (or it is unreadable). */
+async function readPointer(s: Session, bucket: string, prefix: string): Promise<BundlePointer | undefined> {
+  const key = pointerKey(prefix);
+  try {
+    return await s.send(async () => {
+      const response = await s.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      if ((response.ContentLength ?? 0) > MAX_POINTER_BYTES) return undefined;
+      const text = (await response.Body?.transformToString('utf8')) ?? '';
+      try {
+        return parsePointer(text, prefix);
+      } catch {
+        return undefined;
+      }
+    });
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw s.fail(error, key);
+  }
+}
+
+async function writePointer(s: Session, bucket: string, prefix: string, pointer: BundlePointer): Promise<void> {
+  const key = pointerKey(prefix);
+  try {
+    await s.send(() =>
+      s.client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: serializePointer(pointer),
+          ContentType: 'application/json',
+          // Caches in front of S3 (CDN, proxies) must revalidate: agents rely on the ETag to notice a move.
+          CacheControl: 'no-cache',
+        }),
+      ),
+    );
+  } catch (error) {
+    throw s.fail(error, key);
+  }
+}
+
+async function movePointer(
+  s: Session,
+  bucket: string,
+  prefix: string,
+  target: { version: string; sha256?: string; size?: number },
+): Promise<{ moved: boolean; previousVersion?: string }> {
+  const current = await readPointer(s, bucket, prefix);
+  const previous = current ? { previousVersion: current.version } : {};
+  if (current && current.version === target.version && current.sha256 === target.sha256 && current.size === target.size) {
+    return { moved: false, ...previous };
+  }
+  const pointer: BundlePointer = {
+    format: 1,
+    version: target.version,
+    key: versionKey(prefix, target.version),
+    ...(target.sha256 ? { sha256: target.sha256 } : {}),
+    ...(target.size !== undefined ? { size: target.size } : {}),
+    published: new Date().toISOString(),
+  };
+  await writePointer(s, bucket, prefix, pointer);
+  return { moved: true, ...previous };
+}
+
+function positiveInteger(value: number | undefined, name: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new ConfigError(`Invalid option "${name}" ${value}: use an integer of at least ${min}.`, { scope: SCOPE });
+  }
+  return value;
+}
+
+/** Uploads `bytes` in parts; aborts the upload on any failure so no parts are left behind (and billed). */
+async function uploadMultipart(
+  s: Session,
+  options: PublishOptions,
+  key: string,
+  bytes: Buffer,
+  metadata: Record<string, string>,
+  partSize: number,
+  concurrency: number,
+): Promise<number> {
+  const bucket = options.bucket;
+  const checksum = options.checksums === 'when-required' ? {} : ({ ChecksumAlgorithm: 'CRC32' } as const);
+  let uploadId: string | undefined;
+  try {
+    const created = await s.send(() =>
+      s.client.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/x-tar', Metadata: metadata, ...checksum }),
+      ),
+    );
+    uploadId = created.UploadId;
+    if (!uploadId) throw new PublishError(`S3 returned no UploadId for a multipart upload to ${s3Url(bucket, key)}.`);
+    const count = Math.ceil(bytes.length / partSize);
+    const parts: CompletedPart[] = new Array(count);
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const index = next++;
+        const body = bytes.subarray(index * partSize, Math.min(bytes.length, (index + 1) * partSize));
+        const uploaded = await s.send(() =>
+          s.client.send(
+            new UploadPartCommand({
+              Bucket: bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: index + 1,
+              Body: body,
+              ContentLength: body.length,
+              ...checksum,
+            }),
+          ),
+        );
+        parts[index] = {
+          PartNumber: index + 1,
+          ETag: uploaded.ETag,
+          ...(uploaded.ChecksumCRC32 ? { ChecksumCRC32: uploaded.ChecksumCRC32 } : {}),
+        };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+    await s.send(() =>
+      s.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          IfNoneMatch: '*',
+          MultipartUpload: { Parts: parts },
+        }),
+      ),
+    );
+    return count;
+  } catch (error) {
+    if (uploadId) {
+      await s.client
+        .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+        .catch(() => undefined);
+    }
+    throw error;
+  }
+}
+
+function refuseOverwrite(bucket: string, key: string, version: string, existingSha: string | undefined, sha256: string): PublishError {
+  return new PublishError(
+    `Version "${version}" is already published at ${s3Url(bucket, key)} with different content ` +
+      `(sha256 ${existingSha ?? 'unknown'}, this bundle ${sha256}). Published versions are never overwritten: ` +
+      'build the bundle with a new version (gather-bundle build --version <new>) and publish that.',
+  );
+}
+
+/** Uploads a bundle under its immutable versioned key, then moves `<prefix>/latest` to it. */
+export async function publishBundle(options: PublishOptions): Promise<PublishResult> {
+  const { bucket, prefix } = checkBucket(options);
+  if ((options.bundlePath === undefined) === (options.bundle === undefined)) {
+    throw new ConfigError('Pass exactly one of options "bundlePath" (--bundle) and "bundle".', { scope: SCOPE });
+  }
+  const threshold = positiveInteger(options.multipartThresholdBytes, 'multipartThresholdBytes', DEFAULT_MULTIPART_THRESHOLD);
+  const partSize = positiveInteger(options.partSizeBytes, 'partSizeBytes', DEFAULT_PART_BYTES, MIN_PART_BYTES);
+  const concurrency = positiveInteger(options.concurrency, 'concurrency', 4);
+
+  let bytes: Buffer;
+  let source = 'the bundle';
+  if (options.bundlePath !== undefined) {
+    const path = resolve(options.bundlePath);
+    source = path;
+    try {
+      const info = await stat(path);
+      if (info.size > MAX_BUNDLE_BYTES) {
+        throw new ConfigError(`${path} is ${info.size} bytes, over the ${MAX_BUNDLE_BYTES}-byte bundle limit.`, { scope: SCOPE });
+      }
+      bytes = await readFile(path);
+    } catch (cause) {
+      if (cause instanceof GatherError) throw cause;
+      throw new ConfigError(`Cannot read the bundle ${path} (${(cause as NodeJS.ErrnoException).code ?? cause}). Check --bundle.`, {
+        scope: SCOPE,
+        cause,
+      });
+    }
+  } else {
+    bytes = Buffer.from(options.bundle!.buffer, options.bundle!.byteOffset, options.bundle!.byteLength);
+    if (bytes.length > MAX_BUNDLE_BYTES) {
+      throw new ConfigError(`The bundle is ${bytes.length} bytes, over the ${MAX_BUNDLE_BYTES}-byte bundle limit.`, { scope: SCOPE });
+    }
+  }
+  const manifest = readBundleManifest(bytes, {
+    source,
+    ...(options.publicKeyPem !== undefined ? { publicKeyPem: options.publicKeyPem } : {}),
+  });
+  const version = manifest.version;
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const key = versionKey(prefix, version);
+  const metadata = { [SHA256_METADATA]: sha256, [VERSION_METADATA]: version };
+
+  const s = session(options, 'publish to');
+  try {
+    // Fast path for re-runs, and a clear refusal before uploading megabytes; the conditional write below is
+    // what actually guarantees a version is never overwritten (two publishers racing: one gets 412).
+    const existing = await head(s, bucket, key);
+    let uploaded = false;
+    let parts = 0;
+    if (existing) {
+      const existingSha = existing.Metadata?.[SHA256_METADATA];
+      if (existingSha !== sha256) throw refuseOverwrite(bucket, key, version, existingSha, sha256);
+    } else {
+      try {
+        if (bytes.length >= threshold) {
+          parts = await uploadMultipart(s, options, key, bytes, metadata, partSize, concurrency);
+        } else {
+          const md5 =
+            options.checksums === 'when-required' ? { ContentMD5: createHash('md5').update(bytes).digest('base64') } : {};
+          await s.send(() =>
+            s.client.send(
+              new PutObjectCommand({
+                Bucket: bucket,
+                Key: key,
+                Body: bytes,
+                ContentLength: bytes.length,
+                ContentType: 'application/x-tar',
+                Metadata: metadata,
+                IfNoneMatch: '*',
+                ...md5,
+              }),
+            ),
+          );
+        }
+        uploaded = true;
+      } catch (error) {
+        // 412: someone (or our own retried request) wrote the key meanwhile; fine only if it is this bundle.
+        if (isPreconditionFailed(error) || (error as { name?: string })?.name === 'NoSuchUpload') {
+          const now = await head(s, bucket, key);
+          if (!now) throw s.fail(error, key);
+          const nowSha = now.Metadata?.[SHA256_METADATA];
+          if (nowSha !== sha256) throw refuseOverwrite(bucket, key, version, nowSha, sha256);
+          parts = 0;
+        } else {
+          throw s.fail(error, key);
+        }
+      }
+    }
+    const result: PublishResult = {
+      version,
+      bucket,
+      key,
+      pointerKey: pointerKey(prefix),
+      sha256,
+      size: bytes.length,
+      uploaded,
+      parts,
+      pointerMoved: false,
+    };
+    if (options.movePointer === false) return result;
+    const moved = await movePointer(s, bucket, prefix, { version, sha256, size: bytes.length });
+    result.pointerMoved = moved.moved;
+    if (moved.previousVersion !== undefined) result.previousVersion = moved.previousVersion;
+    return result;
+  } finally {
+    s.close();
+  }
+}
+
+/** The versions published under a prefix, newest first. */
+export async function listBundleVersions(options: BucketOptions): Promise<PublishedVersion[]> {
+  const { bucket, prefix } = checkBucket(options);
+  const s = session(options, 'list');
+  try {
+    return await listWith(s, bucket, prefix);
+  } finally {
+    s.close();
+  }
+}
+
+async function listWith(s: Session, bucket: string, prefix: string): Promise<PublishedVersion[]> {
+  const versions: PublishedVersion[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s
+      .send(() =>
+        s.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/`, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }),
+        ),
+      )
+      .catch((error: unknown) => {
+        throw s.fail(error, `${prefix}/`);
+      });
+    for (const object of page.Contents ?? []) {
+      const name = object.Key?.slice(prefix.length + 1) ?? '';
+      if (!name.endsWith('.tar')) continue;
+      const version = name.slice(0, -'.tar'.length);
+      try {
+        validateVersion(version);
+      } catch {
+        continue;
+      }
+      versions.push({
+        version,
+        key: object.Key!,
+        size: object.Size ?? 0,
+        ...(object.LastModified ? { lastModified: object.LastModified } : {}),
+      });
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return versions.sort((a, b) => (b.lastModified?.getTime() ?? 0) - (a.lastModified?.getTime() ?? 0));
+}
+
+/** Moves `<prefix>/latest` to an already published version (rollback, or roll forward). */
+export async function rollbackBundle(options: RollbackOptions): Promise<RollbackResult> {
+  const { bucket, prefix } = checkBucket(options);
+  const version = validateVersion(options.to, 'version (--to)');
+  const key = versionKey(prefix, version);
+  const s = session(options, 'roll back');
+  try {
+    const existing = await head(s, bucket, key);
+    if (!existing) {
+      const known = await listWith(s, bucket, prefix).catch(() => undefined);
+      const list =
+        known === undefined
+          ? ''
+          : known.length === 0
+            ? ` No version is published under "${prefix}/".`
+            : ` Published versions (newest first): ${known
+                .slice(0, 20)
+                .map((v) => v.version)
+                .join(', ')}${known.length > 20 ? ', ...' : ''}.`;
+      throw new PublishError(`Cannot roll back to "${version}": ${s3Url(bucket, key)} does not exist.${list}`);
+    }
+    const sha256 = existing.Metadata?.[SHA256_METADATA];
+    const target = {
+      version,
+      ...(sha256 && /^[0-9a-f]{64}$/.test(sha256) ? { sha256 } : {}),
+      ...(existing.ContentLength !== undefined ? { size: existing.ContentLength } : {}),
+    };
+    const moved = await movePointer(s, bucket, prefix, target);
+    return {
+      version,
+      bucket,
+      key,
+      pointerKey: pointerKey(prefix),
+      ...(target.sha256 ? { sha256: target.sha256 } : {}),
+      ...(moved.previousVersion !== undefined ? { previousVersion: moved.previousVersion } : {}),
+      pointerMoved: moved.moved,
+    };
+  } finally {
+    s.close();
+  }
+}
