@@ -1,0 +1,880 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, errors as esErrors } from '@elastic/elasticsearch';
+import {
+  ConfigError,
+  ExportError,
+  redact,
+  redactText,
+  type ErrorDocument,
+  type ExportSummary,
+  type Exporter,
+  type ResultDocument,
+  type RunSummaryDocument,
+} from '@gather/core';
+import { indexTemplate, mappingsOf, resultSource, templateName } from './mapping.js';
+import { Spool, SpoolLockedError, type DropReport, type SpoolRecord, type SpoolSegment } from './spool.js';
+
+const SCOPE = { scope: 'exporter-es' } as const;
+const MiB = 1024 * 1024;
+
+export type EsAuth = { apiKey: string | { id: string; api_key: string } } | { username: string; password: string } | { bearer: string };
+
+export interface EsExporterOptions {
+  /** URL of an Elasticsearch node, e.g. `https://es.example.com:9200`. Either `node` or `nodes`. */
+  node?: string;
+  /** URLs of several nodes; requests are spread over them. */
+  nodes?: string[];
+  auth?: EsAuth;
+  /** TLS: the CA (PEM) that signed the cluster's certificate. */
+  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
+  /** Index of results (default `gather-results`). */
+  resultsIndex?: string;
+  /** Index of check errors, run errors, rejected documents and spool drop reports (default `gather-errors`). */
+  errorsIndex?: string;
+  /** Index of run summaries, one document per run (default `gather-runs`). */
+  runsIndex?: string;
+  /** Install the composable index templates on first use (default true; needs `manage_index_templates`). */
+  installTemplates?: boolean;
+  /** Priority of the installed templates (default 200). */
+  templatePriority?: number;
+  /** Index settings put into the templates, e.g. `{ number_of_replicas: 0 }`. */
+  indexSettings?: Record<string, unknown>;
+  /** Directory of the on-disk spool. Without it, documents Elasticsearch cannot take count as failed. */
+  spoolDir?: string;
+  /** Bound of the spool on disk (default 256 MiB); when full, the oldest segment is dropped (and reported). */
+  spoolMaxBytes?: number;
+  /** Size at which a new spool segment is started (default 16 MiB, at most spoolMaxBytes / 4). */
+  spoolSegmentBytes?: number;
+  /** Documents per bulk request (default 1000). */
+  maxBatchDocs?: number;
+  /** Bytes per bulk request (default 5 MiB). */
+  maxBatchBytes?: number;
+  /** Bulk requests in flight at once (default 2). */
+  maxInFlight?: number;
+  /** Retries of a request or of an item answered 429/5xx before the documents are spooled (default 4). */
+  maxRetries?: number;
+  /** First retry delay in ms (default 200), doubled at each retry up to `retryMaxDelayMs` (default 5000), with jitter. */
+  retryBaseDelayMs?: number;
+  retryMaxDelayMs?: number;
+  /** Timeout of one HTTP request in ms (default 30000). */
+  requestTimeoutMs?: number;
+  /** After Elasticsearch failed, documents go straight to the spool for this long before it is tried again (default 30000). */
+  probeIntervalMs?: number;
+  /** Gzip request bodies (default false: cheaper on CPU, the usual bottleneck of a small VM). */
+  compression?: boolean;
+  /** Receives one line per notable event (outage, spooling, rejection), credentials redacted. */
+  log?: (line: string) => void;
+}
+
+/** The core summary plus what this exporter also counts. */
+export interface EsExportSummary extends ExportSummary {
+  retried: number;
+  deadLettered: number;
+  dropped: number;
+  recovered: number;
+}
+
+export interface EsExporter extends Exporter {
+  /** Exports the run summary to `runsIndex` (id `<run_id>:run`), with the same batching, retries and spool. */
+  exportRunSummary(summary: RunSummaryDocument): Promise<void>;
+  /** Totals so far, also after a call threw. */
+  summary(): EsExportSummary;
+}
+
+/** One document on its way: the bulk action target, its deterministic id, its JSON source. */
+interface Entry {
+  index: string;
+  id: string;
+  source: string;
+  bytes: number;
+  /** A dead letter (its failure is final). */
+  deadLetter?: boolean;
+}
+
+interface BatchOutcome {
+  delivered: number;
+  deadLettered: number;
+  failed: number;
+  /** Entries Elasticsearch could not take now (down, auth, kept failing): to spool, or left in the spool. */
+  undeliverable: Entry[];
+  cause?: unknown;
+}
+
+type Failure = 'retry' | 'auth' | 'fatal';
+
+const DEFAULTS = {
+  resultsIndex: 'gather-results',
+  errorsIndex: 'gather-errors',
+  runsIndex: 'gather-runs',
+  templatePriority: 200,
+  spoolMaxBytes: 256 * MiB,
+  spoolSegmentBytes: 16 * MiB,
+  maxBatchDocs: 1000,
+  maxBatchBytes: 5 * MiB,
+  maxInFlight: 2,
+  maxRetries: 4,
+  retryBaseDelayMs: 200,
+  retryMaxDelayMs: 5000,
+  requestTimeoutMs: 30_000,
+  probeIntervalMs: 30_000,
+} as const;
+
+/** Exponential backoff with jitter: between half and all of min(max, base * 2^(attempt-1)). */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** Elasticsearch ids are limited to 512 bytes: longer ones are replaced by their sha256, still deterministic. */
+export function boundedId(id: string): string {
+  return Buffer.byteLength(id) <= 512 ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+}
+
+/**
+ * Assigns the deterministic document ids: `<run_id>:<check>:<n>`, `<run_id>:<check|run>:error:<n>` and
+ * `<run_id>:run` (the run summary, one per run).
+ */
+export class DocumentIds {
+  private readonly runs = new Map<string, Map<string, number>>();
+
+  constructor(private readonly keepRuns = 16) {}
+
+  private next(runId: string, key: string): number {
+    let counters = this.runs.get(runId);
+    if (!counters) {
+      counters = new Map();
+      this.runs.set(runId, counters);
+      // A long-lived agent (daemon) sees one run after the other: forget old runs.
+      if (this.runs.size > this.keepRuns) this.runs.delete(this.runs.keys().next().value!);
+    }
+    const n = counters.get(key) ?? 0;
+    counters.set(key, n + 1);
+    return n;
+  }
+
+  result(doc: Pick<ResultDocument, 'run_id' | 'check'>): string {
+    return boundedId(`${doc.run_id}:${doc.check}:${this.next(doc.run_id, `r:${doc.check}`)}`);
+  }
+
+  error(doc: Pick<ErrorDocument, 'run_id' | 'check'>): string {
+    const check = doc.check ?? 'run';
+    return boundedId(`${doc.run_id}:${check}:error:${this.next(doc.run_id, `e:${check}`)}`);
+  }
+
+  /** The run summary: one per run, so no counter (a re-export of the same summary gets the same id). */
+  run(doc: Pick<RunSummaryDocument, 'run_id'>): string {
+    return boundedId(`${doc.run_id}:run`);
+  }
+}
+
+const INDEX_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+
+function validateIndex(name: string, option: string): string {
+  if (!INDEX_NAME.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > 255) {
+    throw new ConfigError(
+      `Option "${option}" is not a valid index name: "${name}". Use lowercase letters, digits, ".", "_" and "-", not starting with "_" or "-".`,
+      SCOPE,
+    );
+  }
+  return name;
+}
+
+function positive(value: number | undefined, fallback: number, option: string, min = 1): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < min) throw new ConfigError(`Option "${option}" must be a number >= ${min} (got ${value}).`, SCOPE);
+  return value;
+}
+
+/** Every credential string that must never be printed: raw, and as sent in the Authorization header. */
+function secretsOf(options: EsExporterOptions, urls: URL[]): string[] {
+  const secrets: string[] = [];
+  const auth = options.auth as Record<string, unknown> | undefined;
+  if (auth) {
+    const apiKey = auth.apiKey;
+    if (typeof apiKey === 'string') secrets.push(apiKey);
+    else if (apiKey && typeof apiKey === 'object') {
+      const { id, api_key } = apiKey as { id: string; api_key: string };
+      secrets.push(api_key, Buffer.from(`${id}:${api_key}`).toString('base64'));
+    }
+    if (typeof auth.password === 'string') {
+      secrets.push(auth.password, Buffer.from(`${String(auth.username)}:${auth.password}`).toString('base64'));
+    }
+    if (typeof auth.bearer === 'string') secrets.push(auth.bearer);
+  }
+  for (const url of urls) {
+    if (url.password) {
+      secrets.push(url.password, decodeURIComponent(url.password));
+      secrets.push(Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64'));
+    }
+  }
+  return secrets.filter((s) => typeof s === 'string' && s.length > 0);
+}
+
+/** Short description of a client error: status, ES error type and reason, or the network error. */
+function describe(error: unknown): string {
+  if (error instanceof esErrors.ResponseError) {
+    const body = error.body as { error?: { type?: string; reason?: string } | string } | undefined;
+    const detail =
+      typeof body?.error === 'object' ? `${body.error.type ?? 'error'}: ${body.error.reason ?? ''}` : typeof body?.error === 'string' ? body.error : '';
+    return `HTTP ${error.statusCode ?? '?'}${detail ? ` ${detail}` : ''}`;
+  }
+  if (error instanceof esErrors.TimeoutError) return 'request timed out';
+  if (error instanceof esErrors.ProductNotSupportedError) return 'the server is not Elasticsearch (no x-elastic-product header)';
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function classify(error: unknown): Failure {
+  if (error instanceof esErrors.ResponseError) {
+    const status = error.statusCode ?? 0;
+    if (status === 401 || status === 403) return 'auth';
+    if (status === 429 || status >= 500 || status === 408) return 'retry';
+    return 'fatal';
+  }
+  if (error instanceof esErrors.ProductNotSupportedError || error instanceof esErrors.ConfigurationError) return 'fatal';
+  return 'retry';
+}
+
+interface BulkItem {
+  status: number;
+  error?: { type?: string; reason?: string };
+}
+
+interface BulkResponse {
+  errors?: boolean;
+  items?: Array<Record<string, BulkItem>>;
+}
+
+/** Sends gather documents to Elasticsearch with the Bulk API; see the package README. */
+class ElasticsearchExporter implements EsExporter {
+  readonly name = 'elasticsearch';
+  private readonly client: Client;
+  private readonly secrets: string[];
+  private readonly where: string;
+  private readonly resultsIndex: string;
+  private readonly errorsIndex: string;
+  private readonly runsIndex: string;
+  private readonly ids = new DocumentIds();
+  private readonly stats: EsExportSummary = { delivered: 0, spooled: 0, failed: 0, retried: 0, deadLettered: 0, dropped: 0, recovered: 0 };
+  private readonly opts: Required<
+    Pick<
+      EsExporterOptions,
+      | 'maxBatchDocs'
+      | 'maxBatchBytes'
+      | 'maxInFlight'
+      | 'maxRetries'
+      | 'retryBaseDelayMs'
+      | 'retryMaxDelayMs'
+      | 'requestTimeoutMs'
+      | 'probeIntervalMs'
+      | 'spoolMaxBytes'
+      | 'spoolSegmentBytes'
+      | 'templatePriority'
+    >
+  >;
+
+  private batch: Entry[] = [];
+  private batchBytes = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private started: Promise<void> | undefined;
+  private spool: Spool | undefined;
+  private ready = false;
+  /** Elasticsearch is considered down until then (ms since epoch); 0 when it is not. */
+  private openUntil = 0;
+  private openedAt = 0;
+  private lastOutage: unknown;
+  /** A failure no retry fixes (credentials, a mapping gather cannot use): every call reports it. */
+  private fatal: ExportError | undefined;
+  /** A failure to report once, at the end of the current call. */
+  private pendingError: ExportError | undefined;
+  private closed = false;
+
+  constructor(private readonly options: EsExporterOptions) {
+    const nodes = options.nodes?.length ? options.nodes : options.node ? [options.node] : [];
+    if (nodes.length === 0) {
+      throw new ConfigError('Missing option "node". Pass the Elasticsearch URL (e.g. http://127.0.0.1:9200) or set GATHER_ES_URL.', SCOPE);
+    }
+    const urls = nodes.map((node) => {
+      try {
+        const url = new URL(node);
+        if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http(s)');
+        return url;
+      } catch {
+        throw new ConfigError(`Option "node" must be an http(s) URL (got "${redactText(node)}").`, SCOPE);
+      }
+    });
+    this.secrets = secretsOf(options, urls);
+    this.where = urls.map((url) => `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`).join(', ');
+    this.resultsIndex = validateIndex(options.resultsIndex ?? DEFAULTS.resultsIndex, 'resultsIndex');
+    this.errorsIndex = validateIndex(options.errorsIndex ?? DEFAULTS.errorsIndex, 'errorsIndex');
+    this.runsIndex = validateIndex(options.runsIndex ?? DEFAULTS.runsIndex, 'runsIndex');
+    // Each index has its own template (named after it) and mappings: two kinds in one index would fight.
+    const named = [
+      ['resultsIndex', this.resultsIndex],
+      ['errorsIndex', this.errorsIndex],
+      ['runsIndex', this.runsIndex],
+    ] as const;
+    for (const [i, [option, index]] of named.entries()) {
+      const clash = named.slice(i + 1).find(([, other]) => other === index);
+      if (clash) throw new ConfigError(`Options "${option}" and "${clash[0]}" name the same index "${index}". Give each its own index.`, SCOPE);
+    }
+    const spoolMaxBytes = positive(options.spoolMaxBytes, DEFAULTS.spoolMaxBytes, 'spoolMaxBytes', 1024);
+    this.opts = {
+      maxBatchDocs: Math.floor(positive(options.maxBatchDocs, DEFAULTS.maxBatchDocs, 'maxBatchDocs')),
+      maxBatchBytes: positive(options.maxBatchBytes, DEFAULTS.maxBatchBytes, 'maxBatchBytes', 1024),
+      maxInFlight: Math.floor(positive(options.maxInFlight, DEFAULTS.maxInFlight, 'maxInFlight')),
+      maxRetries: Math.floor(positive(options.maxRetries, DEFAULTS.maxRetries, 'maxRetries', 0)),
+      retryBaseDelayMs: positive(options.retryBaseDelayMs, DEFAULTS.retryBaseDelayMs, 'retryBaseDelayMs', 0),
+      retryMaxDelayMs: positive(options.retryMaxDelayMs, DEFAULTS.retryMaxDelayMs, 'retryMaxDelayMs', 0),
+      requestTimeoutMs: positive(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
+      probeIntervalMs: positive(options.probeIntervalMs, DEFAULTS.probeIntervalMs, 'probeIntervalMs', 0),
+      spoolMaxBytes,
+      spoolSegmentBytes: positive(options.spoolSegmentBytes, Math.min(DEFAULTS.spoolSegmentBytes, Math.floor(spoolMaxBytes / 4)), 'spoolSegmentBytes', 1),
+      templatePriority: positive(options.templatePriority, DEFAULTS.templatePriority, 'templatePriority', 0),
+    };
+    const auth = options.auth as Record<string, unknown> | undefined;
+    if (auth && !('apiKey' in auth) && !('bearer' in auth) && !('username' in auth && 'password' in auth)) {
+      throw new ConfigError('Option "auth" must be { apiKey }, { username, password } or { bearer }.', SCOPE);
+    }
+    this.client = new Client({
+      nodes,
+      ...(options.auth ? { auth: options.auth } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
+      maxRetries: 0,
+      requestTimeout: this.opts.requestTimeoutMs,
+      compression: options.compression ?? false,
+      // Never put bodies or headers into client errors' messages beyond what we describe ourselves.
+      redaction: { type: 'remove' },
+    });
+  }
+
+  summary(): EsExportSummary {
+    return { ...this.stats };
+  }
+
+  async exportResults(results: readonly ResultDocument[]): Promise<void> {
+    await this.begin();
+    for (const doc of results) {
+      const source = resultSource(doc);
+      this.add({ index: this.resultsIndex, id: this.ids.result(doc), source, bytes: 0 });
+      if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
+    }
+    this.end();
+  }
+
+  async exportErrors(errors: readonly ErrorDocument[]): Promise<void> {
+    await this.begin();
+    for (const doc of errors) {
+      const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
+      this.add({ index: this.errorsIndex, id: this.ids.error(doc), source, bytes: 0 });
+      if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
+    }
+    this.end();
+  }
+
+  /** The run summary, after the run's results and errors: same batches, ids, retries and spool as they. */
+  async exportRunSummary(summary: RunSummaryDocument): Promise<void> {
+    await this.begin();
+    const source = JSON.stringify(this.secrets.length ? redact(summary, this.secrets) : summary);
+    this.add({ index: this.runsIndex, id: this.ids.run(summary), source, bytes: 0 });
+    if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
+    this.end();
+  }
+
+  async flush(): Promise<ExportSummary> {
+    const flushStarted = Date.now();
+    await this.begin();
+    if (this.batch.length > 0) await this.dispatch(this.takeBatch());
+    await this.settle();
+    // Deliver the spool, unless Elasticsearch failed during this very flush (it was just tried).
+    if (this.spool && !this.spool.empty && !this.fatal && this.openedAt < flushStarted) {
+      this.openUntil = 0;
+      await this.drain();
+    }
+    this.end();
+    return this.summary();
+  }
+
+  async close(): Promise<ExportSummary> {
+    if (this.closed) return this.summary();
+    let failure: unknown;
+    try {
+      await this.flush();
+    } catch (error) {
+      failure = error;
+    }
+    this.closed = true;
+    await this.spool?.close().catch(() => undefined);
+    await this.client.close().catch(() => undefined);
+    if (failure) throw failure;
+    return this.summary();
+  }
+
+  // ------------------------------------------------------------------ call lifecycle
+
+  private async begin(): Promise<void> {
+    if (this.closed) throw new ExportError('The exporter is closed; create a new one.', SCOPE);
+    this.started ??= this.start();
+    await this.started;
+  }
+
+  /** First use: open the spool and deliver what an earlier run left in it, before any new document. */
+  private async start(): Promise<void> {
+    if (this.options.spoolDir) {
+      try {
+        this.spool = await Spool.open(this.options.spoolDir, {
+          maxBytes: this.opts.spoolMaxBytes,
+          segmentBytes: this.opts.spoolSegmentBytes,
+        });
+      } catch (error) {
+        this.fatal = new ExportError(
+          error instanceof SpoolLockedError
+            ? `Cannot use spoolDir: ${this.text(error.message)}. Give every agent process its own spoolDir.`
+            : `Cannot use spoolDir ${this.options.spoolDir}: ${this.text(describe(error))}. Make it a writable directory (mode 0700) of the agent's user.`,
+          SCOPE,
+        );
+        return;
+      }
+      if (!this.spool.empty) await this.drain();
+    }
+  }
+
+  /** Ends a call: reports a failure that happened during it, and keeps reporting a fatal one. */
+  private end(): void {
+    const error = this.pendingError ?? this.fatal;
+    this.pendingError = undefined;
+    if (error) throw error;
+  }
+
+  private add(entry: Entry): void {
+    entry.bytes = entry.source.length + entry.id.length + entry.index.length + 40;
+    this.batch.push(entry);
+    this.batchBytes += entry.bytes;
+  }
+
+  private takeBatch(): Entry[] {
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    return batch;
+  }
+
+  /** Waits until every bulk request in flight has completed (and its documents are accounted for). */
+  private async settle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+  }
+
+  private isDown(): boolean {
+    return this.openUntil > Date.now();
+  }
+
+  private markDown(cause: unknown): void {
+    const wasDown = this.isDown();
+    this.lastOutage = cause;
+    this.openedAt = Date.now();
+    this.openUntil = this.openedAt + this.opts.probeIntervalMs;
+    if (!wasDown) {
+      this.log(
+        `Elasticsearch at ${this.where} is unavailable (${this.text(describe(cause))}); ` +
+          (this.spool ? `spooling to ${this.spool.dir} and retrying in ${Math.round(this.opts.probeIntervalMs / 1000)} s.` : 'no spoolDir: documents are lost.'),
+      );
+    }
+  }
+
+  // ------------------------------------------------------------------ sending
+
+  /** Sends one batch of new documents, or spools it when Elasticsearch is known to be down. */
+  private async dispatch(batch: Entry[]): Promise<void> {
+    if (batch.length === 0) return;
+    if (this.fatal) return this.keep(batch, this.fatal);
+    if (this.spool && !this.spool.empty && !this.isDown()) {
+      // The spool goes first, in order.
+      await this.settle();
+      await this.drain();
+    }
+    if (this.fatal) return this.keep(batch, this.fatal);
+    if (this.isDown()) return this.keep(batch, this.lastOutage);
+    if (!(await this.ensureReady())) return this.keep(batch, this.fatal ?? this.lastOutage);
+    while (this.inflight.size >= this.opts.maxInFlight) await Promise.race(this.inflight);
+    const task: Promise<void> = this.send(batch)
+      .then(async (outcome) => {
+        this.stats.delivered += outcome.delivered;
+        this.stats.deadLettered += outcome.deadLettered;
+        this.stats.failed += outcome.failed;
+        if (outcome.undeliverable.length > 0) await this.keep(outcome.undeliverable, outcome.cause);
+      })
+      .catch((error: unknown) => {
+        // Only a bug gets here (send() accounts for every failure); never lose the documents silently.
+        this.stats.failed += batch.length;
+        this.pendingError ??= new ExportError(`Unexpected failure sending ${batch.length} documents: ${this.text(describe(error))}.`, SCOPE);
+      })
+      .finally(() => this.inflight.delete(task));
+    this.inflight.add(task);
+  }
+
+  /** Keeps documents Elasticsearch could not take: in the spool, or counted as failed without one. */
+  private async keep(entries: Entry[], cause: unknown): Promise<void> {
+    const n = entries.length;
+    if (!this.spool) {
+      this.stats.failed += n;
+      if (!this.fatal) {
+        this.pendingError ??= new ExportError(
+          `${n} documents could not be delivered to Elasticsearch at ${this.where} (${this.text(describe(cause))}). ` +
+            'Check that it is running and reachable; set spoolDir to keep documents on disk during outages.',
+          SCOPE,
+        );
+      }
+      return;
+    }
+    const lines = entries.map(
+      (e) => `{"index":${JSON.stringify(e.index)},"id":${JSON.stringify(e.id)},${e.deadLetter ? '"dead_letter":true,' : ''}"doc":${e.source}}`,
+    );
+    let outcome;
+    try {
+      outcome = await this.spool.append(lines);
+    } catch (error) {
+      this.stats.failed += n;
+      this.pendingError ??= new ExportError(
+        `${n} documents could neither be delivered (${this.text(describe(cause))}) nor spooled to ${this.spool.dir} (${this.text(describe(error))}). Free disk space or fix the directory's permissions.`,
+        SCOPE,
+      );
+      return;
+    }
+    for (const { segment, docs } of outcome.dropped) this.accountDrop(segment, docs);
+    if (!outcome.stored) {
+      this.stats.failed += n;
+      this.stats.dropped += n;
+      this.pendingError ??= new ExportError(
+        `${n} documents are larger than spoolMaxBytes (${this.opts.spoolMaxBytes}) and could not be spooled. Raise spoolMaxBytes or lower maxBatchBytes.`,
+        SCOPE,
+      );
+      return;
+    }
+    this.stats.spooled += n;
+  }
+
+  private accountDrop(segment: SpoolSegment, docs: number): void {
+    this.stats.dropped += docs;
+    if (segment.own) {
+      this.stats.spooled -= docs;
+      this.stats.failed += docs;
+    }
+    this.log(`Spool full (spoolMaxBytes ${this.opts.spoolMaxBytes}): dropped its oldest segment with ${docs} documents; an error document will report it.`);
+  }
+
+  /** Installs the index templates (once) and makes sure the three indices exist with the gather mappings. */
+  private async ensureReady(): Promise<boolean> {
+    if (this.ready) return true;
+    if (this.options.installTemplates === false) {
+      this.ready = true;
+      return true;
+    }
+    try {
+      for (const [index, kind] of [
+        [this.resultsIndex, 'results'],
+        [this.errorsIndex, 'errors'],
+        [this.runsIndex, 'runs'],
+      ] as const) {
+        const body = indexTemplate({
+          index,
+          kind,
+          priority: this.opts.templatePriority,
+          ...(this.options.indexSettings ? { settings: this.options.indexSettings } : {}),
+        });
+        // Read first: thousands of agents start runs, and a template PUT is a cluster state update.
+        const installed = await this.client.transport.request<{ index_templates?: Array<{ index_template?: Record<string, unknown> }> }>(
+          { method: 'GET', path: `/_index_template/${templateName(index)}` },
+          { ignore: [404] },
+        );
+        const current = installed.index_templates?.[0]?.index_template;
+        const upToDate = (current?._meta as { hash?: string } | undefined)?.hash === (body._meta as { hash: string }).hash;
+        if (!upToDate) await this.client.transport.request({ method: 'PUT', path: `/_index_template/${templateName(index)}`, body });
+        const exists = await this.client.transport.request<unknown>({ method: 'HEAD', path: `/${index}` }, { ignore: [404], meta: true });
+        if (exists.statusCode === 404) {
+          await this.client.transport.request({ method: 'PUT', path: `/${index}` }, { ignore: [400] });
+        } else if (!upToDate) {
+          // An index made before the template (e.g. by dynamic mapping): add the gather fields to it.
+          const mappings = mappingsOf(kind);
+          try {
+            await this.client.transport.request({ method: 'PUT', path: `/${index}/_mapping`, body: mappings });
+          } catch (error) {
+            if (error instanceof esErrors.ResponseError && error.statusCode === 400) {
+              this.fatal = new ExportError(
+                `Index "${index}" already exists with a mapping gather cannot use (${this.text(describe(error))}). ` +
+                  `Delete or reindex it, or set the ${kind}Index option to a new index name.`,
+                SCOPE,
+              );
+              return false;
+            }
+            throw error;
+          }
+        }
+      }
+      this.ready = true;
+      return true;
+    } catch (error) {
+      this.fail(error, 'installing the index templates');
+      return false;
+    }
+  }
+
+  /** Records a request failure: Elasticsearch down (retry later) or fatal (credentials, refused request). */
+  private fail(error: unknown, doing: string): void {
+    const kind = classify(error);
+    if (kind === 'retry') return this.markDown(error);
+    const detail = this.text(describe(error));
+    const status = error instanceof esErrors.ResponseError ? error.statusCode : undefined;
+    let message: string;
+    if (kind === 'auth' && status === 401) {
+      message =
+        `Elasticsearch at ${this.where} rejected the credentials while ${doing} (${detail}). ` +
+        'Check the auth option (apiKey, username/password or bearer token): it must be valid and not expired.';
+    } else if (kind === 'auth') {
+      message =
+        `Elasticsearch at ${this.where} refused access while ${doing} (${detail}). Grant the credentials the privileges ` +
+        `create_doc and create_index on ${this.resultsIndex}, ${this.errorsIndex} and ${this.runsIndex}, and manage_index_templates ` +
+        '(or set installTemplates: false and install the templates yourself).';
+    } else {
+      message = `Elasticsearch at ${this.where} refused the request while ${doing} (${detail}).`;
+    }
+    this.fatal ??= new ExportError(
+      message + (this.spool ? ` Documents are kept in the spool (${this.spool.dir}) until a run succeeds.` : ''),
+      SCOPE,
+    );
+    this.log(this.fatal.message);
+  }
+
+  private async bulk(entries: readonly Entry[]): Promise<BulkResponse> {
+    let body = '';
+    for (const e of entries) body += `{"create":{"_index":${JSON.stringify(e.index)},"_id":${JSON.stringify(e.id)}}}\n${e.source}\n`;
+    return this.client.transport.request<BulkResponse>(
+      {
+        method: 'POST',
+        path: '/_bulk',
+        querystring: { filter_path: 'errors,items.*.status,items.*.error.type,items.*.error.reason' },
+        bulkBody: body,
+      },
+      { maxRetries: 0 },
+    );
+  }
+
+  /**
+   * Sends entries with `create` and deterministic ids: 201 and 409 (already there) are delivered; 429/5xx
+   * items and failed requests are retried with backoff; other item errors are dead-lettered.
+   */
+  private async send(entries: Entry[]): Promise<BatchOutcome> {
+    const outcome: BatchOutcome = { delivered: 0, deadLettered: 0, failed: 0, undeliverable: [] };
+    const rejected: Array<{ entry: Entry; item: BulkItem }> = [];
+    let todo = entries;
+    for (let attempt = 0; todo.length > 0; attempt++) {
+      if (attempt > 0) {
+        this.stats.retried += todo.length;
+        await sleep(backoffDelay(attempt, this.opts.retryBaseDelayMs, this.opts.retryMaxDelayMs));
+        if (this.fatal) {
+          outcome.undeliverable.push(...todo);
+          outcome.cause = this.fatal;
+          break;
+        }
+      }
+      let response: BulkResponse;
+      try {
+        response = await this.bulk(todo);
+      } catch (error) {
+        // A timeout already waited requestTimeoutMs: retry it once at most, then spool (a black-holed node).
+        const limit = error instanceof esErrors.TimeoutError ? Math.min(1, this.opts.maxRetries) : this.opts.maxRetries;
+        if (classify(error) === 'retry' && attempt < limit) continue;
+        this.fail(error, 'sending documents');
+        outcome.undeliverable.push(...todo);
+        outcome.cause = error;
+        break;
+      }
+      const items = response.items ?? [];
+      if (!response.errors && items.length === todo.length) {
+        outcome.delivered += todo.length;
+        break;
+      }
+      const retry: Entry[] = [];
+      let lastRetryable: BulkItem | undefined;
+      todo.forEach((entry, i) => {
+        const item = items[i] && Object.values(items[i])[0];
+        const status = item?.status ?? 503;
+        if (status < 300 || status === 409) outcome.delivered++;
+        else if (status === 429 || status >= 500) {
+          retry.push(entry);
+          lastRetryable = item ?? { status, error: { type: 'missing_item', reason: 'no answer for this document' } };
+        } else rejected.push({ entry, item: item! });
+      });
+      todo = retry;
+      if (todo.length > 0 && attempt >= this.opts.maxRetries) {
+        const cause = new Error(`${todo.length} documents kept failing with HTTP ${lastRetryable?.status} ${lastRetryable?.error?.type ?? ''}: ${lastRetryable?.error?.reason ?? ''}`);
+        this.markDown(cause);
+        outcome.undeliverable.push(...todo);
+        outcome.cause = cause;
+        break;
+      }
+    }
+    if (rejected.length > 0) {
+      const letters: Entry[] = [];
+      let example = '';
+      for (const { entry, item } of rejected) {
+        const reason = `HTTP ${item.status} ${item.error?.type ?? 'error'}: ${item.error?.reason ?? ''}`;
+        example ||= reason;
+        if (entry.deadLetter) {
+          outcome.failed++;
+          this.log(`Elasticsearch rejected the dead letter ${entry.id} (${this.text(reason)}); the document is lost.`);
+        } else letters.push(this.deadLetter(entry, item));
+      }
+      if (letters.length > 0) {
+        this.log(`Elasticsearch rejected ${letters.length} documents (e.g. ${this.text(example)}); written to ${this.errorsIndex} with the reason.`);
+        const sent = await this.send(letters);
+        outcome.deadLettered += sent.delivered;
+        outcome.failed += sent.failed + sent.deadLettered;
+        if (sent.undeliverable.length > 0) {
+          outcome.undeliverable.push(...sent.undeliverable);
+          outcome.cause ??= sent.cause;
+        }
+      }
+    }
+    return outcome;
+  }
+
+  /** The error document that keeps a rejected document and the reason, for the errors index. */
+  private deadLetter(entry: Entry, item: BulkItem): Entry {
+    let original: unknown;
+    try {
+      original = JSON.parse(entry.source);
+    } catch {
+      original = entry.source;
+    }
+    const o = (typeof original === 'object' && original !== null ? original : {}) as Record<string, unknown>;
+    const str = (value: unknown) => (typeof value === 'string' && value.length <= 1024 ? value : undefined);
+    const host = (typeof o.host === 'object' && o.host !== null ? o.host : {}) as Record<string, unknown>;
+    const agent = (typeof o.agent === 'object' && o.agent !== null ? o.agent : {}) as Record<string, unknown>;
+    const reasonText = `${item.error?.type ?? 'error'}: ${item.error?.reason ?? 'rejected'}`;
+    const doc = {
+      kind: 'error',
+      '@timestamp': new Date().toISOString(),
+      run_id: str(o.run_id) ?? 'unknown',
+      host: { hostname: str(host.hostname) ?? 'unknown' },
+      agent: { version: str(agent.version) ?? 'unknown' },
+      ...(str(o.check) ? { check: str(o.check) } : {}),
+      ...(str(o.category) ? { category: str(o.category) } : {}),
+      ...(str(o.name) ? { name: str(o.name) } : {}),
+      reason: 'export_rejected',
+      message: `Elasticsearch rejected document ${entry.id} for index ${entry.index} (HTTP ${item.status} ${reasonText}). The document is in "original".`,
+      original_index: entry.index,
+      original_id: entry.id,
+      original,
+      rejection: { status: item.status, type: item.error?.type ?? 'error', reason: item.error?.reason ?? '' },
+    };
+    const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
+    return { index: this.errorsIndex, id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
+  }
+
+  // ------------------------------------------------------------------ spool delivery
+
+  /** Delivers the spool in order: drop reports, then segments oldest first; stops at the first outage. */
+  private async drain(): Promise<void> {
+    const spool = this.spool;
+    if (!spool || spool.empty || this.fatal) return;
+    if (!(await this.ensureReady())) return;
+    for (const report of spool.pendingReports()) {
+      const outcome = await this.send([this.dropReportEntry(report)]);
+      if (outcome.undeliverable.length > 0) return;
+      await spool.removeReport(report);
+    }
+    for (const segment of await spool.pending()) {
+      let records: SpoolRecord[];
+      let corrupt: number;
+      try {
+        ({ records, corrupt } = await spool.read(segment));
+      } catch (error) {
+        this.pendingError ??= new ExportError(`Cannot read the spool segment ${segment.file}: ${this.text(describe(error))}.`, SCOPE);
+        return;
+      }
+      const entries = records.map((r): Entry => {
+        const source = JSON.stringify(r.doc);
+        return { index: r.index, id: r.id, source, bytes: source.length + r.id.length + 60, ...((r as { dead_letter?: boolean }).dead_letter ? { deadLetter: true } : {}) };
+      });
+      const total: BatchOutcome = { delivered: 0, deadLettered: 0, failed: 0, undeliverable: [] };
+      const batches: Entry[][] = [];
+      let current: Entry[] = [];
+      let bytes = 0;
+      for (const entry of entries) {
+        current.push(entry);
+        bytes += entry.bytes;
+        if (current.length >= this.opts.maxBatchDocs || bytes >= this.opts.maxBatchBytes) {
+          batches.push(current);
+          current = [];
+          bytes = 0;
+        }
+      }
+      if (current.length > 0) batches.push(current);
+      const running = new Set<Promise<void>>();
+      for (const batch of batches) {
+        if (total.undeliverable.length > 0 || this.fatal) break;
+        while (running.size >= this.opts.maxInFlight) await Promise.race(running);
+        const task: Promise<void> = this.send(batch)
+          .then((o) => {
+            total.delivered += o.delivered;
+            total.deadLettered += o.deadLettered;
+            total.failed += o.failed;
+            total.undeliverable.push(...o.undeliverable);
+          })
+          .finally(() => running.delete(task));
+        running.add(task);
+      }
+      await Promise.all(running);
+      if (total.undeliverable.length > 0 || this.fatal || total.delivered + total.deadLettered + total.failed < entries.length) {
+        // Left in the spool: what was delivered answers 409 next time.
+        return;
+      }
+      await spool.remove(segment);
+      const count = segment.records ?? entries.length + corrupt;
+      if (segment.own) {
+        this.stats.spooled -= count;
+        this.stats.delivered += total.delivered;
+      } else this.stats.recovered += total.delivered;
+      this.stats.deadLettered += total.deadLettered;
+      this.stats.failed += total.failed + corrupt;
+      if (corrupt > 0) this.log(`${corrupt} unreadable lines in spool segment ${segment.file} were skipped.`);
+      this.log(`Delivered spool segment ${segment.file} (${total.delivered} documents).`);
+    }
+  }
+
+  private dropReportEntry(report: DropReport): Entry {
+    const sample = (report.sample ?? {}) as { run_id?: unknown; host?: unknown; agent?: unknown };
+    const doc = {
+      kind: 'error',
+      '@timestamp': report.at,
+      run_id: typeof sample.run_id === 'string' ? sample.run_id : 'spool',
+      host: sample.host ?? { hostname: 'unknown' },
+      agent: sample.agent ?? { version: 'unknown' },
+      reason: 'spool_dropped',
+      message:
+        `The spool was full (spoolMaxBytes ${this.opts.spoolMaxBytes}): segment ${report.segment} with ${report.docs} documents ` +
+        `(ids ${report.first_id ?? '?'} .. ${report.last_id ?? '?'}) was dropped undelivered. Raise spoolMaxBytes or fix the outage sooner.`,
+      dropped_docs: report.docs,
+      spool_segment: report.segment,
+    };
+    const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
+    return { index: this.errorsIndex, id: report.id, source, bytes: source.length, deadLetter: true };
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  private text(message: string): string {
+    return redactText(message, this.secrets);
+  }
+
+  private log(line: string): void {
+    this.options.log?.(`[gather] [exporter-es] ${this.text(line)}`);
+  }
+}
+
+/** Creates the Elasticsearch exporter; nothing is sent before the first export call. */
+export function createEsExporter(options: EsExporterOptions): EsExporter {
+  if (!options || typeof options !== 'object') throw new ConfigError('Missing options: pass { node: "http://..." }.', SCOPE);
+  return new ElasticsearchExporter(options);
+}

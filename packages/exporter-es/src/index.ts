@@ -1,0 +1,12 @@
+export {
+  createEsExporter,
+  backoffDelay,
+  boundedId,
+  DocumentIds,
+  type EsAuth,
+  type EsExporter,
+  type EsExporterOptions,
+  type EsExportSummary,
+} from './exporter.js';
+export { ERRORS_MAPPINGS, RESULTS_MAPPINGS, RUNS_MAPPINGS, MAPPING_VERSION, indexTemplate, templateName, typedValueFields, resultSource } from './mapping.js';
+export { Spool, SpoolLockedError, type SpoolOptions, type SpoolRecord, type SpoolSegment, type DropReport, type AppendOutcome } from './spool.js';

@@ -1,0 +1,140 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Spool } from '../src/spool.js';
+
+const record = (i: number, pad = '') => JSON.stringify({ index: 'gather-results', id: `run:abc:${i}`, doc: { run_id: 'run', host: { hostname: 'vm-1' }, n: i, pad } });
+const fixedNow = () => new Date('2026-01-01T00:00:00.000Z');
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'gather-spool-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('Spool', () => {
+  it('appends records to an NDJSON segment and reads them back in order', async () => {
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    expect(spool.empty).toBe(true);
+    expect(await spool.append([record(0), record(1)])).toEqual({ stored: true, dropped: [] });
+    await spool.append([record(2)]);
+    const [segment, ...others] = await spool.pending();
+    expect(others).toEqual([]);
+    expect(await readdir(dir)).toEqual(['spool-000000000001.ndjson', 'spool.lock']);
+    const { records, corrupt } = await spool.read(segment!);
+    expect(corrupt).toBe(0);
+    expect(records.map((r) => r.id)).toEqual(['run:abc:0', 'run:abc:1', 'run:abc:2']);
+    expect(records[1]).toMatchObject({ index: 'gather-results', doc: { n: 1 } });
+  });
+
+  it('starts a new segment past segmentBytes, never splitting an append', async () => {
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 300 });
+    for (let i = 0; i < 6; i += 2) await spool.append([record(i, 'x'.repeat(60)), record(i + 1, 'x'.repeat(60))]);
+    const segments = await spool.pending();
+    expect(segments.length).toBe(3);
+    const ids = [];
+    for (const segment of segments) ids.push(...(await spool.read(segment)).records.map((r) => r.id));
+    expect(ids).toEqual([0, 1, 2, 3, 4, 5].map((i) => `run:abc:${i}`));
+  });
+
+  it('finds the segments of an earlier process on open (not its own), and appends to a new segment', async () => {
+    const first = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    await first.append([record(0)]);
+    await first.close();
+    const second = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    expect(second.empty).toBe(false);
+    await second.append([record(1)]);
+    const segments = await second.pending();
+    expect(segments.map((s) => [s.seq, s.own])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+  });
+
+  it('ignores a torn last line (a crash mid-append, never acknowledged) and counts unreadable lines', async () => {
+    await writeFile(join(dir, 'spool-000000000007.ndjson'), `${record(0)}\nnot json\n${record(1)}\n{"index":"gather-res`);
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const [segment] = await spool.pending();
+    const { records, corrupt } = await spool.read(segment!);
+    expect(records.map((r) => r.id)).toEqual(['run:abc:0', 'run:abc:1']);
+    expect(corrupt).toBe(1);
+    await spool.append([record(2)]);
+    expect((await spool.pending()).map((s) => s.seq)).toEqual([7, 8]);
+  });
+
+  it('deletes a segment once delivered', async () => {
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    await spool.append([record(0)]);
+    const [segment] = await spool.pending();
+    await spool.remove(segment!);
+    expect(spool.empty).toBe(true);
+    expect(spool.bytes).toBe(0);
+    expect(await readdir(dir)).toEqual(['spool.lock']);
+  });
+
+  it('stays within maxBytes by dropping the oldest segment, and leaves a report of the drop', async () => {
+    const line = record(0, 'x'.repeat(200));
+    const size = Buffer.byteLength(line) + 1;
+    const spool = await Spool.open(dir, { maxBytes: size * 3, segmentBytes: size, now: fixedNow });
+    for (let i = 0; i < 3; i++) expect((await spool.append([record(i, 'x'.repeat(200))])).dropped).toEqual([]);
+    const outcome = await spool.append([record(3, 'x'.repeat(200))]);
+    expect(outcome.stored).toBe(true);
+    expect(outcome.dropped.map((d) => [d.segment.seq, d.docs])).toEqual([[1, 1]]);
+    expect(spool.bytes).toBeLessThanOrEqual(size * 3);
+    const [report] = spool.pendingReports();
+    expect(report).toMatchObject({
+      segment: 'spool-000000000001.ndjson',
+      docs: 1,
+      first_id: 'run:abc:0',
+      last_id: 'run:abc:0',
+      sample: { run_id: 'run', host: { hostname: 'vm-1' } },
+      at: '2026-01-01T00:00:00.000Z',
+    });
+    const ids = [];
+    for (const segment of await spool.pending()) ids.push(...(await spool.read(segment)).records.map((r) => r.id));
+    expect(ids).toEqual(['run:abc:1', 'run:abc:2', 'run:abc:3']);
+
+    // the report survives a restart until delivered
+    await spool.close();
+    const reopened = await Spool.open(dir, { maxBytes: size * 3, segmentBytes: size });
+    expect(reopened.pendingReports()).toEqual([report]);
+    await reopened.removeReport(report!);
+    expect(reopened.pendingReports()).toEqual([]);
+    expect((await readdir(dir)).filter((f) => f.startsWith('dropped-'))).toEqual([]);
+  });
+
+  it('is used by one process at a time: a live owner locks it out, a dead one (crash) does not', async () => {
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    await expect(Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 })).rejects.toThrow(`${dir} is in use by process ${process.pid}`);
+    await spool.close();
+    await writeFile(join(dir, 'spool.lock'), '999999999');
+    const taken = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    expect(await readFile(join(dir, 'spool.lock'), 'utf8')).toBe(String(process.pid));
+    await taken.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('refuses (without dropping anything) records that alone exceed maxBytes', async () => {
+    const spool = await Spool.open(dir, { maxBytes: 1024, segmentBytes: 1024 });
+    await spool.append([record(0)]);
+    expect(await spool.append([record(1, 'x'.repeat(2000))])).toEqual({ stored: false, dropped: [] });
+    expect((await spool.pending()).length).toBe(1);
+  });
+
+  it('serialises concurrent appends: every record is written once, whole', async () => {
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 2000 });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => spool.append([record(i, 'y'.repeat(100))])));
+    const ids = [];
+    for (const segment of await spool.pending()) {
+      const { records, corrupt } = await spool.read(segment);
+      expect(corrupt).toBe(0);
+      ids.push(...records.map((r) => r.id));
+    }
+    expect(ids.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `run:abc:${i}`).sort());
+    const text = await readFile(join(dir, 'spool-000000000001.ndjson'), 'utf8');
+    expect(text.endsWith('\n')).toBe(true);
+  });
+});
