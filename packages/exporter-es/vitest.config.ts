@@ -1,30 +1,3 @@
-import { defineConfig } from 'vitest/config';
+import { gatherTestConfig } from '../../tools/vitest.shared.js';
 
-// Two projects: `unit` needs no services; `integration` (test/**/*.integration.test.ts) runs against the real
-// Elasticsearch / S3 servers that tools/vitest-services.ts starts, or those named by GATHER_ES_URL /
-// GATHER_S3_* when set. `vitest run --project unit` runs only the unit tests (and starts nothing).
-export default defineConfig({
-  test: {
-    testTimeout: 30_000,
-    projects: [
-      {
-        extends: true,
-        test: {
-          name: 'unit',
-          include: ['test/**/*.test.ts'],
-          exclude: ['test/**/*.integration.test.ts', '**/node_modules/**'],
-        },
-      },
-      {
-        extends: true,
-        test: {
-          name: 'integration',
-          include: ['test/**/*.integration.test.ts'],
-          globalSetup: ['../../tools/vitest-services.ts'],
-          testTimeout: 120_000,
-          hookTimeout: 120_000,
-        },
-      },
-    ],
-  },
-});
+export default gatherTestConfig({ services: true });

@@ -1,0 +1,36 @@
+import { defineConfig, type ViteUserConfig } from 'vitest/config';
+
+/**
+ * The one vitest configuration of every package. Packages with integration tests get two projects:
+ * `unit` needs no services; `integration` (test/**\/*.integration.test.ts) runs against the real
+ * Elasticsearch / S3 servers that tools/vitest-services.ts starts, or those named by GATHER_ES_URL /
+ * GATHER_S3_* when set. `vitest run --project unit` runs only the unit tests and starts nothing.
+ */
+export function gatherTestConfig(options: { services?: boolean } = {}): ViteUserConfig {
+  if (!options.services) return defineConfig({ test: { include: ['test/**/*.test.ts'], testTimeout: 30_000 } });
+  return defineConfig({
+    test: {
+      testTimeout: 30_000,
+      projects: [
+        {
+          extends: true,
+          test: {
+            name: 'unit',
+            include: ['test/**/*.test.ts'],
+            exclude: ['test/**/*.integration.test.ts', '**/node_modules/**'],
+          },
+        },
+        {
+          extends: true,
+          test: {
+            name: 'integration',
+            include: ['test/**/*.integration.test.ts'],
+            globalSetup: [new URL('./vitest-services.ts', import.meta.url).pathname],
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
+          },
+        },
+      ],
+    },
+  });
+}
