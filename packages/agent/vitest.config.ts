@@ -1,8 +1,3 @@
-import { defineConfig } from 'vitest/config';
+import { gatherTestConfig } from '../../tools/vitest.shared.js';
 
-export default defineConfig({
-  test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-  },
-});
+export default gatherTestConfig({ services: true });

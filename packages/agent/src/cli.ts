@@ -1,7 +1,9 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
-// A 1 MiB young generation keeps the agent's RSS low on the user's VM: check output is short-lived garbage,
-// and V8's default (up to 16 MiB per semi-space) let RSS grow by ~20 MB for no gain.
-import { readFile } from 'node:fs/promises';
+#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
+// Keeps the agent's RSS low on the user's VM: check output is short-lived garbage, and V8's defaults (up to
+// 16 MiB per semi-space, speed-first heap growth) let RSS grow by ~15-20 MB for no gain in an I/O-bound run.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   AbortedError,
@@ -9,57 +11,91 @@ import {
   CATEGORIES,
   ConfigError,
   FetchError,
-  createFileExporter,
-  createFileFetcher,
-  createStdoutExporter,
   isGatherError,
-  parsePublicKey,
   redactText,
-  run,
   verifyBundle,
-  type Category,
   type CheckDoneEvent,
-  type Exporter,
-  type RunSummary,
 } from '@gather/core';
 import { formatTable, tableRow, type TableRow } from './_table.js';
+import { createFetcher } from './adapters.js';
+import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
 import { EXIT } from './exit-codes.js';
+import { acquireLock, LockBusyError } from './lock.js';
+import { createLogger, type Logger } from './logger.js';
+import { runOnce } from './run-once.js';
 import { AGENT_VERSION } from './version.js';
+
+const CONFIG_OPTIONS = `Configuration: a JSON file (--config, default /etc/gather/agent.json), then GATHER_* environment
+variables, then these flags, each overriding the one before (see the README's configuration table).
+
+  --config <file>          JSON configuration file (default: /etc/gather/agent.json when it exists)
+  --bundle <source>        file:/path, a path, or s3://bucket/prefix (follows <prefix>/latest)   [GATHER_BUNDLE]
+  --public-key <file>      ed25519 public key (SPKI PEM) the bundle must be signed with   [GATHER_PUBLIC_KEY]
+  --exporter <e>           file, stdout or elasticsearch (default: file with --out, else stdout)   [GATHER_EXPORTER]
+  --out <file|->           NDJSON destination of the file exporter (- = stdout)   [GATHER_OUT]
+  --es-url <url>           Elasticsearch URL   [GATHER_ES_URL]
+  --es-api-key-file <f>    file holding the API key   [GATHER_ES_API_KEY_FILE, or GATHER_ES_API_KEY]
+  --es-username <u>        with --es-password-file   [GATHER_ES_USERNAME]
+  --es-password-file <f>   file holding the password   [GATHER_ES_PASSWORD_FILE, or GATHER_ES_PASSWORD]
+  --es-ca-file <f>         CA (PEM) of the cluster's certificate   [GATHER_ES_CA_FILE]
+  --s3-endpoint <url>      S3-compatible endpoint (default: AWS)   [GATHER_S3_ENDPOINT]
+  --s3-region <r>          S3 region   [GATHER_S3_REGION]; credentials: AWS_* variables, profile or instance role
+  --username <u>           Owner of this VM, added to every document   [GATHER_USERNAME]
+  --instance-id <id>       Id of this VM, added to every document   [GATHER_INSTANCE_ID]
+  --concurrency <n>        Checks run at once (default: number of CPUs)   [GATHER_CONCURRENCY]
+  --timeout <seconds>      Per-check timeout; a check may override it (default: 60)   [GATHER_TIMEOUT]
+  --nice <0-19>            Niceness of the checks (default: 10)   [GATHER_NICE]
+  --ionice / --no-ionice   Checks in the idle I/O class where ionice exists (default: on)   [GATHER_IONICE]
+  --state-dir <dir>        Locks and bundle cache (default: /var/lib/gather as root)   [GATHER_STATE_DIR]
+  --spool-dir <dir>        Elasticsearch spool (default: /var/spool/gather as root)   [GATHER_SPOOL_DIR]
+  --lock-wait <seconds>    How long to wait for another run to finish (default: 60)   [GATHER_LOCK_WAIT_SEC]
+  --log-level <level>      trace, debug, info, warn, error, fatal or silent   [GATHER_LOG_LEVEL]
+  -h, --help               Show this help
+`;
 
 const USAGE: Record<string, string> = {
   main: `Usage: gather-agent <command> [options]
 
 Commands:
-  run      Fetch, verify and run the checks of a bundle; write results as NDJSON
+  run      Fetch, verify and run the checks of a bundle once; export the results
+  daemon   Run the abuse checks every 15 minutes and the analytics checks daily, until stopped
   verify   Verify a bundle's signature and contents without running anything
   version  Print the agent version
 
 Run "gather-agent <command> --help" for the options of a command.
 Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 bundle refused,
-4 fetch failed, 5 some checks failed, 6 export failed, 7 results spooled, 130 interrupted.
+4 fetch failed, 5 some checks failed, 6 export failed, 7 results spooled, 8 locked by another run,
+130 interrupted.
 `,
-  run: `Usage: gather-agent run --bundle <path> --public-key <file> [options]
+  run: `Usage: gather-agent run [--bundle <source> --public-key <file>] [options]
 
-Options:
-  --bundle <path>          Bundle file built by "gather-bundle build"
-  --public-key <file>      ed25519 public key (SPKI PEM) the bundle must be signed with
-  --category <c>           abuse, analytics or all (default: all)
-  --out <file|->           Where NDJSON results and error records go (default: - = stdout)
-  --username <u>           Owner of this VM, added to every document
-  --instance-id <id>       Id of this VM, added to every document
-  --concurrency <n>        Checks run at once (default: number of CPUs)
-  --timeout <seconds>      Per-check timeout; a check may override it (default: 60)
+Fetches, verifies and runs the checks once, exports results, error records and a run summary.
+
+  --category <c>           abuse, analytics or all (default: all)   [GATHER_CATEGORY]
+  --dry-run                Fetch and verify the bundle and list the checks that would run; run and export nothing
   --table / --no-table     Print a human table on stderr (default: when stderr is a terminal)
-  -h, --help               Show this help
-`,
-  verify: `Usage: gather-agent verify --bundle <path> --public-key <file>
+${CONFIG_OPTIONS}`,
+  daemon: `Usage: gather-agent daemon [--config <file>] [options]
 
-Checks the bundle's signature, manifest and member hashes; runs nothing.
+Runs the abuse checks every 15 minutes and the analytics checks every 24 hours (each with a random splay of
+10 % of the interval), one run at a time. SIGTERM/SIGINT: stop scheduling, let the current run finish for
+--grace seconds, then kill its checks, export what was collected and exit 0. SIGHUP: reload the configuration.
+Logs are JSON lines on stderr.
+
+  --abuse-every <seconds>      Interval of the abuse checks (default: 900)   [GATHER_ABUSE_EVERY_SEC]
+  --analytics-every <seconds>  Interval of the analytics checks (default: 86400)   [GATHER_ANALYTICS_EVERY_SEC]
+  --grace <seconds>            How long a running run may go on after SIGTERM (default: 30)   [GATHER_GRACE_SEC]
+${CONFIG_OPTIONS}`,
+  verify: `Usage: gather-agent verify [--bundle <source> --public-key <file>] [options]
+
+Fetches the bundle and checks its signature, manifest and member hashes; runs nothing.
 Prints the bundle version, sha256 and check ids. Exit 0 when valid, 3 when refused.
 
-Options:
-  --bundle <path>          Bundle file
-  --public-key <file>      ed25519 public key (SPKI PEM)
+  --config <file>          JSON configuration file (default: /etc/gather/agent.json when it exists)
+  --bundle <source>        file:/path, a path, or s3://bucket/prefix   [GATHER_BUNDLE]
+  --public-key <file>      ed25519 public key (SPKI PEM)   [GATHER_PUBLIC_KEY]
+  --s3-endpoint <url>      S3-compatible endpoint   [GATHER_S3_ENDPOINT]
+  --s3-region <r>          S3 region   [GATHER_S3_REGION]
   -h, --help               Show this help
 `,
   version: `Usage: gather-agent version\n\nPrints the agent version.\n`,
@@ -74,112 +110,207 @@ class UsageError extends Error {
   }
 }
 
-type Values = Record<string, string | boolean | undefined>;
+/** A configuration that could not be loaded: its problems, then the usage of the command. */
+class CommandConfigError extends Error {
+  constructor(
+    readonly error: ConfigError,
+    readonly command: string,
+  ) {
+    super(error.message);
+  }
+}
 
-function parse(command: string, args: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Values } {
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const s = { type: 'string' } as const;
+const b = { type: 'boolean' } as const;
+const CONFIG_FLAGS: Options = {
+  config: s,
+  bundle: s,
+  'public-key': s,
+  exporter: s,
+  out: s,
+  'es-url': s,
+  'es-api-key-file': s,
+  'es-username': s,
+  'es-password-file': s,
+  'es-ca-file': s,
+  's3-endpoint': s,
+  's3-region': s,
+  username: s,
+  'instance-id': s,
+  concurrency: s,
+  timeout: s,
+  nice: s,
+  ionice: b,
+  'state-dir': s,
+  'spool-dir': s,
+  'lock-wait': s,
+  'log-level': s,
+};
+
+function parse(command: string, args: string[], options: Options): Flags {
   try {
     const parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false, allowNegative: true });
-    return { values: parsed.values as Values };
+    return parsed.values as Flags;
   } catch (error) {
     throw new UsageError((error as Error).message, command);
   }
 }
 
-function required(values: Record<string, unknown>, name: string, command: string): string {
-  const value = values[name];
-  if (typeof value !== 'string' || value === '') throw new UsageError(`Missing --${name}.`, command);
-  return value;
+/**
+ * Node's process warnings (e.g. a dependency's deprecation notice) go to the log as JSON lines instead of
+ * plain text on stderr, so the log stays one JSON object per line.
+ */
+function logProcessWarnings(logger: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => logger.warn(warning.message, { warning: warning.name, ...('code' in warning ? { code: warning.code } : {}) }));
 }
 
-function positiveNumber(value: string | undefined, name: string, command: string, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (!Number.isFinite(number) || number <= 0 || (integer && !Number.isInteger(number))) {
-    throw new UsageError(`--${name} must be a positive ${integer ? 'integer' : 'number'} (got "${value}").`, command);
-  }
-  return number;
-}
-
-async function readPublicKey(path: string): Promise<string> {
-  let pem: string;
+function load(command: string, flags: Flags, defaultLogLevel: LogLevel, bundleOnly = false): AgentConfig {
   try {
-    pem = await readFile(path, 'utf8');
-  } catch (cause) {
-    throw new ConfigError(`Cannot read the public key file ${path} (${(cause as NodeJS.ErrnoException).code}). Pass --public-key <file>.`, { cause });
+    return loadConfig({
+      ...(typeof flags.config === 'string' ? { configFile: flags.config } : {}),
+      flags,
+      defaultLogLevel,
+      bundleOnly,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CommandConfigError(error, command);
+    throw error;
   }
-  parsePublicKey(pem, `public key file ${path}`);
-  return pem;
-}
-
-function exitCodeFor(summary: RunSummary): number {
-  if (summary.export_failed) return EXIT.EXPORT_FAILED;
-  if (summary.export.spooled > 0) return EXIT.SPOOLED;
-  if (summary.checks_failed + summary.checks_timed_out > 0) return EXIT.CHECKS_FAILED;
-  return EXIT.OK;
 }
 
 async function commandRun(args: string[]): Promise<number> {
-  const { values } = parse('run', args, {
-    bundle: { type: 'string' },
-    'public-key': { type: 'string' },
-    category: { type: 'string', default: 'all' },
-    out: { type: 'string', default: '-' },
-    username: { type: 'string' },
-    'instance-id': { type: 'string' },
-    concurrency: { type: 'string' },
-    timeout: { type: 'string' },
-    table: { type: 'boolean' },
-  });
-  if (values.help) return help('run');
-  const bundle = required(values, 'bundle', 'run');
-  const publicKeyPath = required(values, 'public-key', 'run');
-  const category = values.category as string;
-  if (category !== 'all' && !CATEGORIES.includes(category as Category)) {
-    throw new UsageError(`--category must be one of ${[...CATEGORIES, 'all'].join(', ')} (got "${category}").`, 'run');
-  }
-  const concurrency = positiveNumber(values.concurrency as string | undefined, 'concurrency', 'run', true);
-  const timeoutSec = positiveNumber(values.timeout as string | undefined, 'timeout', 'run', false);
-  const publicKey = await readPublicKey(publicKeyPath);
+  const flags = parse('run', args, { ...CONFIG_FLAGS, category: s, table: b, 'dry-run': b });
+  if (flags.help) return help('run');
+  const config = load('run', flags, 'warn');
+  const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
+  logProcessWarnings(logger);
+  if (flags['dry-run']) return dryRun(config, logger);
 
-  const out = values.out as string;
-  const exporter: Exporter = out === '-' ? createStdoutExporter() : createFileExporter({ path: out });
-  const showTable = (values.table as boolean | undefined) ?? Boolean(process.stderr.isTTY);
+  const lock = await acquireLock(join(config.stateDir, 'agent.lock'), {
+    purpose: `run ${config.category}`,
+    waitMs: config.lockWaitSec * 1000,
+    onWait: (owner) =>
+      logger.warn(`another gather-agent run is in progress; waiting up to ${config.lockWaitSec} s`, { holder: owner }),
+  });
+  const showTable = (flags.table as boolean | undefined) ?? Boolean(process.stderr.isTTY);
   const rows: TableRow[] = [];
-  let summary: RunSummary;
   try {
-    summary = await run({
-      fetcher: createFileFetcher({ path: bundle }),
-      exporter,
-      category: category as Category | 'all',
-      publicKey,
-      agentVersion: AGENT_VERSION,
-      ...(concurrency ? { concurrency } : {}),
-      ...(timeoutSec ? { timeoutSec } : {}),
-      ...(values.username ? { username: values.username as string } : {}),
-      ...(values['instance-id'] ? { instanceId: values['instance-id'] as string } : {}),
+    const result = await runOnce({
+      config,
+      category: config.category,
+      logger,
+      trigger: 'once',
+      handleProcessSignals: true,
+      // A one-off --out is rewritten; the configured destination (shared with the daemon) is appended to.
+      append: !config.outFromFlag,
       ...(showTable ? { onCheckDone: (event: CheckDoneEvent) => void rows.push(tableRow(event)) } : {}),
     });
+    if (result.summary && showTable) process.stderr.write(formatTable(rows, result.summary));
+    if (result.exportError) process.stderr.write(`${redactText(result.exportError, config.secrets)}\n`);
+    if (result.error !== undefined) return report(result.error, config.secrets);
+    return result.exitCode;
   } finally {
-    await exporter.close().catch((error) => process.stderr.write(`${redactText(String((error as Error).message))}\n`));
+    await lock.release();
   }
-  if (showTable) process.stderr.write(formatTable(rows, summary));
-  if (summary.export_error) process.stderr.write(`${summary.export_error}\n`);
-  return exitCodeFor(summary);
+}
+
+interface Inspected {
+  source: string;
+  verified: ReturnType<typeof verifyBundle>;
+}
+
+/** Fetches the bundle into a private temp dir (no cache, no lock) and verifies it. */
+async function inspectBundle(config: AgentConfig, logger: Logger): Promise<Inspected> {
+  const fetcher = await createFetcher(config, { logger, cache: false });
+  const dir = await mkdtemp(join(tmpdir(), 'gather-verify-'));
+  try {
+    let fetched;
+    try {
+      fetched = await fetcher.fetch({ dir });
+    } catch (error) {
+      throw isGatherError(error) ? error : new FetchError(`[${fetcher.name} fetcher] ${(error as Error).message}`, { cause: error });
+    }
+    return { source: fetched.source, verified: verifyBundle(await readFile(fetched.path), config.publicKey) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await fetcher.close?.().catch(() => undefined);
+  }
+}
+
+function describeBundle({ verified }: Inspected, categories: readonly string[]): string {
+  const { manifest } = verified;
+  return (
+    `ok: bundle ${manifest.version} (sha256 ${verified.sha256}, created ${manifest.created})\n` +
+    CATEGORIES.filter((c) => categories.includes(c))
+      .map((c) => `${c}: ${manifest.checks[c].join(' ') || '(none)'}`)
+      .join('\n') +
+    '\n'
+  );
+}
+
+async function dryRun(config: AgentConfig, logger: Logger): Promise<number> {
+  const inspected = await inspectBundle(config, logger);
+  const categories = config.category === 'all' ? CATEGORIES : [config.category];
+  const count = categories.reduce((n, c) => n + inspected.verified.manifest.checks[c].length, 0);
+  process.stdout.write(
+    describeBundle(inspected, categories) +
+      `dry run: would run ${count} checks from ${inspected.source} with the ${config.exporter} exporter; nothing was run or exported.\n`,
+  );
+  return EXIT.OK;
 }
 
 async function commandVerify(args: string[]): Promise<number> {
-  const { values } = parse('verify', args, { bundle: { type: 'string' }, 'public-key': { type: 'string' } });
-  if (values.help) return help('verify');
-  const bundlePath = required(values, 'bundle', 'verify');
-  const publicKey = await readPublicKey(required(values, 'public-key', 'verify'));
-  const fetched = await createFileFetcher({ path: bundlePath }).fetch({ dir: '' });
-  const verified = verifyBundle(await readFile(fetched.path), publicKey);
-  const { manifest } = verified;
-  process.stdout.write(
-    `ok: bundle ${manifest.version} (sha256 ${verified.sha256}, created ${manifest.created})\n` +
-      CATEGORIES.map((c) => `${c}: ${manifest.checks[c].join(' ') || '(none)'}`).join('\n') +
-      '\n',
-  );
+  const flags = parse('verify', args, {
+    config: s,
+    bundle: s,
+    'public-key': s,
+    's3-endpoint': s,
+    's3-region': s,
+    'state-dir': s,
+    'log-level': s,
+  });
+  if (flags.help) return help('verify');
+  const config = load('verify', flags, 'warn', true);
+  const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
+  logProcessWarnings(logger);
+  process.stdout.write(describeBundle(await inspectBundle(config, logger), CATEGORIES));
+  return EXIT.OK;
+}
+
+async function commandDaemon(args: string[]): Promise<number> {
+  const flags = parse('daemon', args, { ...CONFIG_FLAGS, grace: s, 'abuse-every': s, 'analytics-every': s });
+  if (flags.help) return help('daemon');
+  const loader = () => load('daemon', flags, 'info');
+  const config = loader();
+  const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
+  logProcessWarnings(logger);
+  // Loaded only here: a one-off run does not pay for the daemon's code.
+  const { Daemon } = await import('./daemon.js');
+  let first = true;
+  const daemon = new Daemon({
+    // The first load is the one above; later ones (SIGHUP) read the file and the environment again.
+    load: () => (first ? ((first = false), config) : loadConfig({ ...(typeof flags.config === 'string' ? { configFile: flags.config } : {}), flags, defaultLogLevel: 'info' })),
+    logger,
+  });
+  const onStop = (signal: NodeJS.Signals) => void daemon.stop(signal);
+  const onReload = () => daemon.reload();
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', onReload);
+  // Keeps the process alive even when every category is disabled.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  try {
+    await daemon.start();
+    await daemon.finished;
+  } finally {
+    clearInterval(keepAlive);
+    process.off('SIGTERM', onStop);
+    process.off('SIGINT', onStop);
+    process.off('SIGHUP', onReload);
+  }
   return EXIT.OK;
 }
 
@@ -194,6 +325,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'run':
         return await commandRun(rest);
+      case 'daemon':
+        return await commandDaemon(rest);
       case 'verify':
         return await commandVerify(rest);
       case 'version':
@@ -214,13 +347,19 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function report(error: unknown): number {
-  const print = (text: string) => process.stderr.write(`${redactText(text)}\n`);
+function report(error: unknown, secrets: readonly string[] = []): number {
+  const print = (text: string) => process.stderr.write(`${redactText(text, secrets)}\n`);
   if (error instanceof UsageError) {
     print(`gather-agent: ${error.message}\n`);
     process.stderr.write(USAGE[error.command] ?? USAGE.main!);
     return EXIT.USAGE;
   }
+  if (error instanceof CommandConfigError) {
+    print(`gather-agent: ${error.message.replace(/^\[gather\] /, '')}\n`);
+    process.stderr.write(USAGE[error.command] ?? USAGE.main!);
+    return EXIT.USAGE;
+  }
+  if (error instanceof LockBusyError) return print(error.message), EXIT.LOCKED;
   if (error instanceof BundleRefusedError) {
     print(`${error.message}\nNo check was run.`);
     return EXIT.BUNDLE_REFUSED;

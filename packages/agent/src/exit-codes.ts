@@ -16,7 +16,9 @@ export const EXIT = {
   EXPORT_FAILED: 6,
   /** Results were kept in the spool instead of delivered; they are sent on the next run. */
   SPOOLED: 7,
-  /** Stopped by SIGINT. */
+  /** Another gather-agent holds the lock (a run in progress, or a second daemon); nothing was run. */
+  LOCKED: 8,
+  /** Stopped by SIGINT/SIGTERM (`run`; the daemon exits 0 after a graceful stop). */
   INTERRUPTED: 130,
 } as const;
 

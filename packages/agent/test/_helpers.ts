@@ -41,6 +41,16 @@ export async function makeBundleFile(scripts: Record<string, string>, common?: s
   return { dir, bundlePath, bundle: Buffer.from(built.bytes), publicKeyPath, privateKeyPem: keys.privateKeyPem };
 }
 
+/**
+ * The environment of an agent under test: this process's, without GATHER_* and AWS_* settings (the
+ * integration setup exports the services' GATHER_ES_URL / GATHER_S3_* into every test worker).
+ */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!/^(GATHER|AWS)_/.test(name)) env[name] = value;
+  return { ...env, ...extra };
+}
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -50,7 +60,10 @@ export interface CliResult {
 
 export function agent(args: string[], options: SpawnOptions & { onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [AGENT_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    // Each call gets its own state dir (locks, bundle cache) unless the test shares one on purpose.
+    const env = { ...(options.env ?? cleanEnv()) };
+    env.GATHER_STATE_DIR ??= tempDir('gather-agent-state-');
+    const child = spawn(process.execPath, [AGENT_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options, env });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (chunk) => (stdout += chunk));

@@ -21,7 +21,9 @@ describe('the checks in checks/', () => {
   it('all run on this machine through the agent and print only valid results', async () => {
     const { bundle, publicKey, manifest } = await bundleOf(CHECKS);
     const result = await agent(['run', '--bundle', bundle, '--public-key', publicKey]);
-    const docs = ndjson(result.stdout);
+    const all = ndjson(result.stdout);
+    expect(all.at(-1)).toMatchObject({ kind: 'run', outcome: 'ok' });
+    const docs = all.filter((d) => d.kind !== 'run');
     expect(docs.filter((d) => d.kind === 'error')).toEqual([]);
     expect(result.code).toBe(0);
     for (const doc of docs) expect(resultProblem(doc)).toBeUndefined();
@@ -60,7 +62,7 @@ describe('compatibility with the original gather', () => {
     const result = await agent(['run', '--bundle', bundle, '--public-key', publicKey]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    const values = Object.fromEntries(ndjson(result.stdout).map((d) => [d.name, [d.type, d.value]]));
+    const values = Object.fromEntries(ndjson(result.stdout).filter((d) => d.kind === 'result').map((d) => [d.name, [d.type, d.value]]));
     expect(values).toEqual({
       'bash installed': ['boolean', true],
       'zshrc line count': ['number', 0],

@@ -60,7 +60,10 @@ describe('bundle refusals', () => {
     expect(result.code).toBe(3);
     expect(result.stderr).toMatch(problem);
     expect(result.stderr).toMatch(/No check was run/);
-    expect(ndjson(result.stdout)).toMatchObject([{ kind: 'error', reason: 'bundle_refused' }]);
+    expect(ndjson(result.stdout)).toMatchObject([
+      { kind: 'error', reason: 'bundle_refused' },
+      { kind: 'run', outcome: 'bundle_refused', checks: { run: 0 } },
+    ]);
     expect(existsSync(sentinel)).toBe(false);
   });
 

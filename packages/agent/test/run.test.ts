@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { agent, makeBundleFile, ndjson, tempDir } from './_helpers.js';
+import { agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
 
 describe('gather-agent run', () => {
   it('runs the checks of the bundle and writes results and error records as one NDJSON stream', async () => {
@@ -12,7 +12,7 @@ describe('gather-agent run', () => {
     const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--username', 'alice', '--instance-id', 'i-42']);
     expect(result.code).toBe(5);
     const docs = ndjson(result.stdout);
-    expect(docs).toHaveLength(2);
+    expect(docs).toHaveLength(3);
     const [ok] = docs.filter((d) => d.kind === 'result');
     expect(ok).toMatchObject({
       check: 'abc',
@@ -26,6 +26,24 @@ describe('gather-agent run', () => {
       run_id: expect.any(String),
     });
     expect(docs.find((d) => d.kind === 'error')).toMatchObject({ check: 'def', category: 'analytics', reason: 'invalid_output', stdout: 'not json\n' });
+    // The run summary comes last: what ran, where it went, what it cost.
+    expect(docs[2]).toMatchObject({
+      kind: 'run',
+      run_id: ok!.run_id,
+      category: 'all',
+      outcome: 'checks_failed',
+      trigger: 'once',
+      checks: { run: 2, ok: 1, failed: 1, timed_out: 0 },
+      results: 1,
+      errors: 1,
+      export: { delivered: 2, spooled: 0, failed: 0 },
+      spooled: 0,
+      bytes_fetched: 0,
+      host: { username: 'alice', instance_id: 'i-42' },
+      bundle: ok!.bundle,
+    });
+    expect(docs[2]!.duration_ms).toBeGreaterThan(0);
+    expect(docs[2]!.peak_rss_bytes).toBeGreaterThan(10 * 1024 * 1024);
   });
 
   it('runs only the category asked for and exits 0 when every check is fine', async () => {
@@ -34,7 +52,10 @@ describe('gather-agent run', () => {
     const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--category', 'abuse', '--out', out]);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('');
-    expect(ndjson(readFileSync(out, 'utf8')).map((d) => d.check)).toEqual(['abc']);
+    const docs = ndjson(readFileSync(out, 'utf8'));
+    expect(docs.filter((d) => d.kind === 'result').map((d) => d.check)).toEqual(['abc']);
+    expect(docs.map((d) => d.kind)).toEqual(['result', 'run']);
+    expect(docs[1]).toMatchObject({ category: 'abuse', outcome: 'ok', checks: { run: 1, ok: 1 } });
   });
 
   it('prints a human table on request: one row per check and the totals', async () => {
@@ -64,9 +85,9 @@ describe('gather-agent run', () => {
       ].join('\n'),
     });
     expect(fx.bundle.includes('TOP-SECRET')).toBe(false);
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: { ...process.env, TMPDIR: tmp } });
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: cleanEnv({ TMPDIR: tmp }) });
     expect(result.code).toBe(0);
-    const values = Object.fromEntries(ndjson(result.stdout).map((d) => [d.name, d.value]));
+    const values = Object.fromEntries(ndjson(result.stdout).filter((d) => d.kind === 'result').map((d) => [d.name, d.value]));
     expect(values).toMatchObject({ before: 0, after: 1 });
     expect(String(values.dir).startsWith(tmp)).toBe(true);
     expect(readdirSync(tmp)).toEqual([]);
@@ -104,7 +125,10 @@ describe('gather-agent run', () => {
     const result = await agent(['run', '--bundle', join(fx.dir, 'nope.tar'), '--public-key', fx.publicKeyPath]);
     expect(result.code).toBe(4);
     expect(result.stderr).toMatch(/Bundle not found at .*nope\.tar/);
-    expect(ndjson(result.stdout)).toMatchObject([{ kind: 'error', reason: 'fetch_failed' }]);
+    expect(ndjson(result.stdout)).toMatchObject([
+      { kind: 'error', reason: 'fetch_failed' },
+      { kind: 'run', outcome: 'fetch_failed', message: expect.stringMatching(/Bundle not found/), checks: { run: 0 } },
+    ]);
   });
 
   it('on SIGTERM kills the running checks, removes its temp dir and exits 130', async () => {
@@ -113,7 +137,7 @@ describe('gather-agent run', () => {
     const fx = await makeBundleFile({ 'abuse/run-abc': `(exec -a ${marker} sleep 300) & wait` });
     let pid = 0;
     const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
-      env: { ...process.env, TMPDIR: tmp },
+      env: cleanEnv({ TMPDIR: tmp }),
       onSpawn: (p) => (pid = p),
     });
     await waitFor(() => processesWith(marker).length > 0);
@@ -122,7 +146,11 @@ describe('gather-agent run', () => {
     expect(result.code).toBe(130);
     expect(processesWith(marker)).toEqual([]);
     expect(readdirSync(tmp)).toEqual([]);
-    expect(ndjson(result.stdout)).toMatchObject([{ kind: 'error', reason: 'killed', check: 'abc' }, { kind: 'error', reason: 'run_failed' }]);
+    expect(ndjson(result.stdout)).toMatchObject([
+      { kind: 'error', reason: 'killed', check: 'abc' },
+      { kind: 'error', reason: 'run_failed' },
+      { kind: 'run', outcome: 'interrupted', checks: { run: 1, failed: 1 } },
+    ]);
   });
 
   it('does not load the S3 or Elasticsearch adapters for a local run', () => {

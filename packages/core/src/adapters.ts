@@ -11,6 +11,7 @@ import type {
   Fetcher,
   GatherDocument,
   ResultDocument,
+  RunSummaryDocument,
 } from './types.js';
 
 export interface FileFetcherOptions {
@@ -56,7 +57,7 @@ class NdjsonExporter implements Exporter {
     });
   }
 
-  private async write(documents: readonly GatherDocument[]): Promise<void> {
+  private async write(documents: ReadonlyArray<GatherDocument | RunSummaryDocument>): Promise<void> {
     this.throwIfFailed();
     if (documents.length === 0) return;
     const text = documents.map((doc) => JSON.stringify(doc)).join('\n') + '\n';
@@ -89,6 +90,10 @@ class NdjsonExporter implements Exporter {
 
   exportErrors(errors: readonly ErrorDocument[]) {
     return this.write(errors);
+  }
+
+  exportRunSummary(summary: RunSummaryDocument) {
+    return this.write([summary]);
   }
 
   async flush(): Promise<ExportSummary> {
@@ -142,21 +147,27 @@ export function createStdoutExporter(options: { stream?: Writable } = {}): Expor
 export interface MemoryExporter extends Exporter {
   readonly results: ResultDocument[];
   readonly errors: ErrorDocument[];
+  readonly runs: RunSummaryDocument[];
 }
 
 export function createMemoryExporter(): MemoryExporter {
   const results: ResultDocument[] = [];
   const errors: ErrorDocument[] = [];
-  const summary = () => ({ delivered: results.length + errors.length, spooled: 0, failed: 0 });
+  const runs: RunSummaryDocument[] = [];
+  const summary = () => ({ delivered: results.length + errors.length + runs.length, spooled: 0, failed: 0 });
   return {
     name: 'memory',
     results,
     errors,
+    runs,
     async exportResults(docs) {
       results.push(...docs);
     },
     async exportErrors(docs) {
       errors.push(...docs);
+    },
+    async exportRunSummary(doc) {
+      runs.push(doc);
     },
     async flush() {
       return summary();

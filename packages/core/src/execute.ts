@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { BundledCheck } from './types.js';
 
@@ -14,6 +16,11 @@ export interface ExecuteOptions {
   bash?: string;
   /** Added to the check's niceness (0-19); 0 leaves it unchanged. */
   nice?: number;
+  /**
+   * Run the check in the idle I/O scheduling class (`ionice -c3`) when `ionice` is on the check's PATH; it
+   * gets disk time only when no other process wants it. Default false.
+   */
+  ionice?: boolean;
   signal?: AbortSignal;
 }
 
@@ -39,6 +46,40 @@ const PIPE_CLOSE_GRACE_MS = 1_000;
 // evaluates it. The variable is unset by the evaluated text itself, so the check never sees it.
 const READ_SCRIPT_FROM_FD3 = `IFS= read -r -d '' __gather_script <&3; exec 3<&-; eval "unset __gather_script; $__gather_script"`;
 
+const ioniceCache = new Map<string, string | undefined>();
+
+/** Absolute path of `ionice` on this PATH, or undefined (looked up once per PATH). */
+export function findIonice(path: string | undefined): string | undefined {
+  const key = path ?? '';
+  if (ioniceCache.has(key)) return ioniceCache.get(key);
+  let found: string | undefined;
+  for (const dir of key.split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, 'ionice'), constants.X_OK);
+      found = join(dir, 'ionice');
+      break;
+    } catch {
+      // not here
+    }
+  }
+  ioniceCache.set(key, found);
+  return found;
+}
+
+/**
+ * The command line of a check: bash, optionally behind `ionice -c3 -t` and `nice -n N`. Both exec the next
+ * program, so the spawned pid stays the process group leader that a timeout kills. `-t`: if the idle class
+ * cannot be set (e.g. some containers), the check still runs.
+ */
+export function checkCommand(bash: string, bashArgs: string[], options: { nice?: number; ionice?: boolean; path?: string }): [string, string[]] {
+  let command: [string, string[]] = [bash, bashArgs];
+  if (options.nice) command = ['nice', ['-n', String(options.nice), command[0], ...command[1]]];
+  const ionice = options.ionice ? findIonice(options.path) : undefined;
+  if (ionice) command = [ionice, ['-c3', '-t', command[0], ...command[1]]];
+  return command;
+}
+
 function killGroup(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
@@ -56,11 +97,14 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
   const started = performance.now();
   return new Promise((resolve) => {
     let child;
-    const niceArgs = options.nice ? ['-n', String(options.nice)] : undefined;
     const bash = options.bash ?? 'bash';
     const bashArgs = ['--noprofile', '--norc', '-c', READ_SCRIPT_FROM_FD3, `gather-${check.id}`];
+    const [command, args] = checkCommand(bash, bashArgs, {
+      ...(options.nice ? { nice: options.nice } : {}),
+      ...(options.ionice ? { ionice: true, path: options.env.PATH } : {}),
+    });
     try {
-      child = spawn(niceArgs ? 'nice' : bash, niceArgs ? [...niceArgs, bash, ...bashArgs] : bashArgs, {
+      child = spawn(command, args, {
         stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
         env: options.env,
         cwd: options.cwd,

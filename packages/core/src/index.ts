@@ -14,7 +14,7 @@ export {
 } from './bundle.js';
 export { readTar, type TarMember } from './_tar.js';
 export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
-export { executeCheck, type CheckOutcome, type ExecuteOptions } from './execute.js';
+export { executeCheck, checkCommand, findIonice, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,

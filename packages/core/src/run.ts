@@ -39,6 +39,8 @@ export interface RunOptions {
   stderrCapBytes?: number;
   /** Niceness added to checks (0 = unchanged). Default 0. */
   nice?: number;
+  /** Run checks in the idle I/O scheduling class (`ionice -c3`) where `ionice` exists. Default false. */
+  ionice?: boolean;
   username?: string;
   instanceId?: string;
   /** Defaults to os.hostname(). */
@@ -234,6 +236,7 @@ export async function run(options: RunOptions): Promise<RunSummary> {
         signal: abort.signal,
         ...(options.bash ? { bash: options.bash } : {}),
         ...(options.nice ? { nice: options.nice } : {}),
+        ...(options.ionice ? { ionice: true } : {}),
       });
       const classified = classifyOutcome(outcome, checkTimeoutSec, stdoutCapBytes);
       const documentBase = base();

@@ -80,6 +80,47 @@ export interface ErrorDocument extends DocumentBase {
 
 export type GatherDocument = ResultDocument | ErrorDocument;
 
+/** How a run ended, in a run summary document. */
+export type RunOutcome =
+  | 'ok'
+  | 'checks_failed'
+  | 'spooled'
+  | 'export_failed'
+  | 'bundle_refused'
+  | 'fetch_failed'
+  | 'interrupted'
+  | 'failed';
+
+/**
+ * One per run, exported after its results and errors (`kind: "run"`): what ran, what it cost, where the
+ * documents went. Written by the program embedding core (the agent), which knows the whole run.
+ */
+export interface RunSummaryDocument extends DocumentBase {
+  kind: 'run';
+  category: Category | 'all';
+  outcome: RunOutcome;
+  /** Why the run did not complete (fetch failed, bundle refused, interrupted...), credentials redacted. */
+  message?: string;
+  checks: { run: number; ok: number; failed: number; timed_out: number };
+  results: number;
+  errors: number;
+  /** Totals of the exporter for this run (this document excluded). */
+  export: ExportSummary;
+  /** Documents kept in the spool instead of delivered (same as `export.spooled`). */
+  spooled: number;
+  /** Bundle bytes downloaded (0 when the source said unchanged or the bundle is local). */
+  bytes_fetched: number;
+  /** Whether the source reported the bundle unchanged since the previous fetch. */
+  bundle_unchanged?: boolean;
+  duration_ms: number;
+  /** Peak resident set size of the agent process so far, bytes. */
+  peak_rss_bytes: number;
+  /** How the run was started: once (`gather-agent run`) or by the daemon's schedule. */
+  trigger?: 'once' | 'schedule';
+  /** Daemon only: the run took longer than its schedule interval. */
+  overrun?: boolean;
+}
+
 /** Where a fetcher put the bundle. */
 export interface FetchResult {
   /** Absolute path of the bundle file (inside the directory given to `fetch`, or a cache). */
@@ -130,6 +171,11 @@ export interface Exporter {
   readonly name: string;
   exportResults(results: readonly ResultDocument[]): Promise<void>;
   exportErrors(errors: readonly ErrorDocument[]): Promise<void>;
+  /**
+   * Exports the run summary document of a run, after its results and errors. Optional: an exporter without
+   * it gets no run summaries (the agent logs them instead).
+   */
+  exportRunSummary?(summary: RunSummaryDocument): Promise<void>;
   /** Delivers everything buffered so far; resolves with totals since the exporter was created. */
   flush(): Promise<ExportSummary>;
   /** Flushes and releases resources. The exporter is unusable afterwards. */

@@ -38,6 +38,35 @@ fetcherContract('file', {
 });
 
 describe('file adapters', () => {
+  it('the NDJSON and memory exporters export a run summary document as one more line, after the results', async () => {
+    const summary = {
+      kind: 'run' as const,
+      '@timestamp': '2026-01-01T00:00:00.000Z',
+      run_id: 'r1',
+      host: { hostname: 'h' },
+      agent: { version: '1.0.0' },
+      category: 'abuse' as const,
+      outcome: 'ok' as const,
+      checks: { run: 1, ok: 1, failed: 0, timed_out: 0 },
+      results: 1,
+      errors: 0,
+      export: { delivered: 1, spooled: 0, failed: 0 },
+      spooled: 0,
+      bytes_fetched: 0,
+      duration_ms: 5,
+      peak_rss_bytes: 1,
+    };
+    const path = join(tempDir(), 'out.ndjson');
+    const file = createFileExporter({ path });
+    await file.exportResults([sampleResult(1)]);
+    await file.exportRunSummary!(summary);
+    expect(await file.close()).toMatchObject({ delivered: 2 });
+    expect(parseNdjson(readFileSync(path, 'utf8')).map((d) => d.kind)).toEqual(['result', 'run']);
+    const memory = createMemoryExporter();
+    await memory.exportRunSummary!(summary);
+    expect(memory.runs).toEqual([summary]);
+  });
+
   it('the file exporter writes mode 0600 and appends when asked', async () => {
     const path = join(tempDir(), 'out.ndjson');
     for (let i = 0; i < 2; i++) {

@@ -34,6 +34,23 @@ afterEach(() => {
 });
 
 describe('executeCheck', () => {
+  it('runs a check at low CPU and I/O priority on request, still leading its own process group', async () => {
+    // Field 19 of /proc/self/stat is the niceness; ionice -p names the I/O class; field 5 is the pgid.
+    const script = [
+      'stat=$(cat /proc/$$/stat); set -- ${stat##*) }',
+      'echo "nice=${17} pgid=${3} pid=$$"',
+      'ionice -p $$',
+    ].join('\n');
+    const plain = await executeCheck(check('abc', script), options());
+    const polite = await executeCheck(check('abc', script), options({ nice: 7, ionice: true }));
+    const [, plainNice] = /nice=(-?\d+)/.exec(plain.stdout) ?? [];
+    const [, nice, pgid, pid] = /nice=(-?\d+) pgid=(\d+) pid=(\d+)/.exec(polite.stdout) ?? [];
+    expect(Number(nice)).toBe(Number(plainNice) + 7);
+    expect(pgid).toBe(pid);
+    expect(plain.stdout).not.toMatch(/^idle/m);
+    expect(polite.stdout).toMatch(/^idle/m);
+  });
+
   it('runs the prelude and the script in one bash, and captures stdout, stderr and the exit code', async () => {
     const outcome = await executeCheck(check('abc', 'say hello; echo oops >&2; exit 3'), options());
     expect(outcome).toMatchObject({ stdout: 'said:hello\n', stderr: 'oops\n', exitCode: 3, timedOut: false, stdoutOverflow: false });

@@ -1,12 +1,14 @@
 // The contract every Exporter must meet, run against each adapter (core's built-ins here, Elasticsearch in
 // @gather/exporter-es). `readBack` returns what the destination holds, so the suite checks real delivery.
 import { describe, expect, it } from 'vitest';
-import type { ErrorDocument, Exporter, GatherDocument, ResultDocument } from '../../src/types.js';
+import type { ErrorDocument, Exporter, GatherDocument, ResultDocument, RunSummaryDocument } from '../../src/types.js';
 
 export interface ExporterHarness {
   create(): Promise<Exporter> | Exporter;
   /** Everything delivered so far by exporters made by this harness's last `create`, in any order. */
   readBack(): Promise<GatherDocument[]>;
+  /** Run summaries delivered so far, when the destination keeps them apart (optional). */
+  readBackRuns?(): Promise<RunSummaryDocument[]>;
 }
 
 const base = {
@@ -24,6 +26,23 @@ export function sampleResult(index: number, value: unknown = index): ResultDocum
 
 export function sampleError(index: number): ErrorDocument {
   return { kind: 'error', ...base, category: 'analytics', check: 'xyz', reason: 'invalid_output', message: `bad ${index}`, exit_code: 1 };
+}
+
+export function sampleRunSummary(): RunSummaryDocument {
+  return {
+    kind: 'run',
+    ...base,
+    category: 'all',
+    outcome: 'ok',
+    checks: { run: 2, ok: 2, failed: 0, timed_out: 0 },
+    results: 1,
+    errors: 0,
+    export: { delivered: 1, spooled: 0, failed: 0 },
+    spooled: 0,
+    bytes_fetched: 0,
+    duration_ms: 1234,
+    peak_rss_bytes: 50_000_000,
+  };
 }
 
 export function exporterContract(name: string, harness: ExporterHarness): void {
@@ -48,6 +67,18 @@ export function exporterContract(name: string, harness: ExporterHarness): void {
       await exporter.close();
       const byName = new Map((await harness.readBack()).map((d) => [(d as ResultDocument).name, (d as ResultDocument).value]));
       values.forEach((value, i) => expect(byName.get(`n.${i}`)).toEqual(value));
+    });
+
+    it('exportRunSummary, when present, delivers the summary', async () => {
+      const exporter = await harness.create();
+      if (!exporter.exportRunSummary) {
+        await exporter.close();
+        return;
+      }
+      await exporter.exportResults([sampleResult(1)]);
+      await exporter.exportRunSummary(sampleRunSummary());
+      expect(await exporter.close()).toMatchObject({ delivered: 2, failed: 0 });
+      if (harness.readBackRuns) expect(await harness.readBackRuns()).toEqual([sampleRunSummary()]);
     });
 
     it('accepts empty batches', async () => {

@@ -1,0 +1,90 @@
+/**
+ * Builds the fetcher and the exporter the configuration selects. The S3 fetcher and the Elasticsearch
+ * exporter are optional peer dependencies: they are imported only here, dynamically, only when selected, so
+ * an agent that reads a local bundle and writes NDJSON never loads (nor needs) their SDKs.
+ */
+import { join } from 'node:path';
+import {
+  ConfigError,
+  createFileExporter,
+  createFileFetcher,
+  createStdoutExporter,
+  type Exporter,
+  type Fetcher,
+} from '@gather/core';
+import type { EsExporterOptions } from '@gather/exporter-es';
+import type { S3FetcherOptions } from '@gather/fetcher-s3';
+import type { AgentConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+type Importer = (specifier: string) => Promise<unknown>;
+
+const defaultImporter: Importer = (specifier) => import(specifier);
+
+/** Imports an optional adapter package, or throws a ConfigError that says how to install it. */
+export async function importOptional<T>(specifier: string, purpose: string, importer: Importer = defaultImporter): Promise<T> {
+  try {
+    return (await importer(specifier)) as T;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const message = (error as Error).message ?? '';
+    // Only the package itself missing: a broken install of one of its own dependencies is a different problem.
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${specifier}'`)) {
+      throw new ConfigError(`Install ${specifier} to ${purpose}: npm i -g ${specifier}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+export interface AdapterOptions {
+  logger: Logger;
+  /** Keep the S3 bundle in `<stateDir>/bundle-cache` between runs (conditional GETs). Default true. */
+  cache?: boolean;
+  /** Append to the NDJSON file instead of truncating it. */
+  append?: boolean;
+  importer?: Importer;
+}
+
+export async function createFetcher(config: AgentConfig, options: AdapterOptions): Promise<Fetcher> {
+  const source = config.source;
+  if (source.kind === 'file') return createFileFetcher({ path: source.path });
+  const s3 = await importOptional<typeof import('@gather/fetcher-s3')>('@gather/fetcher-s3', 'fetch bundles from S3', options.importer);
+  const fetcherOptions: S3FetcherOptions = {
+    bucket: source.bucket,
+    ...(source.prefix !== undefined ? { prefix: source.prefix } : {}),
+    ...(source.key !== undefined ? { key: source.key } : {}),
+    ...(config.s3.endpoint ? { endpoint: config.s3.endpoint } : {}),
+    ...(config.s3.region ? { region: config.s3.region } : {}),
+    ...((options.cache ?? true) ? { cacheDir: join(config.stateDir, 'bundle-cache') } : {}),
+    onRetry: (info) => options.logger.warn('retrying the bundle download', { component: 'fetcher-s3', ...info }),
+  };
+  return s3.createS3Fetcher(fetcherOptions);
+}
+
+export async function createExporter(config: AgentConfig, options: AdapterOptions): Promise<Exporter> {
+  switch (config.exporter) {
+    case 'stdout':
+      return createStdoutExporter();
+    case 'file':
+      return createFileExporter({ path: config.out!, append: options.append ?? false });
+    case 'elasticsearch': {
+      const es = config.elasticsearch!;
+      const module = await importOptional<typeof import('@gather/exporter-es')>(
+        '@gather/exporter-es',
+        'export to Elasticsearch',
+        options.importer,
+      );
+      const exporterOptions: EsExporterOptions = {
+        node: es.url,
+        ...(es.apiKey ? { auth: { apiKey: es.apiKey } } : es.username ? { auth: { username: es.username, password: es.password ?? '' } } : {}),
+        ...(es.ca ? { tls: { ca: es.ca } } : {}),
+        ...(es.resultsIndex ? { resultsIndex: es.resultsIndex } : {}),
+        ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
+        ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
+        spoolDir: config.spoolDir,
+        log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
+      };
+      return module.createEsExporter(exporterOptions);
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { generateSigningKeyPair } from '@gather/checks-bundler';
+import { ConfigError } from '@gather/core';
+import { createExporter, createFetcher, importOptional } from '../src/adapters.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { agent, tempDir } from './_helpers.js';
+
+const notFound = (specifier: string) => () =>
+  Promise.reject(Object.assign(new Error(`Cannot find package '${specifier}' imported from /usr/lib/node_modules/@gather/agent/dist/adapters.js`), { code: 'ERR_MODULE_NOT_FOUND' }));
+
+const dir = tempDir('gather-adapters-');
+const publicKey = join(dir, 'key.pub.pem');
+writeFileSync(publicKey, generateSigningKeyPair().publicKeyPem);
+const logger = createLogger({ level: 'silent' });
+
+describe('optional adapters', () => {
+  it('says how to install the Elasticsearch exporter when it is selected but not installed', async () => {
+    const config = loadConfig({ env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'http://es:9200' } });
+    const error = await createExporter(config, { logger, importer: notFound('@gather/exporter-es') }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toBe('[gather] Install @gather/exporter-es to export to Elasticsearch: npm i -g @gather/exporter-es');
+  });
+
+  it('says how to install the S3 fetcher when an s3:// bundle is configured but it is not installed', async () => {
+    const config = loadConfig({ env: { GATHER_BUNDLE: 's3://bucket/prod', GATHER_PUBLIC_KEY: publicKey } });
+    const error = await createFetcher(config, { logger, importer: notFound('@gather/fetcher-s3') }).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('[gather] Install @gather/fetcher-s3 to fetch bundles from S3: npm i -g @gather/fetcher-s3');
+  });
+
+  it('does not hide a broken install of the adapter itself (one of its own dependencies missing)', async () => {
+    const error = await importOptional('@gather/exporter-es', 'export to Elasticsearch', notFound('@elastic/transport')).catch((e: unknown) => e);
+    expect(error).not.toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/Cannot find package '@elastic\/transport'/);
+  });
+
+  it('loads nothing optional for a local bundle and NDJSON, and the adapters when selected', async () => {
+    const local = loadConfig({ env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey } });
+    const imported: string[] = [];
+    const spy = (specifier: string) => (imported.push(specifier), import(specifier));
+    expect((await createFetcher(local, { logger, importer: spy })).name).toBe('file');
+    expect((await createExporter(local, { logger, importer: spy })).name).toBe('stdout');
+    expect(imported).toEqual([]);
+    const remote = loadConfig({
+      env: { GATHER_BUNDLE: 's3://bucket/prod', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'http://127.0.0.1:1', GATHER_SPOOL_DIR: tempDir() },
+    });
+    const fetcher = await createFetcher(remote, { logger, importer: spy });
+    const exporter = await createExporter(remote, { logger, importer: spy });
+    expect([fetcher.name, exporter.name]).toEqual(['s3', 'elasticsearch']);
+    expect(imported).toEqual(['@gather/fetcher-s3', '@gather/exporter-es']);
+    await fetcher.close?.();
+  });
+
+  it('no file of dist/ imports the S3 or Elasticsearch adapters (or their SDKs) statically', () => {
+    const distDir = join(__dirname, '../dist');
+    const files = readdirSync(distDir).filter((f) => f.endsWith('.js'));
+    expect(files).toContain('cli.js');
+    expect(files).toContain('adapters.js');
+    for (const file of files) {
+      const text = readFileSync(join(distDir, file), 'utf8');
+      expect(text, file).not.toMatch(/^\s*import\s[^;]*from\s*['"](@gather\/(fetcher-s3|exporter-es)|@aws-sdk\/[^'"]*|@elastic\/[^'"]*)['"]/m);
+      expect(text, file).not.toMatch(/^\s*import\s*['"](@gather\/(fetcher-s3|exporter-es)|@aws-sdk|@elastic)/m);
+    }
+  });
+
+  it('gather-agent run --dry-run fetches and verifies, lists the checks, runs and exports nothing', async () => {
+    const { makeBundleFile } = await import('./_helpers.js');
+    const sentinel = join(tempDir(), 'ran');
+    const fx = await makeBundleFile({ 'abuse/run-abc': `touch ${sentinel}`, 'abuse/run-abd': `touch ${sentinel}`, 'analytics/run-def': `touch ${sentinel}` });
+    const out = join(tempDir(), 'out.ndjson');
+    const result = await agent(['run', '--dry-run', '--bundle', `file:${fx.bundlePath}`, '--public-key', fx.publicKeyPath, '--category', 'abuse', '--out', out]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(
+      new RegExp(`^ok: bundle \\S+ \\(sha256 [0-9a-f]{64}, created .+\\)\\nabuse: abc abd\\ndry run: would run 2 checks from file:${fx.bundlePath} with the file exporter; nothing was run or exported\\.\\n$`),
+    );
+    expect(readdirSync(join(out, '..'))).toEqual([]);
+    expect(() => readFileSync(sentinel)).toThrow();
+  });
+});
