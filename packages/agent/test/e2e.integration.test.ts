@@ -163,7 +163,8 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       const runs = await search(runsIndex);
       expect(runs.length).toBeGreaterThanOrEqual(3);
       for (const run of runs) {
-        expect(run).toMatchObject({ kind: 'run', trigger: 'schedule', outcome: 'ok', spooled: 0, overrun: false, checks: { failed: 0, timed_out: 0 } });
+        // Whether a run overran its 3 s interval depends on the machine's load; overruns are specified in daemon.test.ts.
+        expect(run).toMatchObject({ kind: 'run', trigger: 'schedule', outcome: 'ok', spooled: 0, checks: { failed: 0, timed_out: 0 } });
         expect(run.peak_rss_bytes).toBeGreaterThan(0);
       }
       expect(runs.filter((r) => r.category === 'analytics')).toMatchObject([{ checks: { run: 1, ok: 1 }, results: 1 }]);
