@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
+import { processesWith, waitFor } from './_process.js';
 
 describe('gather-agent run', () => {
   it('runs the checks of the bundle and writes results and error records as one NDJSON stream', async () => {
@@ -159,24 +160,3 @@ describe('gather-agent run', () => {
     expect(existsSync(join(__dirname, '../dist/cli.js'))).toBe(true);
   });
 });
-
-function processesWith(marker: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
