@@ -1,6 +1,5 @@
 package org.elasticsearch.plugins;
 
-import org.elasticsearch.Build;
 import org.elasticsearch.common.settings.Settings;
 
 import java.nio.file.Path;
@@ -26,20 +25,7 @@ public class ClasspathPluginsService extends PluginsService {
         super(settings, configPath, pluginsLoader);
         List<LoadedPlugin> loaded = new ArrayList<>(super.plugins());
         for (Class<? extends Plugin> pluginClass : pluginClasses) {
-            PluginDescriptor descriptor = new PluginDescriptor(
-                pluginClass.getName(),
-                "classpath plugin " + pluginClass.getName(),
-                "NA",
-                Build.current().version(),
-                "17",
-                pluginClass.getName(),
-                null,
-                List.of(),
-                false,
-                false,
-                false,
-                false
-            );
+            PluginDescriptor descriptor = ClasspathPluginDescriptor.of(pluginClass);
             loaded.add(new LoadedPlugin(descriptor, instantiate(pluginClass, settings, configPath), pluginClass.getClassLoader()));
         }
         loadExtensions(loaded);
