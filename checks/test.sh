@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local test runner for gather checks (not a check itself; never bundled).
 # Runs every checks/{abuse,analytics}/run-xyz the way the agent does (common +
-# "\n" + check piped to bash, scrubbed env, stdin /dev/null), validates the
+# "\n" + check on fd 3, scrubbed env, stdin /dev/null), validates the
 # output against the contract with validate.mjs and prints the time taken.
 #   bash checks/test.sh            # all checks
 #   bash checks/test.sh -v         # also print each check's output
@@ -21,19 +21,24 @@ fi
 fail=0
 out="$(mktemp)"; err="$(mktemp)"
 trap 'rm -f "$out" "$err"' EXIT
-for c in "${checks[@]}"; do
-  cat_="${c%%/*}"; id="${c##*/run-}"
+# run_check LABEL FILE CATEGORY ID: runs common + FILE as the agent does (script on fd 3, scrubbed env,
+# stdin /dev/null), validates its output and prints one line.
+run_check() {
+  local label=$1 file=$2 start rc ms verdict
   start=$(date +%s%N)
-  # script on fd 3 (as the agent does), stdin /dev/null
   env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG="${LANG:-C.UTF-8}" TERM=dumb \
-    GATHER_CATEGORY="$cat_" GATHER_CHECK="$id" timeout 60 bash /dev/fd/3 \
-    3< <(cat "$here/common"; printf '\n'; cat "$here/$c") >"$out" 2>"$err" </dev/null
+    GATHER_CATEGORY="$3" GATHER_CHECK="$4" timeout 60 bash /dev/fd/3 \
+    3< <(cat "$here/common"; printf '\n'; cat "$file") >"$out" 2>"$err" </dev/null
   rc=$?
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   verdict="$(node "$here/validate.mjs" < "$out")" || fail=1
   [ "$rc" -ne 0 ] && { verdict="$verdict (exit $rc)"; fail=1; }
-  printf '%-18s %6d ms  %s\n' "$c" "$ms" "$verdict"
+  printf '%-18s %6d ms  %s\n' "$label" "$ms" "$verdict"
   if [ "$verbose" -eq 1 ]; then cat "$out"; [ -s "$err" ] && sed 's/^/  stderr: /' "$err"; fi
+}
+
+for c in "${checks[@]}"; do
+  run_check "$c" "$here/$c" "${c%%/*}" "${c##*/run-}"
 done
 
 # Original-gather-style checks (Koding's gather, 2015): no shebang, bare
@@ -81,14 +86,6 @@ output "users" $NUMBER `list_users | wc -l`
 installed_metric "bash installed" bash
 CHECK
 for f in "$compat_dir"/run-*; do
-  start=$(date +%s%N)
-  env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG="${LANG:-C.UTF-8}" TERM=dumb timeout 60 bash /dev/fd/3 \
-    3< <(cat "$here/common"; printf '\n'; cat "$f") >"$out" 2>"$err" </dev/null
-  rc=$?
-  ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  verdict="$(node "$here/validate.mjs" < "$out")" || fail=1
-  [ "$rc" -ne 0 ] && { verdict="$verdict (exit $rc)"; fail=1; }
-  printf '%-18s %6d ms  %s\n' "compat/${f##*/}" "$ms" "$verdict"
-  if [ "$verbose" -eq 1 ]; then cat "$out"; [ -s "$err" ] && sed 's/^/  stderr: /' "$err"; fi
+  run_check "compat/${f##*/}" "$f" analytics "${f##*/run-}"
 done
 exit "$fail"

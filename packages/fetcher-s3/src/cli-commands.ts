@@ -188,17 +188,21 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
       io.stdout(`Published ${result.version} to s3://${result.bucket}/${result.key} (${result.size} bytes, sha256 ${result.sha256}; ${how}).\n`);
       if (values['no-move'] === true) {
         io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} not moved (--no-move).\n`);
-      } else if (result.pointerMoved) {
-        const was = result.previousVersion ? ` (was ${result.previousVersion})` : '';
-        io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} -> ${result.version}${was}.\n`);
       } else {
-        io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} already named ${result.version}.\n`);
+        io.stdout(pointerLine(result));
       }
     }
     return 0;
   } catch (error) {
     return report(error, io);
   }
+}
+
+/** What happened to `<prefix>/latest`, for publish and rollback alike. */
+function pointerLine(result: { bucket: string; pointerKey: string; version: string; pointerMoved: boolean; previousVersion?: string | undefined }): string {
+  if (!result.pointerMoved) return `Pointer s3://${result.bucket}/${result.pointerKey} already named ${result.version}.\n`;
+  const was = result.previousVersion ? ` (was ${result.previousVersion})` : '';
+  return `Pointer s3://${result.bucket}/${result.pointerKey} -> ${result.version}${was}.\n`;
 }
 
 /** `gather-bundle rollback ...` (argv without the command name); resolves with the exit code. */
@@ -214,11 +218,8 @@ export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo(
     const result = await rollbackBundle({ ...connection(values, io, ROLLBACK_USAGE), to });
     if (values.json === true) {
       io.stdout(JSON.stringify(result) + '\n');
-    } else if (result.pointerMoved) {
-      const was = result.previousVersion ? ` (was ${result.previousVersion})` : '';
-      io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} -> ${result.version}${was}.\n`);
     } else {
-      io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} already named ${result.version}.\n`);
+      io.stdout(pointerLine(result));
     }
     return 0;
   } catch (error) {

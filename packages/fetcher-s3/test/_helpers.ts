@@ -12,6 +12,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { afterAll } from 'vitest';
 import { tar } from '../../core/test/_fixtures.js';
 
 export { tar };
@@ -199,3 +200,30 @@ export async function closedPort(): Promise<number> {
 }
 
 export const FAST_RETRY = { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 };
+
+/**
+ * What an integration test file shares: the S3 env, an admin client, and unique prefixes and proxies that
+ * are all cleaned up (objects deleted, proxies closed) after the file.
+ */
+export function s3TestScope() {
+  const env = s3Env();
+  const admin = adminClient(env);
+  const prefixes: string[] = [];
+  const proxies: Proxy[] = [];
+  afterAll(async () => {
+    for (const proxy of proxies) await proxy.close();
+    for (const prefix of prefixes) await deletePrefix(admin, env.bucket, prefix);
+    admin.destroy();
+  });
+  return {
+    env,
+    bucket: env.bucket,
+    admin,
+    proxies,
+    newPrefix(name: string): string {
+      const prefix = uniquePrefix(name);
+      prefixes.push(prefix);
+      return prefix;
+    },
+  };
+}

@@ -3,37 +3,23 @@
 // proxy in front of the real server; nothing here mocks S3.
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fetcherContract } from '../../core/test/contracts/fetcher.js';
 import { createS3Fetcher, publishBundle, rollbackBundle, type S3FetcherOptions } from '../src/index.js';
 import {
   FAST_RETRY,
-  adminClient,
   bundle,
   closedPort,
   connection,
-  deletePrefix,
   putObject,
-  s3Env,
   sha256,
   startProxy,
+  s3TestScope,
   tempDir,
-  uniquePrefix,
   type Proxy,
 } from './_helpers.js';
 
-const env = s3Env();
-const bucket = env.bucket;
-let admin: S3Client;
-const prefixes: string[] = [];
-const proxies: Proxy[] = [];
-
-function newPrefix(name: string): string {
-  const prefix = uniquePrefix(name);
-  prefixes.push(prefix);
-  return prefix;
-}
+const { env, bucket, admin, proxies, newPrefix } = s3TestScope();
 
 async function proxy(...args: Parameters<typeof startProxy> extends [string, ...infer Rest] ? Rest : never): Promise<Proxy> {
   const started = await startProxy(env.endpoint, ...args);
@@ -48,16 +34,6 @@ function fetcher(options: Partial<S3FetcherOptions> & ({ prefix: string } | { ke
 async function publish(prefix: string, bytes: Buffer) {
   return publishBundle({ ...connection(env), bucket, prefix, bundle: bytes });
 }
-
-beforeAll(() => {
-  admin = adminClient(env);
-});
-
-afterAll(async () => {
-  for (const started of proxies) await started.close();
-  for (const prefix of prefixes) await deletePrefix(admin, bucket, prefix);
-  admin.destroy();
-});
 
 fetcherContract('s3', {
   async withBundle(bytes) {

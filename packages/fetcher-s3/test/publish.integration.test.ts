@@ -5,9 +5,8 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
-  type S3Client,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { makeBundle, makeKeys } from '../../core/test/_fixtures.js';
 import {
   createS3Fetcher,
@@ -20,30 +19,17 @@ import {
 } from '../src/index.js';
 import {
   FAST_RETRY,
-  adminClient,
   bundle,
   connection,
-  deletePrefix,
-  s3Env,
   sha256,
   startProxy,
+  s3TestScope,
   tempDir,
-  uniquePrefix,
   type Proxy,
 } from './_helpers.js';
 
-const env = s3Env();
-const bucket = env.bucket;
-let admin: S3Client;
-const prefixes: string[] = [];
-const proxies: Proxy[] = [];
+const { env, bucket, admin, proxies, newPrefix } = s3TestScope();
 const MiB = 1024 * 1024;
-
-function newPrefix(name: string): string {
-  const prefix = uniquePrefix(name);
-  prefixes.push(prefix);
-  return prefix;
-}
 
 async function objectText(key: string): Promise<string> {
   const response = await admin.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -64,16 +50,6 @@ async function exists(key: string): Promise<boolean> {
     throw error;
   }
 }
-
-beforeAll(() => {
-  admin = adminClient(env);
-});
-
-afterAll(async () => {
-  for (const proxy of proxies) await proxy.close();
-  for (const prefix of prefixes) await deletePrefix(admin, bucket, prefix);
-  admin.destroy();
-});
 
 describe('publishBundle', () => {
   it('uploads <prefix>/<version>.tar with its sha256 in metadata, then points <prefix>/latest at it', async () => {
