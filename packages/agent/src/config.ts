@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CATEGORIES, ConfigError, parsePublicKey, type Category } from '@gather/core';
+import { CATEGORIES, ConfigError, DURATION_RANGES, durationProblem, parsePublicKey, type Category, type DurationRange } from '@gather/core';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -274,6 +274,16 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     }
     return n;
   };
+  /** A duration (or splay) setting: within its range from core's one table, the same the bundler uses. */
+  const duration = (key: string, range: DurationRange): number | undefined => {
+    const r = raw.get(key);
+    if (!r) return undefined;
+    const n = typeof r.value === 'number' ? r.value : typeof r.value === 'string' && r.value.trim() !== '' ? Number(r.value) : NaN;
+    const problem = durationProblem(n, range);
+    if (problem === undefined) return n;
+    problems.push(`${key}: ${describeOrigin(r.origin)} ${problem} (got ${JSON.stringify(r.value)}); set it within that range`);
+    return undefined;
+  };
   const bool = (key: string): boolean | undefined => {
     const r = raw.get(key);
     if (!r) return undefined;
@@ -427,9 +437,9 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     const d = SCHEDULE_DEFAULTS[c];
     schedule[c] = {
       enabled: bool(`schedule.${c}.enabled`) ?? d.enabled,
-      everySec: num(`schedule.${c}.everySec`, { min: 1, label: 'a number of seconds >= 1' }) ?? d.everySec,
-      splayPct: num(`schedule.${c}.splayPct`, { min: 0, max: 100, label: 'a percentage from 0 to 100' }) ?? d.splayPct,
-      firstDelaySec: num(`schedule.${c}.firstDelaySec`, { min: 0, label: 'a number of seconds >= 0' }) ?? d.firstDelaySec,
+      everySec: duration(`schedule.${c}.everySec`, DURATION_RANGES.everySec) ?? d.everySec,
+      splayPct: duration(`schedule.${c}.splayPct`, DURATION_RANGES.splayPct) ?? d.splayPct,
+      firstDelaySec: duration(`schedule.${c}.firstDelaySec`, DURATION_RANGES.firstDelaySec) ?? d.firstDelaySec,
     };
   }
 
@@ -449,14 +459,14 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     username: str('username'),
     instanceId: str('instanceId'),
     concurrency: num('concurrency', { integer: true, min: 1, label: 'a positive integer' }),
-    timeoutSec: num('timeoutSec', { min: Number.MIN_VALUE, label: 'a positive number' }),
+    timeoutSec: duration('timeoutSec', DURATION_RANGES.checkTimeoutSec),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,
     ionice: bool('ionice') ?? DEFAULTS.ionice,
     stateDir: resolve(str('stateDir') ?? dirs.stateDir),
     spoolDir: resolve(str('spoolDir') ?? dirs.spoolDir),
     schedule,
-    graceSec: num('graceSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.graceSec,
-    lockWaitSec: num('lockWaitSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.lockWaitSec,
+    graceSec: duration('graceSec', DURATION_RANGES.graceSec) ?? DEFAULTS.graceSec,
+    lockWaitSec: duration('lockWaitSec', DURATION_RANGES.lockWaitSec) ?? DEFAULTS.lockWaitSec,
     logLevel: oneOf('logLevel', LOG_LEVELS) ?? options.defaultLogLevel ?? 'info',
     secrets,
   } satisfies AgentConfig;

@@ -26,4 +26,14 @@ export {
   type MemoryExporter,
 } from './adapters.js';
 export { redact, redactText } from './redact.js';
+export {
+  DURATION_RANGES,
+  MAX_TIMER_MS,
+  describeRange,
+  durationProblem,
+  setLongTimeout,
+  type DurationRange,
+  type DurationSetting,
+  type LongTimeout,
+} from './durations.js';
 export { CORE_VERSION } from './version.js';

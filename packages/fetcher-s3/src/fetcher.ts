@@ -21,10 +21,14 @@ import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@a
 import {
   AbortedError,
   ConfigError,
+  DURATION_RANGES,
+  describeRange,
+  durationProblem,
   FetchError,
   isGatherError,
   MAX_BUNDLE_BYTES,
   redactText,
+  type DurationRange,
   type FetchOptions,
   type FetchResult,
   type Fetcher,
@@ -135,8 +139,16 @@ function validateOptions(options: S3FetcherOptions): void {
       { scope: SCOPE },
     );
   }
-  if (options.timeoutMs !== undefined && (!Number.isFinite(options.timeoutMs) || options.timeoutMs <= 0)) {
-    throw new ConfigError(`Invalid option "timeoutMs" ${options.timeoutMs}: use a positive number of milliseconds.`, { scope: SCOPE });
+  // Delays share core's ranges (one table for every duration gather takes): none overflows a Node timer.
+  const delays: Array<[string, number | undefined, DurationRange]> = [
+    ['timeoutMs', options.timeoutMs, DURATION_RANGES.requestTimeoutMs],
+    ['retry.baseDelayMs', options.retry?.baseDelayMs, DURATION_RANGES.retryBaseDelayMs],
+    ['retry.maxDelayMs', options.retry?.maxDelayMs, DURATION_RANGES.retryMaxDelayMs],
+  ];
+  for (const [name, value, range] of delays) {
+    if (value !== undefined && durationProblem(value, range)) {
+      throw new ConfigError(`Invalid option "${name}" ${value}: use ${describeRange(range)}.`, { scope: SCOPE });
+    }
   }
   validateConnection(options);
 }
