@@ -36,4 +36,27 @@ export {
   type DurationSetting,
   type LongTimeout,
 } from './durations.js';
+export {
+  acquireLock,
+  bootId,
+  ownerAlive,
+  processStartTime,
+  staleReason,
+  LockBusyError,
+  type AcquireOptions,
+  type Lock,
+  type LockOwner,
+  type LockTakeover,
+} from './lock.js';
+export {
+  createExclusive,
+  ensurePrivateDir,
+  openExclusive,
+  readFileNoFollow,
+  readFileNoFollowSync,
+  writeFileAtomic,
+  UnsafeDirectoryError,
+  CREATE_EXCLUSIVE,
+  READ_NO_FOLLOW,
+} from './safe-fs.js';
 export { CORE_VERSION } from './version.js';

@@ -437,6 +437,8 @@ class ElasticsearchExporter implements EsExporter {
         this.spool = await Spool.open(this.options.spoolDir, {
           maxBytes: this.opts.spoolMaxBytes,
           segmentBytes: this.opts.spoolSegmentBytes,
+          onLockTakeover: ({ path, previous, reason }) =>
+            this.log(`Took over the stale spool lock ${path} (${reason}; previous owner pid ${previous?.pid ?? 'unknown'}).`),
         });
       } catch (error) {
         this.fatal = new ExportError(
