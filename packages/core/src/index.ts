@@ -59,4 +59,5 @@ export {
   CREATE_EXCLUSIVE,
   READ_NO_FOLLOW,
 } from './safe-fs.js';
+export { assertRootOwnedPath, rootOwnershipProblem } from './root-trust.js';
 export { CORE_VERSION } from './version.js';
