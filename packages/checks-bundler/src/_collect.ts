@@ -2,9 +2,10 @@
  * Reads and validates a checks/ directory. Every problem is collected (not just the first) so one CI run
  * shows everything to fix; the result is thrown as a single ChecksInvalidError.
  */
+import { DURATION_RANGES } from '@gather/core';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { CATEGORIES, ChecksInvalidError, DURATION_RANGES, type BundledCheck, type Category } from '@gather/core';
+import { CATEGORIES, ChecksInvalidError, type BundledCheck, type Category } from '@gather/core';
 
 export const SCOPE = 'checks-bundler';
 /** Largest accepted `# gather: timeout=N`, in seconds: core's range, the one the agent enforces too. */
