@@ -28,7 +28,11 @@ function componentProblem(path: string, info: Stats, isTarget: boolean): string 
   const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
   const writers = [info.mode & 0o020 ? 'its group' : '', info.mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
   const faults = [notRoot ? `owned by uid ${info.uid}` : '', badWrite ? `writable by ${writers} (mode ${mode})` : ''].filter(Boolean).join(', ');
-  const fix = [notRoot ? `chown root:root ${path}` : '', badWrite ? `chmod go-w ${path}` : ''].filter(Boolean).join(' && ');
+  // A shared sticky directory such as /tmp is not root's to lock down: root's own directory goes below it.
+  const shared = badWrite && info.isDirectory() && (info.mode & STICKY) !== 0;
+  const fix = shared
+    ? `use a directory of root's own instead, e.g. install -d -m 0700 ${join(path, 'gather')}`
+    : [notRoot ? `chown root:root ${path}` : '', badWrite ? `chmod go-w ${path}` : ''].filter(Boolean).join(' && ');
   return `${path} is ${faults}. Fix: ${fix}`;
 }
 

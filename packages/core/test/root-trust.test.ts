@@ -48,6 +48,12 @@ describe('rootOwnershipProblem (as root)', () => {
     expect(rootOwnershipProblem(join(dir, 'theirs', 'spool'), 'the spool directory')).toMatch(/theirs is owned by uid 65534\. Fix: chown root:root/);
   });
 
+  it('refuses a shared sticky directory itself as a state dir, and says to use root\'s own below it', () => {
+    expect(rootOwnershipProblem('/tmp', 'the state directory')).toBe(
+      "root will not trust the state directory /tmp: /tmp is writable by its group and others (mode 1777). Fix: use a directory of root's own instead, e.g. install -d -m 0700 /tmp/gather",
+    );
+  });
+
   it('checks nothing for another user, and throws a ConfigError through assertRootOwnedPath', () => {
     const dir = rootDir();
     writeFileSync(join(dir, 'f'), 'x');
