@@ -15,6 +15,7 @@ import {
 import type { EsExporterOptions } from '@gather/exporter-es';
 import type { S3FetcherOptions } from '@gather/fetcher-s3';
 import type { AgentConfig } from './config.js';
+import { logTakeover } from './lock.js';
 import type { Logger } from './logger.js';
 
 type Importer = (specifier: string) => Promise<unknown>;
@@ -57,6 +58,7 @@ export async function createFetcher(config: AgentConfig, options: AdapterOptions
     ...(config.s3.region ? { region: config.s3.region } : {}),
     ...((options.cache ?? true) ? { cacheDir: join(config.stateDir, 'bundle-cache') } : {}),
     onRetry: (info) => options.logger.warn('retrying the bundle download', { component: 'fetcher-s3', ...info }),
+    onLockTakeover: logTakeover(options.logger),
   };
   return s3.createS3Fetcher(fetcherOptions);
 }

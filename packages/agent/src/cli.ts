@@ -20,7 +20,7 @@ import { formatTable, tableRow, type TableRow } from './_table.js';
 import { createFetcher } from './adapters.js';
 import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
 import { EXIT } from './exit-codes.js';
-import { acquireLock, LockBusyError } from './lock.js';
+import { acquireLock, LockBusyError, logTakeover } from './lock.js';
 import { createLogger, type Logger } from './logger.js';
 import { runOnce } from './run-once.js';
 import { AGENT_VERSION } from './version.js';
@@ -194,6 +194,7 @@ async function commandRun(args: string[]): Promise<number> {
     waitMs: config.lockWaitSec * 1000,
     onWait: (owner) =>
       logger.warn(`another gather-agent run is in progress; waiting up to ${config.lockWaitSec} s`, { holder: owner }),
+    onTakeover: logTakeover(logger),
   });
   const showTable = (flags.table as boolean | undefined) ?? Boolean(process.stderr.isTTY);
   const rows: TableRow[] = [];

@@ -6,7 +6,16 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CATEGORIES, ConfigError, parsePublicKey, type Category } from '@gather/core';
+import {
+  CATEGORIES,
+  ConfigError,
+  DURATION_RANGES,
+  durationProblem,
+  parsePublicKey,
+  rootOwnershipProblem,
+  type Category,
+  type DurationRange,
+} from '@gather/core';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -146,6 +155,8 @@ export interface LoadOptions {
   bundleOnly?: boolean;
   /** For tests: the uid deciding the default state/spool dirs. */
   uid?: number;
+  /** For tests: the effective uid; as root (0) every path setting must be root's alone. */
+  euid?: number;
   home?: string;
 }
 
@@ -213,6 +224,13 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
   const flags = options.flags ?? {};
   const problems: string[] = [];
+  const euid = options.euid ?? process.geteuid?.();
+  /** As root: the path and every directory above it must be root's and writable by no one else. */
+  const trusted = (key: string, path: string, what: string): boolean => {
+    const problem = rootOwnershipProblem(path, what, euid);
+    if (problem) problems.push(`${key}: ${problem}`);
+    return problem === undefined;
+  };
 
   // 1. The file.
   const explicitFile = options.configFile ?? (env.GATHER_CONFIG || undefined);
@@ -227,6 +245,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     // The default file is optional (environment and flags may say everything); a named one is not.
     if (explicitFile !== undefined || code !== 'ENOENT') problems.push(`${configFile}: cannot read the configuration file (${code})`);
   }
+  if (text !== undefined && !trusted('config', configFile, 'the configuration file')) text = undefined;
   if (text !== undefined) {
     fileRead = configFile;
     try {
@@ -274,6 +293,16 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     }
     return n;
   };
+  /** A duration (or splay) setting: within its range from core's one table, the same the bundler uses. */
+  const duration = (key: string, range: DurationRange): number | undefined => {
+    const r = raw.get(key);
+    if (!r) return undefined;
+    const n = typeof r.value === 'number' ? r.value : typeof r.value === 'string' && r.value.trim() !== '' ? Number(r.value) : NaN;
+    const problem = durationProblem(n, range);
+    if (problem === undefined) return n;
+    problems.push(`${key}: ${describeOrigin(r.origin)} ${problem} (got ${JSON.stringify(r.value)}); set it within that range`);
+    return undefined;
+  };
   const bool = (key: string): boolean | undefined => {
     const r = raw.get(key);
     if (!r) return undefined;
@@ -294,7 +323,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   };
   const readSecretFile = (key: string): string | undefined => {
     const path = str(key);
-    if (path === undefined) return undefined;
+    if (path === undefined || !trusted(key, path, 'the secret file')) return undefined;
     try {
       return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
     } catch (error) {
@@ -333,7 +362,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   let publicKey: string | undefined;
   if (publicKeyPath === undefined) {
     problems.push(`publicKey: Missing --public-key <file> (or GATHER_PUBLIC_KEY, or "publicKey" in ${configFile}): every bundle is verified`);
-  } else {
+  } else if (trusted('publicKey', publicKeyPath, 'the public key')) {
     try {
       publicKey = readFileSync(publicKeyPath, 'utf8');
       parsePublicKey(publicKey, `public key file ${publicKeyPath}`);
@@ -390,7 +419,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     }
     const caFile = str('elasticsearch.caFile');
     let ca: string | undefined;
-    if (caFile !== undefined) {
+    if (caFile !== undefined && trusted('elasticsearch.caFile', caFile, 'the CA file')) {
       try {
         ca = readFileSync(caFile, 'utf8');
       } catch (error) {
@@ -427,13 +456,17 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     const d = SCHEDULE_DEFAULTS[c];
     schedule[c] = {
       enabled: bool(`schedule.${c}.enabled`) ?? d.enabled,
-      everySec: num(`schedule.${c}.everySec`, { min: 1, label: 'a number of seconds >= 1' }) ?? d.everySec,
-      splayPct: num(`schedule.${c}.splayPct`, { min: 0, max: 100, label: 'a percentage from 0 to 100' }) ?? d.splayPct,
-      firstDelaySec: num(`schedule.${c}.firstDelaySec`, { min: 0, label: 'a number of seconds >= 0' }) ?? d.firstDelaySec,
+      everySec: duration(`schedule.${c}.everySec`, DURATION_RANGES.everySec) ?? d.everySec,
+      splayPct: duration(`schedule.${c}.splayPct`, DURATION_RANGES.splayPct) ?? d.splayPct,
+      firstDelaySec: duration(`schedule.${c}.firstDelaySec`, DURATION_RANGES.firstDelaySec) ?? d.firstDelaySec,
     };
   }
 
   const dirs = defaultDirs(options.uid ?? process.getuid?.() ?? 0, options.home ?? homedir(), env);
+  const stateDir = resolve(str('stateDir') ?? dirs.stateDir);
+  const spoolDir = resolve(str('spoolDir') ?? dirs.spoolDir);
+  trusted('stateDir', stateDir, 'the state directory');
+  trusted('spoolDir', spoolDir, 'the spool directory');
   const config = {
     configFile: fileRead,
     bundle: bundle ?? '',
@@ -449,14 +482,14 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     username: str('username'),
     instanceId: str('instanceId'),
     concurrency: num('concurrency', { integer: true, min: 1, label: 'a positive integer' }),
-    timeoutSec: num('timeoutSec', { min: Number.MIN_VALUE, label: 'a positive number' }),
+    timeoutSec: duration('timeoutSec', DURATION_RANGES.checkTimeoutSec),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,
     ionice: bool('ionice') ?? DEFAULTS.ionice,
-    stateDir: resolve(str('stateDir') ?? dirs.stateDir),
-    spoolDir: resolve(str('spoolDir') ?? dirs.spoolDir),
+    stateDir,
+    spoolDir,
     schedule,
-    graceSec: num('graceSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.graceSec,
-    lockWaitSec: num('lockWaitSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.lockWaitSec,
+    graceSec: duration('graceSec', DURATION_RANGES.graceSec) ?? DEFAULTS.graceSec,
+    lockWaitSec: duration('lockWaitSec', DURATION_RANGES.lockWaitSec) ?? DEFAULTS.lockWaitSec,
     logLevel: oneOf('logLevel', LOG_LEVELS) ?? options.defaultLogLevel ?? 'info',
     secrets,
   } satisfies AgentConfig;

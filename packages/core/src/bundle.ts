@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import vm from 'node:vm';
 import { readTar } from './_tar.js';
+import { DURATION_RANGES, describeRange, durationProblem } from './durations.js';
 import { BundleRefusedError, ConfigError } from './errors.js';
 import {
   CATEGORIES,
@@ -176,8 +177,8 @@ function validatePayload(payload: unknown, manifest: BundleManifest): BundlePayl
     if (listed.get(c.id) !== c.category) refuse(`runner check "${c.id}" (${c.category}) is not in the signed manifest.`);
     listed.delete(c.id);
     const timeoutSec = c.timeoutSec;
-    if (timeoutSec !== undefined && !(Number.isInteger(timeoutSec) && timeoutSec > 0)) {
-      refuse(`runner check "${c.id}" has an invalid timeout.`);
+    if (timeoutSec !== undefined && durationProblem(timeoutSec, DURATION_RANGES.checkTimeoutSec) !== undefined) {
+      refuse(`runner check "${c.id}" has a timeout outside ${describeRange(DURATION_RANGES.checkTimeoutSec)}.`);
     }
     checks.push({ id: c.id, category: c.category, script: c.script, ...(timeoutSec ? { timeoutSec } : {}) });
   }

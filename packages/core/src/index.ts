@@ -26,4 +26,38 @@ export {
   type MemoryExporter,
 } from './adapters.js';
 export { redact, redactText } from './redact.js';
+export {
+  DURATION_RANGES,
+  MAX_TIMER_MS,
+  describeRange,
+  durationProblem,
+  setLongTimeout,
+  type DurationRange,
+  type DurationSetting,
+  type LongTimeout,
+} from './durations.js';
+export {
+  acquireLock,
+  bootId,
+  ownerAlive,
+  processStartTime,
+  staleReason,
+  LockBusyError,
+  type AcquireOptions,
+  type Lock,
+  type LockOwner,
+  type LockTakeover,
+} from './lock.js';
+export {
+  createExclusive,
+  ensurePrivateDir,
+  openExclusive,
+  readFileNoFollow,
+  readFileNoFollowSync,
+  writeFileAtomic,
+  UnsafeDirectoryError,
+  CREATE_EXCLUSIVE,
+  READ_NO_FOLLOW,
+} from './safe-fs.js';
+export { assertRootOwnedPath, rootOwnershipProblem } from './root-trust.js';
 export { CORE_VERSION } from './version.js';

@@ -3,6 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, errors as esErrors } from '@elastic/elasticsearch';
 import {
   ConfigError,
+  DURATION_RANGES,
+  describeRange,
+  durationProblem,
   ExportError,
   redact,
   redactText,
@@ -186,6 +189,14 @@ function positive(value: number | undefined, fallback: number, option: string, m
   return value;
 }
 
+/** A delay option: within core's shared range (one table for every duration gather takes). */
+function duration(value: number | undefined, fallback: number, option: keyof typeof DURATION_RANGES): number {
+  if (value === undefined) return fallback;
+  const range = DURATION_RANGES[option];
+  if (durationProblem(value, range)) throw new ConfigError(`Option "${option}" must be ${describeRange(range)} (got ${value}).`, SCOPE);
+  return value;
+}
+
 /** Every credential string that must never be printed: raw, and as sent in the Authorization header. */
 function secretsOf(options: EsExporterOptions, urls: URL[]): string[] {
   const secrets: string[] = [];
@@ -325,10 +336,10 @@ class ElasticsearchExporter implements EsExporter {
       maxBatchBytes: positive(options.maxBatchBytes, DEFAULTS.maxBatchBytes, 'maxBatchBytes', 1024),
       maxInFlight: Math.floor(positive(options.maxInFlight, DEFAULTS.maxInFlight, 'maxInFlight')),
       maxRetries: Math.floor(positive(options.maxRetries, DEFAULTS.maxRetries, 'maxRetries', 0)),
-      retryBaseDelayMs: positive(options.retryBaseDelayMs, DEFAULTS.retryBaseDelayMs, 'retryBaseDelayMs', 0),
-      retryMaxDelayMs: positive(options.retryMaxDelayMs, DEFAULTS.retryMaxDelayMs, 'retryMaxDelayMs', 0),
-      requestTimeoutMs: positive(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
-      probeIntervalMs: positive(options.probeIntervalMs, DEFAULTS.probeIntervalMs, 'probeIntervalMs', 0),
+      retryBaseDelayMs: duration(options.retryBaseDelayMs, DEFAULTS.retryBaseDelayMs, 'retryBaseDelayMs'),
+      retryMaxDelayMs: duration(options.retryMaxDelayMs, DEFAULTS.retryMaxDelayMs, 'retryMaxDelayMs'),
+      requestTimeoutMs: duration(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
+      probeIntervalMs: duration(options.probeIntervalMs, DEFAULTS.probeIntervalMs, 'probeIntervalMs'),
       spoolMaxBytes,
       spoolSegmentBytes: positive(options.spoolSegmentBytes, Math.min(DEFAULTS.spoolSegmentBytes, Math.floor(spoolMaxBytes / 4)), 'spoolSegmentBytes', 1),
       templatePriority: positive(options.templatePriority, DEFAULTS.templatePriority, 'templatePriority', 0),
@@ -426,6 +437,8 @@ class ElasticsearchExporter implements EsExporter {
         this.spool = await Spool.open(this.options.spoolDir, {
           maxBytes: this.opts.spoolMaxBytes,
           segmentBytes: this.opts.spoolSegmentBytes,
+          onLockTakeover: ({ path, previous, reason }) =>
+            this.log(`Took over the stale spool lock ${path} (${reason}; previous owner pid ${previous?.pid ?? 'unknown'}).`),
         });
       } catch (error) {
         this.fatal = new ExportError(
