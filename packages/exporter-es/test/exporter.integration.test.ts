@@ -137,6 +137,19 @@ describe('index templates', () => {
   });
 });
 
+describe('replicas by default', () => {
+  it('are none on a single node, so its indices are green (not waiting for a replica that cannot be placed)', async () => {
+    const names = indices();
+    const exporter = createEsExporter({ node: url, ...names });
+    await exporter.exportResults(results('replicas', 'rep', 1));
+    expect(await exporter.close()).toMatchObject({ delivered: 1, failed: 0 });
+    const state = await client.cluster.health({ index: names.resultsIndex, wait_for_status: 'green', timeout: '10s' });
+    expect(state.status).toBe('green');
+    const settings = await client.indices.getSettings({ index: names.resultsIndex });
+    expect(settings[names.resultsIndex]?.settings?.index?.number_of_replicas).toBe('0');
+  });
+});
+
 describe('values of every type under one name', () => {
   it('are all accepted (no rejection) and searchable and aggregatable by type', async () => {
     const names = indices();
