@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CATEGORIES, ConfigError, parsePublicKey, type Category } from '@gather/core';
+import { CATEGORIES, ConfigError, isGatherError, parsePublicKey, type Category } from '@gather/core';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -338,7 +338,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
       publicKey = readFileSync(publicKeyPath, 'utf8');
       parsePublicKey(publicKey, `public key file ${publicKeyPath}`);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
+      // A file that cannot be read has an errno code; one that is not an ed25519 public key says so itself.
+      const code = isGatherError(error) ? undefined : (error as NodeJS.ErrnoException).code;
       problems.push(
         code
           ? `publicKey: Cannot read the public key file ${publicKeyPath} (${code}) named by ${describeOrigin(raw.get('publicKey')!.origin)}`

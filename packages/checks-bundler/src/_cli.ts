@@ -5,12 +5,12 @@
  * Exit codes: 0 success, 1 failure (key, I/O, verification), 2 usage error or invalid checks.
  * Commands live in COMMANDS; `publish` and `rollback` belong to @gather/fetcher-s3 and are loaded on demand.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, GatherError, isGatherError, loadBundlePayload, readTar, verifyBundle, type BundleManifest } from '@gather/core';
+import { ConfigError, GatherError, isGatherError, loadBundlePayload, parsePublicKey, readTar, verifyBundle, type BundleManifest } from '@gather/core';
 import {
   MANIFEST_MEMBER,
   SIGNATURE_MEMBER,
@@ -211,6 +211,15 @@ async function readInput(path: string, what: string): Promise<Buffer> {
   }
 }
 
+/** A --public-key that is not an ed25519 public key (a private key, an RSA key...) is a usage error: exit 2. */
+function publicKeyArgument(pem: Buffer, path: string, usage: string): KeyObject {
+  try {
+    return parsePublicKey(pem, `--public-key ${path}`);
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(/^\[gather\] /, ''), usage);
+  }
+}
+
 const inspect: Command = {
   usage: INSPECT_USAGE,
   options: {
@@ -224,8 +233,8 @@ const inspect: Command = {
     let manifest: BundleManifest;
     let status: string;
     if (publicKeyPath !== undefined) {
-      const publicKeyPem = (await readInput(publicKeyPath, 'public key')).toString('utf8');
-      const verified = verifyBundle(bytes, publicKeyPem);
+      const publicKey = publicKeyArgument(await readInput(publicKeyPath, 'public key'), publicKeyPath, INSPECT_USAGE);
+      const verified = verifyBundle(bytes, publicKey);
       const payload = loadBundlePayload(verified);
       manifest = verified.manifest;
       status = `signature valid for ${publicKeyPath}; ${RUNNER_MEMBER} decodes ${payload.checks.length} checks.`;

@@ -223,4 +223,19 @@ describe('gather-bundle inspect', () => {
     await writeFile(notBundle, 'hello');
     expect(run(['inspect', '--bundle', notBundle])).toMatchObject({ code: 1, stderr: expect.stringMatching(/is not a gather bundle/) });
   });
+
+  it('refuses a --public-key that is a private key or not ed25519 with exit 2, before reading the bundle', async () => {
+    const dir = await tempDir();
+    const out = join(dir, 'check.tar');
+    await writeFile(out, 'not read');
+    const rsa = join(dir, 'rsa.pub.pem');
+    const { generateKeyPairSync } = await import('node:crypto');
+    await writeFile(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+    const privateAsPublic = run(['inspect', '--bundle', out, '--public-key', await keyFile()]);
+    expect(privateAsPublic.code).toBe(2);
+    expect(privateAsPublic.stderr).toMatch(/this is a private key; ship only the public half/);
+    const notEd25519 = run(['inspect', '--bundle', out, '--public-key', rsa]);
+    expect(notEd25519.code).toBe(2);
+    expect(notEd25519.stderr).toMatch(/rsa\.pub\.pem is not an ed25519 public key \(found an RSA public key\)/);
+  });
 });

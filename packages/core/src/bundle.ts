@@ -31,22 +31,34 @@ const CHECK_ID = /^[a-z]{3}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-/** Parses an ed25519 SPKI PEM public key, with a message that says how to make one. */
+const HOW_TO_MAKE_PUBLIC_KEY =
+  'Use the public half of the bundle signing key: the --out-public file of "gather-bundle keygen", or ' +
+  '"openssl pkey -in private.pem -pubout -out public.pem".';
+
+/**
+ * Parses an ed25519 SPKI PEM public key. A private key is refused even though Node would derive the public
+ * half from it: a signing key copied to every VM is a signing key leaked.
+ */
 export function parsePublicKey(pem: string | Buffer | KeyObject, source = 'public key'): KeyObject {
-  let key: KeyObject;
-  try {
-    key = typeof pem === 'object' && 'asymmetricKeyType' in pem ? pem : createPublicKey(pem);
-  } catch (cause) {
+  const keyObject = typeof pem === 'object' && 'asymmetricKeyType' in pem ? pem : undefined;
+  if (keyObject ? keyObject.type === 'private' : /PRIVATE KEY-----/.test(pem.toString('latin1'))) {
     throw new ConfigError(
-      `Cannot read ${source} as a PEM public key. Make one with "gather-bundle keygen" or ` +
-        '"openssl pkey -in private.pem -pubout -out public.pem".',
-      { cause },
+      `${source}: this is a private key; ship only the public half ("openssl pkey -in private.pem -pubout -out public.pem") ` +
+        'and keep the private key in CI only (make a new key pair if it was copied to hosts).',
     );
   }
-  if (key.asymmetricKeyType !== 'ed25519') {
+  let key: KeyObject;
+  try {
+    key = keyObject ?? createPublicKey({ key: pem as string | Buffer, format: 'pem' });
+  } catch (cause) {
+    throw new ConfigError(`${source} is not an ed25519 public key (no PEM "BEGIN PUBLIC KEY" block could be read). ${HOW_TO_MAKE_PUBLIC_KEY}`, {
+      cause,
+    });
+  }
+  if (key.type !== 'public' || key.asymmetricKeyType !== 'ed25519') {
     throw new ConfigError(
-      `${source} is a ${key.asymmetricKeyType ?? 'unknown'} key; gather bundles are signed with ed25519. ` +
-        'Use the public key that matches the bundle signing key ("gather-bundle keygen").',
+      `${source} is not an ed25519 public key (found an ${(key.asymmetricKeyType ?? 'unknown').toUpperCase()} ${key.type} key); gather bundles are ` +
+        `signed with ed25519. ${HOW_TO_MAKE_PUBLIC_KEY}`,
     );
   }
   return key;

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isGatherError } from '@gather/core';
+import { isGatherError, parsePublicKey } from '@gather/core';
 import { SCOPE, type S3ConnectionOptions } from './_client.js';
 import { s3OptionsFromEnv } from './env.js';
 import { publishBundle, rollbackBundle } from './publish.js';
@@ -169,6 +169,11 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
       publicKeyPem = await readFile(path).catch((cause: NodeJS.ErrnoException) => {
         throw new UsageError(`Cannot read --public-key ${path} (${cause.code ?? cause.message}).`, PUBLISH_USAGE);
       });
+      try {
+        parsePublicKey(publicKeyPem, `--public-key ${path}`);
+      } catch (error) {
+        throw new UsageError((error as Error).message.replace(/^\[gather\] /, ''), PUBLISH_USAGE);
+      }
     }
     const result = await publishBundle({
       ...conn,
