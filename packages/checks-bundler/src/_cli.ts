@@ -10,12 +10,24 @@ import { readFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, GatherError, isGatherError, loadBundlePayload, parsePublicKey, readTar, verifyBundle, type BundleManifest } from '@gather/core';
+import {
+  ConfigError,
+  GatherError,
+  isGatherError,
+  loadBundlePayload,
+  parsePublicKey,
+  readBundleFile,
+  readTar,
+  verifyBundle,
+  type BundleManifest,
+} from '@gather/core';
 import {
   MANIFEST_MEMBER,
   SIGNATURE_MEMBER,
   RUNNER_MEMBER,
   parseCreated,
+  parseDuration,
+  validateSequence,
   validateVersion,
   writeBundle,
   writeFileAtomic,
@@ -94,6 +106,11 @@ Options:
                           (default: <YYYYMMDD of created>-<12 hex of the payload sha256>)
   --created <iso>         Creation time, e.g. 2024-06-01T12:00:00Z (default: $SOURCE_DATE_EPOCH,
                           else the newest modification time among the input files)
+  --sequence <n>          Replay protection: agents refuse a bundle whose sequence is lower than one
+                          they already accepted. Must grow with every publish (default: the creation
+                          time in Unix seconds; pass e.g. $(date +%s) or a CI build number)
+  --expires-in <d>        Agents refuse the bundle this long after its creation time: 30d, 12h, 90m,
+                          3600s (default: never). Republish before it runs out.
   -h, --help              Show this help
 
 Exit codes: 0 built, 1 failure (key, I/O), 2 usage error or invalid checks (every problem is listed).
@@ -107,6 +124,8 @@ const build: Command = {
     key: { type: 'string' },
     'bundle-version': { type: 'string' },
     created: { type: 'string' },
+    sequence: { type: 'string' },
+    'expires-in': { type: 'string' },
   },
   async run(values, io) {
     const checksDir = required(values, 'checks', BUILD_USAGE);
@@ -114,9 +133,15 @@ const build: Command = {
     const privateKeyPath = required(values, 'key', BUILD_USAGE);
     const version = optional(values, 'bundle-version');
     const created = optional(values, 'created');
+    const sequenceText = optional(values, 'sequence');
+    const expiresIn = optional(values, 'expires-in');
+    let sequence: number | undefined;
+    let expiresInSec: number | undefined;
     try {
       if (version !== undefined) validateVersion(version, '--bundle-version');
       if (created !== undefined) parseCreated(created, '--created');
+      if (sequenceText !== undefined) sequence = validateSequence(/^[0-9]+$/.test(sequenceText) ? Number(sequenceText) : NaN, '--sequence');
+      if (expiresIn !== undefined) expiresInSec = parseDuration(expiresIn, '--expires-in');
     } catch (error) {
       throw new UsageError((error as Error).message.slice(PREFIX.length), BUILD_USAGE);
     }
@@ -128,11 +153,14 @@ const build: Command = {
       env: io.env,
       ...(version !== undefined ? { version } : {}),
       ...(created !== undefined ? { created } : {}),
+      ...(sequence !== undefined ? { sequence } : {}),
+      ...(expiresInSec !== undefined ? { expiresInSec } : {}),
     });
     const ms = Math.round(performance.now() - started);
     const { abuse, analytics } = built.manifest.checks;
     io.stderr(
-      `${PREFIX}Built ${out}: version ${built.manifest.version}, sha256 ${built.sha256}, ` +
+      `${PREFIX}Built ${out}: version ${built.manifest.version}, sequence ${built.manifest.sequence}` +
+        `${built.manifest.expires_at ? `, expires ${built.manifest.expires_at}` : ''}, sha256 ${built.sha256}, ` +
         `${abuse.length} abuse + ${analytics.length} analytics checks, ${kib(built.bytes.length)} in ${ms} ms.\n`,
     );
   },
@@ -229,11 +257,17 @@ const inspect: Command = {
   async run(values, io) {
     const bundlePath = required(values, 'bundle', INSPECT_USAGE);
     const publicKeyPath = optional(values, 'public-key');
-    const bytes = await readInput(bundlePath, 'bundle');
+    const publicKey =
+      publicKeyPath === undefined ? undefined : publicKeyArgument(await readInput(publicKeyPath, 'public key'), publicKeyPath, INSPECT_USAGE);
+    // Sized before it is read: a multi-GB file is refused like the agent refuses it, never loaded.
+    const bytes = await readBundleFile(bundlePath).catch((cause: unknown) => {
+      if (isGatherError(cause)) throw cause;
+      const code = (cause as NodeJS.ErrnoException).code ?? 'error';
+      throw new ConfigError(`Cannot read the bundle ${bundlePath} (${code}); check the path.`, { scope: SCOPE, cause });
+    });
     let manifest: BundleManifest;
     let status: string;
-    if (publicKeyPath !== undefined) {
-      const publicKey = publicKeyArgument(await readInput(publicKeyPath, 'public key'), publicKeyPath, INSPECT_USAGE);
+    if (publicKey !== undefined) {
       const verified = verifyBundle(bytes, publicKey);
       const payload = loadBundlePayload(verified);
       manifest = verified.manifest;

@@ -7,6 +7,8 @@ export {
   buildBundle,
   writeBundle,
   validateVersion,
+  validateSequence,
+  parseDuration,
   parseCreated,
   BUNDLE_FORMAT,
   MANIFEST_MEMBER,

@@ -104,7 +104,9 @@ describe('gather-bundle build', () => {
     const bytes = await readFile(out);
     const verified = verifyBundle(bytes, KEYS.publicKeyPem);
     expect(stderr.split('\n')).toEqual([expect.any(String), '']);
-    expect(stderr).toContain(`Built ${out}: version ${verified.manifest.version}, sha256 ${sha256(bytes)}, 2 abuse + 1 analytics checks, `);
+    expect(stderr).toContain(
+      `Built ${out}: version ${verified.manifest.version}, sequence ${verified.manifest.sequence}, sha256 ${sha256(bytes)}, 2 abuse + 1 analytics checks, `,
+    );
     expect(stderr).toMatch(/^\[gather\] \[checks-bundler\] Built .* KiB in \d+ ms\.\n$/);
     // The CLI and the API produce the same bytes.
     const api = await buildBundle({ checksDir, privateKeyPem: KEYS.privateKeyPem, created: '2024-06-01T00:00:00Z' });

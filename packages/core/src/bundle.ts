@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import vm from 'node:vm';
 import { readTar } from './_tar.js';
@@ -16,8 +16,16 @@ export const MANIFEST_MEMBER = 'manifest.json';
 export const SIGNATURE_MEMBER = 'manifest.sig';
 export const RUNNER_MEMBER = 'runner.js';
 export const BUNDLE_FORMAT = 1;
-/** Bundles are a few hundred KiB; anything near this is not ours and is refused before parsing. */
+/**
+ * The size limits of a bundle, shared by the bundler (which refuses to build past them) and the agent (which
+ * refuses before reading or decompressing). Bundles are a few hundred KiB; anything near these is not ours.
+ */
+/** The bundle file, checked with stat before it is read. */
 export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
+/** The decoded checks payload (the JSON the runner inflates), declared in the signed manifest. */
+export const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+/** One check script, or checks/common. */
+export const MAX_CHECK_BYTES = 256 * 1024;
 
 export interface VerifiedBundle {
   manifest: BundleManifest;
@@ -86,6 +94,17 @@ function parseManifest(bytes: Buffer): BundleManifest {
   }
   if (typeof m.version !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(m.version)) refuse('manifest has no valid "version".');
   if (typeof m.created !== 'string' || Number.isNaN(Date.parse(m.created))) refuse('manifest has no valid "created" date.');
+  if (m.sequence === undefined || m.payload_bytes === undefined) {
+    refuse(
+      'its manifest has no "sequence" (a bundle made by an older gather-bundle, which cannot be protected against replay). ' +
+        'Rebuild and publish it with the current gather-bundle.',
+    );
+  }
+  if (!Number.isSafeInteger(m.sequence) || (m.sequence as number) < 0) refuse('manifest "sequence" is not a non-negative integer.');
+  if (!Number.isSafeInteger(m.payload_bytes) || (m.payload_bytes as number) < 0) refuse('manifest "payload_bytes" is not a non-negative integer.');
+  if (m.expires_at !== undefined && (typeof m.expires_at !== 'string' || Number.isNaN(Date.parse(m.expires_at)))) {
+    refuse('manifest "expires_at" is not a date.');
+  }
   const checks = m.checks as Record<string, unknown> | undefined;
   if (typeof checks !== 'object' || checks === null) refuse('manifest has no "checks".');
   const ids = new Set<string>();
@@ -144,6 +163,30 @@ export function verifyBundle(bundle: Uint8Array, publicKey: string | Buffer | Ke
   return { manifest, sha256: sha256(bytes), members };
 }
 
+/**
+ * Reads a bundle file, refusing one over MAX_BUNDLE_BYTES from its size alone (a multi-GB file is never
+ * read into memory). `source` names it in messages.
+ */
+export async function readBundleFile(path: string, source: string = path): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_BUNDLE_BYTES) refuse(`${source} is ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit (not a gather bundle).`);
+    const bytes = Buffer.alloc(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await handle.read(bytes, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    // A file that grew or shrank while read is not the file that was sized.
+    if (filled !== size || (await handle.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) refuse(`${source} changed while it was read. Fetch it again.`);
+    return bytes;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes the verified members into `dir` (created with mode 0700). */
 export async function extractBundle(verified: VerifiedBundle, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -162,10 +205,15 @@ const RUNNER_TIMEOUT_MS = 10_000;
 export function loadBundlePayload(verified: VerifiedBundle): BundlePayload {
   const runner = verified.members.get(RUNNER_MEMBER);
   if (!runner) refuse(`it has no ${RUNNER_MEMBER}.`);
+  const declared = verified.manifest.payload_bytes;
+  if (declared > MAX_PAYLOAD_BYTES) {
+    refuse(`its manifest declares a ${declared}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit; it was not decompressed.`);
+  }
   let json: unknown;
   try {
+    // The runner inflates into a buffer of the declared size and fails past it, so it cannot be a zip bomb.
     json = vm.runInNewContext(
-      `${runner.toString('utf8')}\n;JSON.stringify(globalThis.gatherBundle.load());`,
+      `${runner.toString('utf8')}\n;JSON.stringify(globalThis.gatherBundle.load(${declared}));`,
       Object.create(null),
       { timeout: RUNNER_TIMEOUT_MS, filename: RUNNER_MEMBER },
     );

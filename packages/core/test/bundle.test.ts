@@ -94,6 +94,8 @@ describe('verifyBundle', () => {
       format: 1,
       version: 'v',
       created: '2026-01-01T00:00:00Z',
+      sequence: 1,
+      payload_bytes: 100,
       checks: { abuse: ['abc'], analytics: [] },
       files: { 'runner.js': createHash('sha256').update(runner).digest('hex') },
     });
@@ -108,6 +110,8 @@ describe('verifyBundle', () => {
       format: 1,
       version: 'v',
       created: '2026-01-01T00:00:00Z',
+      sequence: 1,
+      payload_bytes: 100,
       checks: { abuse: [], analytics: [] },
       files: { 'runner.js': createHash('sha256').update(runner).digest('hex') },
     });
