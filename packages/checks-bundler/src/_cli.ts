@@ -33,7 +33,8 @@ import {
   writeFileAtomic,
 } from './_bundle.js';
 import { SCOPE } from './_collect.js';
-import { generateSigningKeyPair } from './_keys.js';
+import { generateSigningKeyPair, loadSigningKey } from './_keys.js';
+import { resignBundle } from './_resign.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -63,7 +64,7 @@ Commands:
   keygen    Create an ed25519 signing key pair
   inspect   Print a bundle's manifest; verify it with --public-key
   publish   Upload a bundle to S3 under its version and move the latest pointer (needs @gather/fetcher-s3)
-  rollback  Move the latest pointer back to a published version (needs @gather/fetcher-s3)
+  rollback  Run a published version's checks again: republish them under a new, higher sequence (needs @gather/fetcher-s3)
 
 Options:
   -h, --help     Show this help; "${PROGRAM} <command> --help" shows a command's options
@@ -318,6 +319,20 @@ async function loadS3Commands(): Promise<typeof import('@gather/fetcher-s3')> {
   }
 }
 
+/** The signer `gather-bundle rollback --key` hands to @gather/fetcher-s3: re-signs an old bundle under a new sequence. */
+async function rollbackSigner(options: { keyPath: string; expiresIn?: string }) {
+  let expiresInSec: number | undefined;
+  try {
+    if (options.expiresIn !== undefined) expiresInSec = parseDuration(options.expiresIn, '--expires-in');
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.slice(PREFIX.length)} See "${PROGRAM} rollback --help".`, '');
+  }
+  const privateKeyPem = await readInput(options.keyPath, 'signing key');
+  await loadSigningKey({ privateKeyPem });
+  return async (bundle: Buffer, sequence: number) =>
+    (await resignBundle(bundle, { privateKeyPem, sequence, ...(expiresInSec !== undefined ? { expiresInSec } : {}) })).bytes;
+}
+
 function report(error: unknown, io: CliIo): number {
   if (error instanceof UsageError) {
     io.stderr(`${error.message}\n\n${error.usage}`);
@@ -349,7 +364,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if ((s3Command === 'publish' || s3Command === 'rollback') && (first !== 'help' || rest.length === 1)) {
       const s3 = await loadS3Commands();
       const args = first === 'help' ? ['--help'] : [...rest];
-      return await (s3Command === 'publish' ? s3.publishCommand : s3.rollbackCommand)(args, io);
+      if (s3Command === 'publish') return await s3.publishCommand(args, io);
+      return await s3.rollbackCommand(args, io, { signer: rollbackSigner });
     }
     if (first === 'help') {
       const command = COMMANDS[rest[0] ?? ''];
