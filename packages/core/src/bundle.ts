@@ -16,10 +16,8 @@ export const MANIFEST_MEMBER = 'manifest.json';
 export const SIGNATURE_MEMBER = 'manifest.sig';
 export const RUNNER_MEMBER = 'runner.js';
 export const BUNDLE_FORMAT = 1;
-/**
- * The size limits of a bundle, shared by the bundler (which refuses to build past them) and the agent (which
- * refuses before reading or decompressing). Bundles are a few hundred KiB; anything near these is not ours.
- */
+// The size limits of a bundle, shared by the bundler (which refuses to build past them) and the agent (which
+// refuses before reading or decompressing). Bundles are a few hundred KiB; anything near these is not ours.
 /** The bundle file, checked with stat before it is read. */
 export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 /** The decoded checks payload (the JSON the runner inflates), declared in the signed manifest. */

@@ -76,7 +76,16 @@ export function createSequenceStateFile(stateDir: string, sourceKey: string): Se
       const current = await highest();
       if (current !== undefined && manifest.sequence <= current) return;
       const record = { source: sourceKey, sequence: manifest.sequence, version: manifest.version, sha256, accepted_at: new Date().toISOString() };
-      await writeStateFile(path, JSON.stringify(record) + '\n');
+      try {
+        await writeStateFile(path, JSON.stringify(record) + '\n');
+      } catch (cause) {
+        // Not recorded means not protected: nothing runs until the state dir is writable again.
+        throw new ConfigError(
+          `Cannot record the accepted bundle sequence in ${path} (${(cause as NodeJS.ErrnoException).code ?? cause}); ` +
+            'the state dir must be writable by the agent (--state-dir, GATHER_STATE_DIR).',
+          { cause },
+        );
+      }
     },
   };
 }

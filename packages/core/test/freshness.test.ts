@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { sign } from 'node:crypto';
 import { lstatSync, truncateSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -145,4 +146,20 @@ describe('bounded before parsed', () => {
     expect(() => loadBundlePayload(verified)).toThrow(new RegExp(`declares a ${MAX_PAYLOAD_BYTES + 1}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit`));
   });
 
+});
+
+describe('sequence state that cannot be written', () => {
+  it('runs nothing and says the state dir must be writable', async () => {
+    // An immutable directory: nothing to read, and nothing can be created in it, not even by root.
+    const dir = stateDir();
+    mkdirSync(join(dir, 'bundle-sequence'));
+    execFileSync('chattr', ['+i', join(dir, 'bundle-sequence')]);
+    try {
+      const result = await runBundle({ sequence: 3 }, createSequenceStateFile(dir, 'file:/x'));
+      expect((result.error as Error).message).toMatch(/Cannot record the accepted bundle sequence in .* \(EPERM\); the state dir must be writable/);
+      expect(result.ran).toBe(false);
+    } finally {
+      execFileSync('chattr', ['-i', join(dir, 'bundle-sequence')]);
+    }
+  });
 });
