@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildBundle, generateSigningKeyPair } from '@gather/checks-bundler';
@@ -23,6 +24,13 @@ const s3 = {
   bucket: required('GATHER_S3_BUCKET'),
 };
 const BUNDLER_CLI = join(import.meta.dirname, '../node_modules/@gather/checks-bundler/dist/cli.js');
+// The raw S3 API, as an attacker with write access uses it (the SDK is a dependency of fetcher-s3, not of the agent).
+const { S3Client, PutObjectCommand } = createRequire(join(import.meta.dirname, '../node_modules/@gather/fetcher-s3/package.json'))(
+  '@aws-sdk/client-s3',
+) as {
+  S3Client: new (options: object) => { send(command: unknown): Promise<unknown>; destroy(): void };
+  PutObjectCommand: new (input: object) => unknown;
+};
 
 describe('replay through S3', () => {
   it('refuses an older bundle put back as latest (exit 3, bundle_replayed); gather-bundle rollback republishes it under a higher sequence', async () => {
@@ -62,8 +70,12 @@ describe('replay through S3', () => {
     expect(first.code).toBe(0);
     expect(valueOf(first.stdout)).toBe(2);
 
-    // S3 write access alone: republishing v1 (already signed, already published) moves latest back to it.
-    expect(await publishBundle({ ...connection, bundle: v1 })).toMatchObject({ version: 'v1', uploaded: false, pointerMoved: true });
+    // S3 write access alone: latest written back to v1 (already signed, already published). gather-bundle
+    // publish refuses to do it, so the attacker writes the pointer with the plain S3 API.
+    await expect(publishBundle({ ...connection, bundle: v1 })).rejects.toThrow(/its sequence 1000 is lower than 2000/);
+    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: connection.credentials });
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/latest`, Body: JSON.stringify({ format: 1, version: 'v1', key: `${prefix}/v1.tar` }) }));
+    client.destroy();
     const replayed = await agent(['run'], { env });
     expect(replayed.code).toBe(3);
     expect(replayed.stderr).toMatch(/bundle v1 with sequence 1000, older than sequence 2000 already accepted/);

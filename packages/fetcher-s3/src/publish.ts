@@ -315,6 +315,22 @@ function refuseOverwrite(bucket: string, key: string, version: string, existingS
   );
 }
 
+/**
+ * Agents refuse a bundle with a lower sequence than one they ran: pointing `latest` at one (a re-run of an old
+ * build) would stop every agent, so it is refused. The bundle itself stays uploaded.
+ */
+async function refuseOlderThanLatest(s: Session, bucket: string, prefix: string, sequence: number | undefined, version: string): Promise<void> {
+  const current = await readPointer(s, bucket, prefix);
+  if (!current || current.version === version) return;
+  const latest = Number((await head(s, bucket, current.key))?.Metadata?.[SEQUENCE_METADATA]);
+  if (!Number.isSafeInteger(latest) || (Number.isSafeInteger(sequence) && sequence! >= latest)) return;
+  throw new PublishError(
+    `Not moving ${s3Url(bucket, pointerKey(prefix))} to ${version}: its sequence ${sequence ?? '(none)'} is lower than ${latest}, the ` +
+      `sequence of the current bundle ${current.version}, and agents that ran it would refuse it. Build it again with ` +
+      `"gather-bundle build --sequence <n>" above ${latest}, or roll back with "gather-bundle rollback --to ${version} --key <private.pem>".`,
+  );
+}
+
 /** Uploads a bundle under its immutable versioned key, then moves `<prefix>/latest` to it. */
 export async function publishBundle(options: PublishOptions): Promise<PublishResult> {
   const { bucket, prefix } = checkBucket(options);
@@ -417,6 +433,7 @@ export async function publishBundle(options: PublishOptions): Promise<PublishRes
       pointerMoved: false,
     };
     if (options.movePointer === false) return result;
+    await refuseOlderThanLatest(s, bucket, prefix, manifest.sequence, version);
     const moved = await movePointer(s, bucket, prefix, { version, sha256, size: bytes.length });
     result.pointerMoved = moved.moved;
     if (moved.previousVersion !== undefined) result.previousVersion = moved.previousVersion;

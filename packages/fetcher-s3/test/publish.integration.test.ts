@@ -221,6 +221,15 @@ describe('rollbackBundle', () => {
     expect(error.message).toMatch(/Published versions \(newest first\): .*1\.0\.0/);
   });
 
+  it('publish refuses to point latest at a bundle older than the current one (agents would refuse it)', async () => {
+    const prefix = newPrefix('older');
+    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('2.0.0', 4096, 20) });
+    const error = (await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 10) }).catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(/Not moving .*latest to 1\.0\.0: its sequence 10 is lower than 20, the sequence of the current bundle 2\.0\.0/);
+    expect(JSON.parse(await objectText(`${prefix}/latest`)).version).toBe('2.0.0');
+    expect(await exists(`${prefix}/1.0.0.tar`)).toBe(true);
+  });
+
   it('rolls forward to a newer uploaded version without re-signing', async () => {
     const prefix = newPrefix('forward');
     await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 1) });
