@@ -46,6 +46,17 @@ export interface AdapterOptions {
   importer?: Importer;
 }
 
+/**
+ * The bundle source as one normalized string: the key under which the highest accepted bundle sequence is
+ * kept (`<stateDir>/bundle-sequence/`). The endpoint is part of it: the same bucket name elsewhere is another source.
+ */
+export function bundleSourceKey(config: AgentConfig): string {
+  const source = config.source;
+  if (source.kind === 'file') return `file:${source.path}`;
+  const where = source.prefix !== undefined ? `prefix:${source.prefix.replace(/^\/+|\/+$/g, '')}` : `key:${source.key}`;
+  return `s3:${config.s3.endpoint ?? 'aws'}:${source.bucket}:${where}`;
+}
+
 export async function createFetcher(config: AgentConfig, options: AdapterOptions): Promise<Fetcher> {
   const source = config.source;
   if (source.kind === 'file') return createFileFetcher({ path: source.path });

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
 // Keeps the agent's RSS low on the user's VM: check output is short-lived garbage, and V8's defaults (up to
 // 16 MiB per semi-space, speed-first heap growth) let RSS grow by ~15-20 MB for no gain in an I/O-bound run.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -11,13 +11,16 @@ import {
   CATEGORIES,
   ConfigError,
   FetchError,
+  checkFreshness,
+  createSequenceStateFile,
   isGatherError,
+  readBundleFile,
   redactText,
   verifyBundle,
   type CheckDoneEvent,
 } from '@gather/core';
 import { formatTable, tableRow, type TableRow } from './_table.js';
-import { createFetcher } from './adapters.js';
+import { bundleSourceKey, createFetcher } from './adapters.js';
 import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
 import { EXIT } from './exit-codes.js';
 import { acquireLock, LockBusyError, logTakeover } from './lock.js';
@@ -88,14 +91,16 @@ Logs are JSON lines on stderr.
 ${CONFIG_OPTIONS}`,
   verify: `Usage: gather-agent verify [--bundle <source> --public-key <file>] [options]
 
-Fetches the bundle and checks its signature, manifest and member hashes; runs nothing.
-Prints the bundle version, sha256 and check ids. Exit 0 when valid, 3 when refused.
+Fetches the bundle and checks its signature, manifest and member hashes, and that it is not older than a
+bundle this host already accepted nor expired; runs nothing. Prints the bundle version, sha256, sequence
+and check ids. Exit 0 when valid, 3 when refused.
 
   --config <file>          JSON configuration file (default: /etc/gather/agent.json when it exists)
   --bundle <source>        file:/path, a path, or s3://bucket/prefix   [GATHER_BUNDLE]
   --public-key <file>      ed25519 public key (SPKI PEM)   [GATHER_PUBLIC_KEY]
   --s3-endpoint <url>      S3-compatible endpoint   [GATHER_S3_ENDPOINT]
   --s3-region <r>          S3 region   [GATHER_S3_REGION]
+  --state-dir <dir>        Where the highest accepted bundle sequence is kept (read only here)   [GATHER_STATE_DIR]
   -h, --help               Show this help
 `,
   version: `Usage: gather-agent version\n\nPrints the agent version.\n`,
@@ -234,7 +239,11 @@ async function inspectBundle(config: AgentConfig, logger: Logger): Promise<Inspe
     } catch (error) {
       throw isGatherError(error) ? error : new FetchError(`[${fetcher.name} fetcher] ${(error as Error).message}`, { cause: error });
     }
-    return { source: fetched.source, verified: verifyBundle(await readFile(fetched.path), config.publicKey) };
+    const verified = verifyBundle(await readBundleFile(fetched.path, fetched.source), config.publicKey);
+    // Refused exactly as a run would refuse it (older than accepted, expired); the state is only read here.
+    const highestAccepted = await createSequenceStateFile(config.stateDir, bundleSourceKey(config)).highest();
+    checkFreshness(verified.manifest, { highestAccepted, now: new Date(), source: fetched.source });
+    return { source: fetched.source, verified };
   } finally {
     await rm(dir, { recursive: true, force: true });
     await fetcher.close?.().catch(() => undefined);
@@ -244,7 +253,8 @@ async function inspectBundle(config: AgentConfig, logger: Logger): Promise<Inspe
 function describeBundle({ verified }: Inspected, categories: readonly string[]): string {
   const { manifest } = verified;
   return (
-    `ok: bundle ${manifest.version} (sha256 ${verified.sha256}, created ${manifest.created})\n` +
+    `ok: bundle ${manifest.version} (sha256 ${verified.sha256}, created ${manifest.created}, sequence ${manifest.sequence}` +
+    `${manifest.expires_at ? `, expires ${manifest.expires_at}` : ''})\n` +
     CATEGORIES.filter((c) => categories.includes(c))
       .map((c) => `${c}: ${manifest.checks[c].join(' ') || '(none)'}`)
       .join('\n') +

@@ -11,6 +11,7 @@ import {
   ConfigError,
   DURATION_RANGES,
   durationProblem,
+  isGatherError,
   parsePublicKey,
   rootOwnershipProblem,
   type Category,
@@ -367,7 +368,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
       publicKey = readFileSync(publicKeyPath, 'utf8');
       parsePublicKey(publicKey, `public key file ${publicKeyPath}`);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
+      // A file that cannot be read has an errno code; one that is not an ed25519 public key says so itself.
+      const code = isGatherError(error) ? undefined : (error as NodeJS.ErrnoException).code;
       problems.push(
         code
           ? `publicKey: Cannot read the public key file ${publicKeyPath} (${code}) named by ${describeOrigin(raw.get('publicKey')!.origin)}`

@@ -7,6 +7,7 @@ import {
   BundleRefusedError,
   ConfigError,
   FetchError,
+  createSequenceStateFile,
   redactText,
   run,
   type Category,
@@ -21,7 +22,7 @@ import {
 } from '@gather/core';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { createExporter, createFetcher, type AdapterOptions } from './adapters.js';
+import { bundleSourceKey, createExporter, createFetcher, type AdapterOptions } from './adapters.js';
 import type { AgentConfig } from './config.js';
 import { EXIT } from './exit-codes.js';
 import { errorText, type Logger } from './logger.js';
@@ -114,6 +115,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       exporter,
       category: options.category,
       publicKey: config.publicKey,
+      sequenceState: createSequenceStateFile(config.stateDir, bundleSourceKey(config)),
       agentVersion: AGENT_VERSION,
       runId,
       nice: config.nice,

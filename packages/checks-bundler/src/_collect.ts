@@ -5,7 +5,7 @@
 import { DURATION_RANGES } from '@gather/core';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { CATEGORIES, ChecksInvalidError, type BundledCheck, type Category } from '@gather/core';
+import { CATEGORIES, ChecksInvalidError, MAX_CHECK_BYTES, type BundledCheck, type Category } from '@gather/core';
 
 export const SCOPE = 'checks-bundler';
 /** Largest accepted `# gather: timeout=N`, in seconds: core's range, the one the agent enforces too. */
@@ -90,6 +90,10 @@ async function readText(
   }
   if (!info.isFile()) {
     problems.push(`${rel}: is ${describeType(info)}; it must be a regular file (rename or remove it).`);
+    return undefined;
+  }
+  if (info.size > MAX_CHECK_BYTES) {
+    problems.push(`${rel}: is ${info.size} bytes, over the ${MAX_CHECK_BYTES}-byte limit of a check script; split it or move data out of it.`);
     return undefined;
   }
   let bytes: Uint8Array;

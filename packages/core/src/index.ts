@@ -10,9 +10,14 @@ export {
   SIGNATURE_MEMBER,
   RUNNER_MEMBER,
   MAX_BUNDLE_BYTES,
+  MAX_PAYLOAD_BYTES,
+  MAX_CHECK_BYTES,
+  readBundleFile,
   type VerifiedBundle,
 } from './bundle.js';
 export { readTar, type TarMember } from './_tar.js';
+export { checkFreshness, createSequenceStateFile, sequenceStatePath, type SequenceState } from './sequence.js';
+export { readStateFile, writeStateFile } from './state-file.js';
 export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
 export { executeCheck, checkCommand, findIonice, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';

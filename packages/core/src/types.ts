@@ -59,6 +59,8 @@ export type ErrorReason =
   | 'spawn_failed'
   | 'killed'
   | 'bundle_refused'
+  | 'bundle_replayed'
+  | 'bundle_expired'
   | 'fetch_failed'
   | 'run_failed';
 
@@ -87,6 +89,8 @@ export type RunOutcome =
   | 'spooled'
   | 'export_failed'
   | 'bundle_refused'
+  | 'bundle_replayed'
+  | 'bundle_expired'
   | 'fetch_failed'
   | 'interrupted'
   | 'failed';
@@ -202,6 +206,15 @@ export interface BundleManifest {
   format: 1;
   version: string;
   created: string;
+  /**
+   * Increases with every bundle published for a source; agents refuse one lower than the highest they
+   * accepted (replay / rollback protection).
+   */
+  sequence: number;
+  /** Bundles past this time (ISO-8601) are refused. */
+  expires_at?: string;
+  /** Size in bytes of the decoded checks payload, so it can be refused before it is decompressed. */
+  payload_bytes: number;
   checks: Record<Category, string[]>;
   /** sha256 (hex) of every other member, by member name. */
   files: Record<string, string>;
