@@ -42,6 +42,8 @@ export interface AdapterOptions {
   cache?: boolean;
   /** Append to the NDJSON file instead of truncating it. */
   append?: boolean;
+  /** Aborting it makes the exporter give up on requests in flight and spool what was not acknowledged. */
+  exportSignal?: AbortSignal;
   importer?: Importer;
 }
 
@@ -82,6 +84,7 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
         spoolDir: config.spoolDir,
+        ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);

@@ -25,5 +25,5 @@ export {
   type FileExporterOptions,
   type MemoryExporter,
 } from './adapters.js';
-export { redact, redactText } from './redact.js';
+export { createScrubber, MASK, MIN_SECRET_LENGTH, redact, redactText, scrubbingExporter, secretForms, type Scrubber } from './redact.js';
 export { CORE_VERSION } from './version.js';
