@@ -16,6 +16,7 @@ import type { EsExporterOptions } from '@gather/exporter-es';
 import type { S3FetcherOptions } from '@gather/fetcher-s3';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { credentialPath, CREDENTIALS } from './secrets.js';
 
 type Importer = (specifier: string) => Promise<unknown>;
 
@@ -51,6 +52,9 @@ export async function createFetcher(config: AgentConfig, options: AdapterOptions
   const source = config.source;
   if (source.kind === 'file') return createFileFetcher({ path: source.path });
   const s3 = await importOptional<typeof import('@gather/fetcher-s3')>('@gather/fetcher-s3', 'fetch bundles from S3', options.importer);
+  // A systemd credential (LoadCredential=aws-credentials:...) is the AWS SDK's shared credentials file.
+  const awsCredentials = credentialPath(process.env, CREDENTIALS.awsCredentials);
+  if (awsCredentials && !process.env.AWS_SHARED_CREDENTIALS_FILE) process.env.AWS_SHARED_CREDENTIALS_FILE = awsCredentials;
   const fetcherOptions: S3FetcherOptions = {
     bucket: source.bucket,
     ...(source.prefix !== undefined ? { prefix: source.prefix } : {}),

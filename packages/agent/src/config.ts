@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CATEGORIES, ConfigError, parsePublicKey, type Category } from '@gather/core';
+import { credentialPath, CREDENTIALS, environmentSecrets } from './secrets.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -374,10 +375,26 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
         problems.push(`elasticsearch.url: ${describeOrigin(raw.get('elasticsearch.url')!.origin)} must be an http(s) URL such as https://es.example.com:9200`);
       } else if (parsed.password) secrets.push(parsed.password, decodeURIComponent(parsed.password));
     }
-    const apiKey = secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile');
-    const passwordSet = raw.has('elasticsearch.password') || raw.has('elasticsearch.passwordFile');
     const username = str('elasticsearch.username');
-    const password = secret('elasticsearch.password', 'elasticsearch.passwordFile');
+    // Else systemd credentials (LoadCredential=es-api-key / es-password): files only the agent can read.
+    const credential = (name: string): string | undefined => {
+      const path = credentialPath(env, name);
+      if (path === undefined) return undefined;
+      try {
+        return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+      } catch (error) {
+        problems.push(`elasticsearch: cannot read the systemd credential ${path} (${(error as NodeJS.ErrnoException).code})`);
+        return undefined;
+      }
+    };
+    const configured = (key: string) => raw.has(key) || raw.has(`${key}File`);
+    const apiKey = configured('elasticsearch.apiKey')
+      ? secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile')
+      : username === undefined ? credential(CREDENTIALS.esApiKey) : undefined;
+    const password = configured('elasticsearch.password')
+      ? secret('elasticsearch.password', 'elasticsearch.passwordFile')
+      : username !== undefined ? credential(CREDENTIALS.esPassword) : undefined;
+    const passwordSet = configured('elasticsearch.password') || password !== undefined;
     if (apiKey !== undefined && (username !== undefined || passwordSet)) {
       problems.push('elasticsearch.apiKey: use either an API key or a username and password, not both');
     }
@@ -398,6 +415,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
       }
     }
     for (const value of [apiKey, password]) if (value) secrets.push(value);
+    if (username !== undefined && password) secrets.push(`${username}:${password}`);
     const resultsIndex = str('elasticsearch.resultsIndex');
     const errorsIndex = str('elasticsearch.errorsIndex');
     const runsIndex = str('elasticsearch.runsIndex');
@@ -434,6 +452,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   }
 
   const dirs = defaultDirs(options.uid ?? process.getuid?.() ?? 0, options.home ?? homedir(), env);
+  secrets.push(...environmentSecrets(env, options.home ?? homedir()));
   const config = {
     configFile: fileRead,
     bundle: bundle ?? '',

@@ -45,14 +45,20 @@ export function createScrubber(secrets: readonly string[]): Scrubber {
     for (const form of forms) if (out.includes(form)) out = out.split(form).join(MASK);
     return out;
   };
-  const value = <T>(input: T, seen = new WeakSet<object>()): T => {
+  // `ancestors`, not every object seen: documents of a batch share objects (host, bundle), which are no cycle.
+  const value = <T>(input: T, ancestors = new Set<object>()): T => {
     if (typeof input === 'string') return text(input) as T;
     if (typeof input !== 'object' || input === null) return input;
-    if (seen.has(input)) return '[circular]' as T;
-    seen.add(input);
-    if (Array.isArray(input)) return input.map((item) => value(item, seen)) as T;
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(input)) out[text(key)] = value(item, seen);
+    if (ancestors.has(input)) return '[circular]' as T;
+    ancestors.add(input);
+    let out: unknown;
+    if (Array.isArray(input)) out = input.map((item) => value(item, ancestors));
+    else {
+      const copy: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(input)) copy[text(key)] = value(item, ancestors);
+      out = copy;
+    }
+    ancestors.delete(input);
     return out as T;
   };
   return { empty: forms.length === 0, text, value: (input) => (forms.length === 0 ? input : value(input)) };
@@ -97,17 +103,22 @@ export function redactText(text: string, secrets: readonly string[] = []): strin
 export function redact<T>(value: T, secrets: readonly string[] = []): T {
   const scrubber = createScrubber(secrets);
   const text = (input: string) => scrubber.text(maskUrlCredentials(input));
-  const walk = (input: unknown, seen: WeakSet<object>): unknown => {
+  const walk = (input: unknown, ancestors: Set<object>): unknown => {
     if (typeof input === 'string') return text(input);
     if (typeof input !== 'object' || input === null) return input;
-    if (seen.has(input)) return '[circular]';
-    seen.add(input);
-    if (Array.isArray(input)) return input.map((item) => walk(item, seen));
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(input)) {
-      out[text(key)] = SECRET_KEY.test(key) && item !== undefined && item !== null && item !== '' ? MASK : walk(item, seen);
+    if (ancestors.has(input)) return '[circular]';
+    ancestors.add(input);
+    let out: unknown;
+    if (Array.isArray(input)) out = input.map((item) => walk(item, ancestors));
+    else {
+      const copy: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(input)) {
+        copy[text(key)] = SECRET_KEY.test(key) && item !== undefined && item !== null && item !== '' ? MASK : walk(item, ancestors);
+      }
+      out = copy;
     }
+    ancestors.delete(input);
     return out;
   };
-  return walk(value, new WeakSet()) as T;
+  return walk(value, new Set()) as T;
 }
