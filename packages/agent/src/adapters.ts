@@ -88,6 +88,7 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
         spoolDir: config.spoolDir,
+        ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
         ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
       };

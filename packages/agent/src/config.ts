@@ -69,6 +69,8 @@ export interface AgentConfig {
   ionice: boolean;
   stateDir: string;
   spoolDir: string;
+  /** Bound of the Elasticsearch spool on disk; the exporter's default when unset. */
+  spoolMaxBytes: number | undefined;
   schedule: Record<Category, ScheduleConfig>;
   graceSec: number;
   lockWaitSec: number;
@@ -103,6 +105,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'ionice', env: 'GATHER_IONICE', flag: 'ionice', type: 'boolean' },
   { key: 'stateDir', env: 'GATHER_STATE_DIR', flag: 'state-dir', type: 'string' },
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', type: 'string' },
+  { key: 'spoolMaxBytes', env: 'GATHER_SPOOL_MAX_BYTES', type: 'number' },
   { key: 'graceSec', env: 'GATHER_GRACE_SEC', flag: 'grace', type: 'number' },
   { key: 'lockWaitSec', env: 'GATHER_LOCK_WAIT_SEC', flag: 'lock-wait', type: 'number' },
   { key: 'logLevel', env: 'GATHER_LOG_LEVEL', flag: 'log-level', type: 'string' },
@@ -473,6 +476,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     ionice: bool('ionice') ?? DEFAULTS.ionice,
     stateDir: resolve(str('stateDir') ?? dirs.stateDir),
     spoolDir: resolve(str('spoolDir') ?? dirs.spoolDir),
+    spoolMaxBytes: num('spoolMaxBytes', { integer: true, min: 1024, label: 'a number of bytes >= 1024' }),
     schedule,
     graceSec: num('graceSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.graceSec,
     lockWaitSec: num('lockWaitSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.lockWaitSec,

@@ -221,7 +221,9 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   // The exit code also counts what happened to the run summary itself (e.g. spooled, or refused).
   const outcome = outcomeOf(facts());
   const exitCode = exitCodeOf(facts());
-  const fields = { ...document, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
+  // As the document says, with the final totals: the run summary's own export may have changed them.
+  const final = exportTotals(totals);
+  const fields = { ...document, outcome, export: final, spooled: final.spooled, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
   if (error !== undefined) logger.error('run failed', { ...fields, error: errorText(error) });
   else if (interrupted) logger.warn('run interrupted', fields);
   else if (exportError !== undefined) logger.error('run completed but exporting failed', { ...fields, error: exportError });
