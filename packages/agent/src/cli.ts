@@ -62,13 +62,15 @@ Commands:
   version  Print the agent version
 
 Run "gather-agent <command> --help" for the options of a command.
-Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 bundle refused,
-4 fetch failed, 5 some checks failed, 6 export failed, 7 results spooled, 8 locked by another run,
-130 interrupted.
+Exit codes: 0 ok (every document reached its index), 1 internal error, 2 usage or configuration error,
+3 bundle refused, 4 fetch failed, 5 some checks failed, 6 export failed or documents refused, dropped or
+unreadable in the spool, 7 results spooled, 8 locked by another run, 130 interrupted.
 `,
   run: `Usage: gather-agent run [--bundle <source> --public-key <file>] [options]
 
 Fetches, verifies and runs the checks once, exports results, error records and a run summary.
+SIGINT, SIGTERM or SIGHUP at any moment: running checks are killed, what was collected is exported (or
+spooled when Elasticsearch does not answer within 5 s), temp dir and locks are removed; exit 130.
 
   --category <c>           abuse, analytics or all (default: all)   [GATHER_CATEGORY]
   --dry-run                Fetch and verify the bundle and list the checks that would run; run and export nothing
