@@ -1,6 +1,7 @@
 // SIGINT, SIGTERM and SIGHUP to `gather-agent run` at any moment (fetch, checks, export to an Elasticsearch
 // that hangs) all end the same way: running checks and their descendants killed, what was collected exported
 // or spooled (and deliverable later), temp dir and every lock removed, exit 130.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -8,7 +9,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { join, relative } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { agent, cleanEnv, makeBundleFile, ndjson, tempDir, type CliResult } from './_helpers.js';
+import { AGENT_CLI, agent, cleanEnv, makeBundleFile, ndjson, tempDir, type CliResult } from './_helpers.js';
 import { processesWith, waitFor } from './_process.js';
 
 const esUrl = process.env.GATHER_ES_URL;
@@ -29,7 +30,18 @@ async function listen(server: Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
 }
+// Agents spawned by a test: killed, with every process a check left (their names carry `id`), even when the
+// test failed before stopping them.
+const spawned: number[] = [];
+const track = (pid: number) => void spawned.push(pid);
 afterEach(async () => {
+  for (const pid of [...spawned.splice(0), ...processesWith(id)]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
   for (const { server, sockets } of servers.splice(0)) {
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => server.close(resolve));
@@ -123,7 +135,7 @@ describe('gather-agent run stopped by a signal', () => {
     let pid = 0;
     const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', staged.out], {
       env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
-      onSpawn: (p) => (pid = p),
+      onSpawn: (p) => track((pid = p)),
     });
     await waitFor(() => processesWith(marker).length >= 2, 20_000, 'the sleeping check');
     process.kill(pid, signal);
@@ -133,6 +145,35 @@ describe('gather-agent run stopped by a signal', () => {
     expect(docs.find((d) => d.kind === 'result')).toMatchObject({ check: 'abc', name: 'early.result', value: 42 });
     expect(docs.find((d) => d.kind === 'error' && d.check === 'slo')).toMatchObject({ reason: 'killed' });
     expect(docs.at(-1)).toMatchObject({ kind: 'run', outcome: 'interrupted' });
+  });
+
+  it('SIGTERM while waiting for another run to finish: nothing run, the other run untouched, exit 130', async () => {
+    const staged = stage();
+    const marker = `p9e-sig-lockwait-${id}`;
+    const fx = await makeBundleFile({ 'abuse/run-slo': `(exec -a ${marker} sleep 300) & wait` });
+    let holderPid = 0;
+    const holder = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', staged.out], {
+      env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
+      onSpawn: (p) => track((holderPid = p)),
+    });
+    await waitFor(() => processesWith(marker).length > 0, 20_000, 'the first run holding the lock');
+    // Spawned here to watch its log: the signal goes once it says it waits for the lock.
+    const waiter = spawn(process.execPath, [AGENT_CLI, 'run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', `${staged.out}.2`, '--lock-wait', '120'], {
+      env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    track(waiter.pid!);
+    let waiterStderr = '';
+    waiter.stderr.on('data', (chunk) => (waiterStderr += chunk));
+    const waiterExit = new Promise<number | null>((resolve) => waiter.on('close', (code) => resolve(code)));
+    await waitFor(() => waiterStderr.includes('another gather-agent run is in progress'), 20_000, 'the second run waiting for the lock');
+    waiter.kill('SIGTERM');
+    const waited = { code: await waiterExit, stderr: waiterStderr };
+    expect(waited.code, waited.stderr).toBe(130);
+    expect(waited.stderr).toMatch(/Interrupted while waiting for another run to finish; nothing was run/);
+    expect(processesWith(marker)).toHaveLength(1);
+    process.kill(holderPid, 'SIGTERM');
+    expectCleanStop(await holder, staged, marker);
   });
 
   it('SIGTERM during the fetch from a stalled S3: the download is abandoned, the run error and summary exported, exit 130', async () => {
@@ -150,7 +191,7 @@ describe('gather-agent run stopped by a signal', () => {
         AWS_SECRET_ACCESS_KEY: 'stalled-secret',
         AWS_EC2_METADATA_DISABLED: 'true',
       }),
-      onSpawn: (p) => (pid = p),
+      onSpawn: (p) => track((pid = p)),
     });
     await waitFor(() => s3.requests() > 0, 20_000, 'a request to the stalled S3');
     const stoppedAt = Date.now();
@@ -174,7 +215,7 @@ describe('gather-agent run stopped by a signal', () => {
       let pid = 0;
       const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
         env: esEnv(staged, `http://127.0.0.1:${hung.port}`),
-        onSpawn: (p) => (pid = p),
+        onSpawn: (p) => track((pid = p)),
       });
       await waitFor(() => reached(hung as never), 30_000, 'the export to reach the hung server');
       const stoppedAt = Date.now();
