@@ -68,9 +68,13 @@ describe('exit codes and summaries tell the truth', () => {
 
     const run = await runAgent(n);
     expect(run.code, run.stderr).toBe(6);
+    // The log line has the final totals. The run summary document has those at the time it was written: on a
+    // loaded cluster a bulk request may time out first, its documents spooled, then refused at the final flush.
+    expect(run.completed).toMatchObject({ level: 'error', outcome: 'export_incomplete', export: { dead_lettered: 3, dropped: 0, unreadable: 0, spooled: 0 } });
     const [summary] = await runSummaries(n.runs);
-    expect(summary).toMatchObject({ outcome: 'export_incomplete', results: 3, export: { dead_lettered: 3, dropped: 0, unreadable: 0, spooled: 0 } });
-    expect(run.completed).toMatchObject({ level: 'error', outcome: 'export_incomplete', export: { dead_lettered: 3 } });
+    expect(summary).toMatchObject({ results: 3, export: { dropped: 0, unreadable: 0 } });
+    const counted = summary!.export as { dead_lettered: number; spooled: number };
+    expect(counted.dead_lettered + counted.spooled).toBe(3);
     expect(run.logs.some((line) => /Elasticsearch rejected 3 documents/.test(String(line.msg)))).toBe(true);
   });
 
