@@ -17,6 +17,7 @@ import type { S3FetcherOptions } from '@gather/fetcher-s3';
 import type { AgentConfig } from './config.js';
 import { logTakeover } from './lock.js';
 import type { Logger } from './logger.js';
+import { credentialPath, CREDENTIALS } from './secrets.js';
 
 type Importer = (specifier: string) => Promise<unknown>;
 
@@ -43,6 +44,8 @@ export interface AdapterOptions {
   cache?: boolean;
   /** Append to the NDJSON file instead of truncating it. */
   append?: boolean;
+  /** Aborting it makes the exporter give up on requests in flight and spool what was not acknowledged. */
+  exportSignal?: AbortSignal;
   importer?: Importer;
 }
 
@@ -61,6 +64,9 @@ export async function createFetcher(config: AgentConfig, options: AdapterOptions
   const source = config.source;
   if (source.kind === 'file') return createFileFetcher({ path: source.path });
   const s3 = await importOptional<typeof import('@gather/fetcher-s3')>('@gather/fetcher-s3', 'fetch bundles from S3', options.importer);
+  // A systemd credential (LoadCredential=aws-credentials:...) is the AWS SDK's shared credentials file.
+  const awsCredentials = credentialPath(process.env, CREDENTIALS.awsCredentials);
+  if (awsCredentials && !process.env.AWS_SHARED_CREDENTIALS_FILE) process.env.AWS_SHARED_CREDENTIALS_FILE = awsCredentials;
   const fetcherOptions: S3FetcherOptions = {
     bucket: source.bucket,
     ...(source.prefix !== undefined ? { prefix: source.prefix } : {}),
@@ -95,6 +101,8 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
         spoolDir: config.spoolDir,
+        ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
+        ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);

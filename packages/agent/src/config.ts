@@ -17,6 +17,7 @@ import {
   type Category,
   type DurationRange,
 } from '@gather/core';
+import { credentialPath, CREDENTIALS, environmentSecrets } from './secrets.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -78,6 +79,8 @@ export interface AgentConfig {
   ionice: boolean;
   stateDir: string;
   spoolDir: string;
+  /** Bound of the Elasticsearch spool on disk; the exporter's default when unset. */
+  spoolMaxBytes: number | undefined;
   schedule: Record<Category, ScheduleConfig>;
   graceSec: number;
   lockWaitSec: number;
@@ -112,6 +115,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'ionice', env: 'GATHER_IONICE', flag: 'ionice', type: 'boolean' },
   { key: 'stateDir', env: 'GATHER_STATE_DIR', flag: 'state-dir', type: 'string' },
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', type: 'string' },
+  { key: 'spoolMaxBytes', env: 'GATHER_SPOOL_MAX_BYTES', type: 'number' },
   { key: 'graceSec', env: 'GATHER_GRACE_SEC', flag: 'grace', type: 'number' },
   { key: 'lockWaitSec', env: 'GATHER_LOCK_WAIT_SEC', flag: 'lock-wait', type: 'number' },
   { key: 'logLevel', env: 'GATHER_LOG_LEVEL', flag: 'log-level', type: 'string' },
@@ -405,10 +409,26 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
         problems.push(`elasticsearch.url: ${describeOrigin(raw.get('elasticsearch.url')!.origin)} must be an http(s) URL such as https://es.example.com:9200`);
       } else if (parsed.password) secrets.push(parsed.password, decodeURIComponent(parsed.password));
     }
-    const apiKey = secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile');
-    const passwordSet = raw.has('elasticsearch.password') || raw.has('elasticsearch.passwordFile');
     const username = str('elasticsearch.username');
-    const password = secret('elasticsearch.password', 'elasticsearch.passwordFile');
+    // Else systemd credentials (LoadCredential=es-api-key / es-password): files only the agent can read.
+    const credential = (name: string): string | undefined => {
+      const path = credentialPath(env, name);
+      if (path === undefined) return undefined;
+      try {
+        return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+      } catch (error) {
+        problems.push(`elasticsearch: cannot read the systemd credential ${path} (${(error as NodeJS.ErrnoException).code})`);
+        return undefined;
+      }
+    };
+    const configured = (key: string) => raw.has(key) || raw.has(`${key}File`);
+    const apiKey = configured('elasticsearch.apiKey')
+      ? secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile')
+      : username === undefined ? credential(CREDENTIALS.esApiKey) : undefined;
+    const password = configured('elasticsearch.password')
+      ? secret('elasticsearch.password', 'elasticsearch.passwordFile')
+      : username !== undefined ? credential(CREDENTIALS.esPassword) : undefined;
+    const passwordSet = configured('elasticsearch.password') || password !== undefined;
     if (apiKey !== undefined && (username !== undefined || passwordSet)) {
       problems.push('elasticsearch.apiKey: use either an API key or a username and password, not both');
     }
@@ -429,6 +449,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
       }
     }
     for (const value of [apiKey, password]) if (value) secrets.push(value);
+    if (username !== undefined && password) secrets.push(`${username}:${password}`);
     const resultsIndex = str('elasticsearch.resultsIndex');
     const errorsIndex = str('elasticsearch.errorsIndex');
     const runsIndex = str('elasticsearch.runsIndex');
@@ -469,6 +490,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   const spoolDir = resolve(str('spoolDir') ?? dirs.spoolDir);
   trusted('stateDir', stateDir, 'the state directory');
   trusted('spoolDir', spoolDir, 'the spool directory');
+  secrets.push(...environmentSecrets(env, options.home ?? homedir()));
   const config = {
     configFile: fileRead,
     bundle: bundle ?? '',
@@ -489,6 +511,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     ionice: bool('ionice') ?? DEFAULTS.ionice,
     stateDir,
     spoolDir,
+    spoolMaxBytes: num('spoolMaxBytes', { integer: true, min: 1024, label: 'a number of bytes >= 1024' }),
     schedule,
     graceSec: duration('graceSec', DURATION_RANGES.graceSec) ?? DEFAULTS.graceSec,
     lockWaitSec: duration('lockWaitSec', DURATION_RANGES.lockWaitSec) ?? DEFAULTS.lockWaitSec,

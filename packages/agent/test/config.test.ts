@@ -124,7 +124,7 @@ describe('configuration', () => {
       },
     });
     expect(config.elasticsearch).toMatchObject({ username: 'gather', password: 'hunter2-secret' });
-    expect(config.secrets).toEqual(['hunter2-secret']);
+    expect(config.secrets).toEqual(['hunter2-secret', 'gather:hunter2-secret']);
     const apiKey = load({
       env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'https://es:9200', GATHER_ES_API_KEY_FILE: secretFile('api-key', 'a2V5LWlk') },
     });

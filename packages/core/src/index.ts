@@ -30,7 +30,7 @@ export {
   type FileExporterOptions,
   type MemoryExporter,
 } from './adapters.js';
-export { redact, redactText } from './redact.js';
+export { createScrubber, MASK, MIN_SECRET_LENGTH, redact, redactText, scrubbingExporter, secretForms, type Scrubber } from './redact.js';
 export {
   DURATION_RANGES,
   MAX_TIMER_MS,

@@ -237,13 +237,15 @@ export class Spool {
     return { stored: true, dropped };
   }
 
-  /** Reads a segment's records in order; a torn last line is ignored, unparsable lines are counted. */
+  /** Reads a segment's records in order; a torn last record is ignored, unreadable lines are counted. */
   async read(segment: SpoolSegment): Promise<{ records: SpoolRecord[]; corrupt: number }> {
     const text = await readFileNoFollow(segment.file);
     const lines = text.split('\n');
-    lines.pop(); // after the last "\n": empty, or a torn line never acknowledged
+    // After the last "\n": empty, or a record torn by a crash mid-append (never acknowledged, so never counted
+    // as spooled). Anything else there is damage, and counts as unreadable like a damaged line.
+    const tail = lines.pop()!;
     const records: SpoolRecord[] = [];
-    let corrupt = 0;
+    let corrupt = tail !== '' && !tail.startsWith('{"index":') ? 1 : 0;
     for (const line of lines) {
       try {
         const record = JSON.parse(line) as SpoolRecord;

@@ -98,7 +98,7 @@ describe('index templates', () => {
       outcome: { type: 'keyword' },
       trigger: { type: 'keyword' },
       checks: { properties: { run: { type: 'long' }, timed_out: { type: 'long' } } },
-      export: { properties: { delivered: { type: 'long' }, deadLettered: { type: 'long' } } },
+      export: { properties: { delivered: { type: 'long' }, dead_lettered: { type: 'long' }, dropped: { type: 'long' }, unreadable: { type: 'long' } } },
       duration_ms: { type: 'double' },
       peak_rss_bytes: { type: 'long' },
       overrun: { type: 'boolean' },

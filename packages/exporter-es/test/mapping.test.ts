@@ -79,7 +79,7 @@ describe('index template', () => {
       for (const field of Object.values(group.properties)) expect(field.type).toBe('keyword');
     }
     expect(Object.keys(props.checks.properties).sort()).toEqual(['failed', 'ok', 'run', 'timed_out']);
-    expect(Object.keys(props.export.properties).sort()).toEqual(['deadLettered', 'delivered', 'dropped', 'failed', 'recovered', 'retried', 'spooled']);
+    expect(Object.keys(props.export.properties).sort()).toEqual(['dead_lettered', 'delivered', 'dropped', 'failed', 'recovered', 'retried', 'spooled', 'unreadable']);
     for (const field of [...Object.values(props.checks.properties), ...Object.values(props.export.properties)]) expect(field.type).toBe('long');
     for (const field of ['results', 'errors', 'spooled', 'bytes_fetched', 'peak_rss_bytes'] as const) expect(props[field].type).toBe('long');
     expect(props.duration_ms.type).toBe('double');

@@ -66,6 +66,15 @@ describe('Spool', () => {
     expect((await spool.pending()).map((s) => s.seq)).toEqual([7, 8]);
   });
 
+  it('counts damage at the end of a segment (not a torn record) as unreadable', async () => {
+    await writeFile(join(dir, 'spool-000000000009.ndjson'), Buffer.concat([Buffer.from(`${record(0)}\n`), Buffer.from([0xde, 0xad, 0xbe, 0xef])]));
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const [segment] = await spool.pending();
+    const { records, corrupt } = await spool.read(segment!);
+    expect(records.map((r) => r.id)).toEqual(['run:abc:0']);
+    expect(corrupt).toBe(1);
+  });
+
   it('deletes a segment once delivered', async () => {
     const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     await spool.append([record(0)]);
