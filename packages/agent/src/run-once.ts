@@ -85,7 +85,12 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   const { config, logger } = options;
   const started = Date.now();
   const runId = randomUUID();
-  const adapterOptions: AdapterOptions = { logger, append: options.append, ...(options.importer ? { importer: options.importer } : {}) };
+  const adapterOptions: AdapterOptions = {
+    logger,
+    append: options.append,
+    oneShot: options.trigger === 'once',
+    ...(options.importer ? { importer: options.importer } : {}),
+  };
   // Config errors (e.g. an adapter package missing) surface before anything runs.
   const fetcher = await createFetcher(config, adapterOptions);
   let exporter: Exporter;
