@@ -20,7 +20,17 @@ import type { Logger } from './logger.js';
 
 type Importer = (specifier: string) => Promise<unknown>;
 
-const defaultImporter: Importer = (specifier) => import(specifier);
+/**
+ * The single binary (tools/binary) has both adapters inside and registers them here, each evaluated only
+ * when selected; an npm install imports the packages.
+ */
+const BUNDLED_ADAPTERS = Symbol.for('gather.bundledAdapters');
+type BundledAdapters = Record<string, (() => Promise<unknown>) | undefined>;
+
+const defaultImporter: Importer = (specifier) => {
+  const bundled = (globalThis as { [BUNDLED_ADAPTERS]?: BundledAdapters })[BUNDLED_ADAPTERS]?.[specifier];
+  return bundled ? bundled() : import(specifier);
+};
 
 /**
  * The command that installs an adapter next to this agent, told apart by where the agent's own code lives:
