@@ -15,7 +15,7 @@ export {
 export { readTar, type TarMember } from './_tar.js';
 export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
 export { executeCheck, checkCommand, findIonice, type CheckOutcome, type ExecuteOptions } from './execute.js';
-export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export { run, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,
   createFileExporter,
