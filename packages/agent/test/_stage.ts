@@ -89,11 +89,13 @@ export class Stage {
   private readonly paths: string[] = [];
   private readonly children: ChildProcess[] = [];
 
+  /** `index` (not the id) names the staged things: an id such as `ddos-...` would itself match the checks' patterns. */
   constructor(
     readonly prefix: string,
     readonly scenario: Scenario,
+    index: number,
   ) {
-    this.name = `${prefix}-${scenario.id}`;
+    this.name = `${prefix}-${index}`;
     this.home = `/home/${this.name}`;
     this.binDir = `/tmp/${this.name}-bin`;
   }

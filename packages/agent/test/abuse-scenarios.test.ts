@@ -105,9 +105,9 @@ describe('abuse scenario corpus (checks/scenarios)', () => {
     expect(scenarios.filter((s) => s.class === 'benign').length).toBeGreaterThanOrEqual(8);
   });
 
-  for (const scenario of scenarios) {
+  for (const [index, scenario] of scenarios.entries()) {
     it(`${scenario.class}: ${scenario.id} - ${scenario.title}`, async () => {
-      const stage = new Stage(PREFIX, scenario);
+      const stage = new Stage(PREFIX, scenario, index);
       try {
         await stage.up();
         const pids = [...stage.pids(), ...(scenario.id.includes('kernel-threads') ? kernelThreadPids() : [])];
