@@ -60,7 +60,7 @@ describe('checkSettings', () => {
 
   it('are seen by the checks of a real agent run', async () => {
     const fixture = await makeBundleFile({
-      'abuse/run-set': 'output setting string "${GATHER_CPU_MIN_SEC:-unset}/${GATHER_CHECK_CPU_MIN_SEC:-unset}/$GATHER_CATEGORY"',
+      'abuse/run-set': 'output setting string "\\"${GATHER_CPU_MIN_SEC:-unset}/${GATHER_CHECK_CPU_MIN_SEC:-unset}/$GATHER_CATEGORY\\""',
     });
     const result = await agent(['run', '--bundle', fixture.bundlePath, '--public-key', fixture.publicKeyPath], {
       env: cleanEnv({ GATHER_CHECK_CPU_MIN_SEC: '7' }),
