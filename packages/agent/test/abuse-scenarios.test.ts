@@ -2,7 +2,7 @@
 // this machine as root (loopback sockets only), runs the abuse checks through the built agent, asserts which
 // kinds are flagged and with what evidence, and removes what it staged, also when it fails. The detection
 // table in checks/README.md is this run's output: GATHER_UPDATE_TABLE=1 rewrites it, otherwise it must match.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,7 @@ interface Observed {
   evidence: string[];
 }
 const observed = new Map<string, Observed>();
+let bundleDir: string;
 let bundle: string;
 let publicKey: string;
 
@@ -53,11 +54,13 @@ function kernelThreadPids(): number[] {
 
 /** Runs the abuse category through the agent; returns every kind's evidence lines. */
 async function runAbuseChecks(stage: Stage): Promise<Map<string, { detected: boolean; evidence: string[] }>> {
-  const out = join(tempDir('gather-scn-out-'), 'results.ndjson');
+  const outDir = tempDir('gather-scn-out-');
+  const out = join(outDir, 'results.ndjson');
   // HOMES points the home-dir walks at the scenario's home (the test machine's /root is large and not under test)
   const env = cleanEnv({ ...TUNING, GATHER_CHECK_HOMES: stage.home, PATH: `${stage.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}` });
   const result = await agent(['run', '--bundle', bundle, '--public-key', publicKey, '--category', 'abuse', '--exporter', 'file', '--out', out], { env });
   const docs = ndjson(readFileSync(out, 'utf8'));
+  rmSync(outDir, { recursive: true, force: true });
   expect(docs.filter((d) => d.kind === 'error'), result.stderr).toEqual([]);
   const byName = new Map(docs.filter((d) => d.kind !== 'run').map((d) => [d.name as string, d.value]));
   const kinds = new Map<string, { detected: boolean; evidence: string[] }>();
@@ -90,14 +93,17 @@ beforeAll(async () => {
   sweep(PREFIX_BASE);
   const keys = generateSigningKeyPair();
   const built = await buildBundle({ checksDir: CHECKS, privateKeyPem: keys.privateKeyPem });
-  const dir = tempDir('gather-scn-bundle-');
-  bundle = join(dir, 'check.tar');
-  publicKey = join(dir, 'key.pub.pem');
+  bundleDir = tempDir('gather-scn-bundle-');
+  bundle = join(bundleDir, 'check.tar');
+  publicKey = join(bundleDir, 'key.pub.pem');
   writeFileSync(bundle, built.bytes);
   writeFileSync(publicKey, keys.publicKeyPem);
 }, 60_000);
 
-afterAll(() => sweep(PREFIX));
+afterAll(() => {
+  sweep(PREFIX);
+  if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
+});
 
 describe('abuse scenario corpus (checks/scenarios)', () => {
   it('has at least 20 abuse and 8 benign scenarios', () => {
