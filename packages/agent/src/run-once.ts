@@ -135,6 +135,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       runId,
       nice: config.nice,
       ionice: config.ionice,
+      checkSettings: config.checkSettings,
       handleProcessSignals: options.handleProcessSignals,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(config.concurrency ? { concurrency: config.concurrency } : {}),

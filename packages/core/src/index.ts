@@ -20,7 +20,7 @@ export { checkFreshness, createSequenceStateFile, sequenceStatePath, type Sequen
 export { readStateFile, writeStateFile } from './state-file.js';
 export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
 export { executeCheck, checkCommand, findIonice, type CheckOutcome, type ExecuteOptions } from './execute.js';
-export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export { run, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,
   createFileExporter,
