@@ -39,7 +39,7 @@ const es = new Client({ node: services.esUrl, requestTimeout: 60_000 });
 
 afterAll(async () => {
   for (const index of [resultsIndex, errorsIndex, runsIndex]) {
-    await es.indices.delete({ index, ignore_unavailable: true }).catch(() => undefined);
+    await es.indices.delete({ index: [index, `${index}-2*`], ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
     await es.indices.deleteIndexTemplate({ name: `${index}-gather` }).catch(() => undefined);
   }
   await es.close();

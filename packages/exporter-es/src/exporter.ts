@@ -12,7 +12,8 @@ import {
   type ResultDocument,
   type RunSummaryDocument,
 } from '@gather/core';
-import { indexTemplate, mappingsOf, resultSource, templateName } from './mapping.js';
+import { dailyIndex, dailyTemplate } from './daily.js';
+import { resultSource, templateName } from './mapping.js';
 import { Spool, SpoolLockedError, type DropReport, type SpoolRecord, type SpoolSegment } from './spool.js';
 
 const SCOPE = { scope: 'exporter-es' } as const;
@@ -357,7 +358,7 @@ class ElasticsearchExporter implements EsExporter {
     await this.begin();
     for (const doc of results) {
       const source = resultSource(doc);
-      this.add({ index: this.resultsIndex, id: this.ids.result(doc), source, bytes: 0 });
+      this.add({ index: dailyIndex(this.resultsIndex, doc['@timestamp']), id: this.ids.result(doc), source, bytes: 0 });
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
     this.end();
@@ -367,7 +368,7 @@ class ElasticsearchExporter implements EsExporter {
     await this.begin();
     for (const doc of errors) {
       const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
-      this.add({ index: this.errorsIndex, id: this.ids.error(doc), source, bytes: 0 });
+      this.add({ index: dailyIndex(this.errorsIndex, doc['@timestamp']), id: this.ids.error(doc), source, bytes: 0 });
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
     this.end();
@@ -377,7 +378,7 @@ class ElasticsearchExporter implements EsExporter {
   async exportRunSummary(summary: RunSummaryDocument): Promise<void> {
     await this.begin();
     const source = JSON.stringify(this.secrets.length ? redact(summary, this.secrets) : summary);
-    this.add({ index: this.runsIndex, id: this.ids.run(summary), source, bytes: 0 });
+    this.add({ index: dailyIndex(this.runsIndex, summary['@timestamp']), id: this.ids.run(summary), source, bytes: 0 });
     if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     this.end();
   }
@@ -563,7 +564,7 @@ class ElasticsearchExporter implements EsExporter {
     this.log(`Spool full (spoolMaxBytes ${this.opts.spoolMaxBytes}): dropped its oldest segment with ${docs} documents; an error document will report it.`);
   }
 
-  /** Installs the index templates (once) and makes sure the three indices exist with the gather mappings. */
+  /** Installs the templates of the daily indices (once); Elasticsearch creates each day's index on first write. */
   private async ensureReady(): Promise<boolean> {
     if (this.ready) return true;
     if (this.options.installTemplates === false) {
@@ -576,10 +577,14 @@ class ElasticsearchExporter implements EsExporter {
         [this.errorsIndex, 'errors'],
         [this.runsIndex, 'runs'],
       ] as const) {
-        const body = indexTemplate({
+        // An index of the plain name (an older gather wrote there) keeps its data; the alias is left out.
+        const plain = await this.client.transport.request<Record<string, unknown>>({ method: 'GET', path: `/${index}/_settings` }, { ignore: [404] });
+        const alias = !Object.keys(plain ?? {}).includes(index);
+        const body = dailyTemplate({
           index,
           kind,
           priority: this.opts.templatePriority,
+          alias,
           ...(this.options.indexSettings ? { settings: this.options.indexSettings } : {}),
         });
         // Read first: thousands of agents start runs, and a template PUT is a cluster state update.
@@ -590,26 +595,6 @@ class ElasticsearchExporter implements EsExporter {
         const current = installed.index_templates?.[0]?.index_template;
         const upToDate = (current?._meta as { hash?: string } | undefined)?.hash === (body._meta as { hash: string }).hash;
         if (!upToDate) await this.client.transport.request({ method: 'PUT', path: `/_index_template/${templateName(index)}`, body });
-        const exists = await this.client.transport.request<unknown>({ method: 'HEAD', path: `/${index}` }, { ignore: [404], meta: true });
-        if (exists.statusCode === 404) {
-          await this.client.transport.request({ method: 'PUT', path: `/${index}` }, { ignore: [400] });
-        } else if (!upToDate) {
-          // An index made before the template (e.g. by dynamic mapping): add the gather fields to it.
-          const mappings = mappingsOf(kind);
-          try {
-            await this.client.transport.request({ method: 'PUT', path: `/${index}/_mapping`, body: mappings });
-          } catch (error) {
-            if (error instanceof esErrors.ResponseError && error.statusCode === 400) {
-              this.fatal = new ExportError(
-                `Index "${index}" already exists with a mapping gather cannot use (${this.text(describe(error))}). ` +
-                  `Delete or reindex it, or set the ${kind}Index option to a new index name.`,
-                SCOPE,
-              );
-              return false;
-            }
-            throw error;
-          }
-        }
       }
       this.ready = true;
       return true;
@@ -769,7 +754,7 @@ class ElasticsearchExporter implements EsExporter {
       rejection: { status: item.status, type: item.error?.type ?? 'error', reason: item.error?.reason ?? '' },
     };
     const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
-    return { index: this.errorsIndex, id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
+    return { index: dailyIndex(this.errorsIndex, doc['@timestamp']), id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
   }
 
   // ------------------------------------------------------------------ spool delivery
@@ -859,7 +844,7 @@ class ElasticsearchExporter implements EsExporter {
       spool_segment: report.segment,
     };
     const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
-    return { index: this.errorsIndex, id: report.id, source, bytes: source.length, deadLetter: true };
+    return { index: dailyIndex(this.errorsIndex, report.at), id: report.id, source, bytes: source.length, deadLetter: true };
   }
 
   // ------------------------------------------------------------------ messages
