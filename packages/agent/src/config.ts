@@ -20,6 +20,10 @@ export type BundleSource =
   /** `s3://bucket/prefix` follows `<prefix>/latest`; `s3://bucket/key.tar` names one object. */
   | { kind: 's3'; bucket: string; prefix?: string; key?: string };
 
+/** `differential`: only added/changed/removed results between full snapshots; `snapshot`: every result, every run. */
+export type ResultsMode = 'differential' | 'snapshot';
+export const RESULTS_MODES: readonly ResultsMode[] = ['differential', 'snapshot'];
+
 export interface ScheduleConfig {
   /** Run this category (default true). */
   enabled: boolean;
@@ -62,6 +66,10 @@ export interface AgentConfig {
   category: Category | 'all';
   username: string | undefined;
   instanceId: string | undefined;
+  /** ECS `host.id`; undefined: /etc/machine-id. */
+  hostId: string | undefined;
+  results: ResultsMode;
+  snapshotIntervalSec: number;
   concurrency: number | undefined;
   timeoutSec: number | undefined;
   nice: number;
@@ -96,6 +104,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'category', env: 'GATHER_CATEGORY', flag: 'category', type: 'string' },
   { key: 'username', env: 'GATHER_USERNAME', flag: 'username', type: 'string' },
   { key: 'instanceId', env: 'GATHER_INSTANCE_ID', flag: 'instance-id', type: 'string' },
+  { key: 'hostId', env: 'GATHER_HOST_ID', flag: 'host-id', type: 'string' },
+  { key: 'results', env: 'GATHER_RESULTS', flag: 'results', type: 'string' },
+  { key: 'snapshotIntervalSec', env: 'GATHER_SNAPSHOT_INTERVAL_SEC', flag: 'snapshot-interval', type: 'number' },
   { key: 'concurrency', env: 'GATHER_CONCURRENCY', flag: 'concurrency', type: 'number' },
   { key: 'timeoutSec', env: 'GATHER_TIMEOUT', flag: 'timeout', type: 'number' },
   { key: 'nice', env: 'GATHER_NICE', flag: 'nice', type: 'number' },
@@ -448,6 +459,9 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     category,
     username: str('username'),
     instanceId: str('instanceId'),
+    hostId: str('hostId'),
+    results: oneOf('results', RESULTS_MODES) ?? 'differential',
+    snapshotIntervalSec: num('snapshotIntervalSec', { min: 60, label: 'a number of seconds >= 60' }) ?? 86_400,
     concurrency: num('concurrency', { integer: true, min: 1, label: 'a positive integer' }),
     timeoutSec: num('timeoutSec', { min: Number.MIN_VALUE, label: 'a positive number' }),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,

@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { createExporter, createFetcher, type AdapterOptions } from './adapters.js';
 import type { AgentConfig } from './config.js';
 import { EXIT } from './exit-codes.js';
+import { hostIdentity } from './host-id.js';
 import { errorText, type Logger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -85,6 +86,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   const { config, logger } = options;
   const started = Date.now();
   const runId = randomUUID();
+  const hostId = hostIdentity(config.hostId);
   const adapterOptions: AdapterOptions = { logger, append: options.append, ...(options.importer ? { importer: options.importer } : {}) };
   // Config errors (e.g. an adapter package missing) surface before anything runs.
   const fetcher = await createFetcher(config, adapterOptions);
@@ -124,6 +126,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       ...(config.timeoutSec ? { timeoutSec: config.timeoutSec } : {}),
       ...(config.username ? { username: config.username } : {}),
       ...(config.instanceId ? { instanceId: config.instanceId } : {}),
+      ...(hostId ? { hostId } : {}),
       onCheckDone: (event) => {
         counts.run++;
         counts.results += event.results.length;
@@ -155,11 +158,9 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     kind: 'run',
     '@timestamp': new Date().toISOString(),
     run_id: runId,
-    host: {
-      hostname: hostname(),
-      ...(config.username ? { username: config.username } : {}),
-      ...(config.instanceId ? { instance_id: config.instanceId } : {}),
-    },
+    host: { hostname: hostname(), ...(hostId ? { id: hostId } : {}) },
+    ...(config.username ? { user: { name: config.username } } : {}),
+    ...(config.instanceId ? { cloud: { instance: { id: config.instanceId } } } : {}),
     agent: { version: AGENT_VERSION },
     ...((summary?.bundle ?? bundle) ? { bundle: summary?.bundle ?? bundle! } : {}),
     category: options.category,

@@ -149,7 +149,8 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
         category: 'abuse',
         name: 'bundle.value',
         bundle: { version: v1 },
-        host: { instance_id: `i-${id}`, hostname: expect.any(String) },
+        host: { hostname: expect.any(String) },
+        cloud: { instance: { id: `i-${id}` } },
         agent: { version: expect.any(String) },
       });
       expect(docs.find((d) => d.check === 'abd' && d.value === 2)).toMatchObject({ bundle: { version: v2 } });

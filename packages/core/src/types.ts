@@ -18,11 +18,13 @@ export interface CheckResult {
   value: unknown;
 }
 
-/** Who produced a document. */
+/**
+ * Who produced a document, in Elastic Common Schema names: `host.id` (the stable identity: /etc/machine-id,
+ * as Beats and Elastic Agent use, or configured) and `host.hostname`.
+ */
 export interface HostInfo {
   hostname: string;
-  username?: string;
-  instance_id?: string;
+  id?: string;
 }
 
 export interface BundleInfo {
@@ -35,6 +37,10 @@ export interface DocumentBase {
   '@timestamp': string;
   run_id: string;
   host: HostInfo;
+  /** ECS `user.name`: the owner of the VM, when configured. */
+  user?: { name: string };
+  /** ECS `cloud.instance.id`: the cloud's id of the VM, when configured. */
+  cloud?: { instance: { id: string } };
   agent: { version: string };
   /** Absent only when the bundle could not be fetched or verified. */
   bundle?: BundleInfo;

@@ -741,7 +741,7 @@ class ElasticsearchExporter implements EsExporter {
       kind: 'error',
       '@timestamp': new Date().toISOString(),
       run_id: str(o.run_id) ?? 'unknown',
-      host: { hostname: str(host.hostname) ?? 'unknown' },
+      host: { hostname: str(host.hostname) ?? 'unknown', ...(str(host.id) ? { id: str(host.id) } : {}) },
       agent: { version: str(agent.version) ?? 'unknown' },
       ...(str(o.check) ? { check: str(o.check) } : {}),
       ...(str(o.category) ? { category: str(o.category) } : {}),

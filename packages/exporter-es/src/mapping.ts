@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { ResultDocument } from '@gather/core';
 
 /** Bump when the mappings change; stored in the templates' `_meta`. */
-export const MAPPING_VERSION = 1;
+export const MAPPING_VERSION = 2;
 
 /** Longest keyword indexed (chars). Lucene refuses terms over 32766 bytes; 8191 chars fit in UTF-8. */
 export const KEYWORD_IGNORE_ABOVE = 8191;
@@ -18,6 +18,14 @@ const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 const longKeyword = { type: 'keyword', ignore_above: KEYWORD_IGNORE_ABOVE } as const;
 const searchableText = { type: 'keyword', ignore_above: KEYWORD_IGNORE_ABOVE, fields: { text: { type: 'text' } } } as const;
 
+/** Who sent a document, in ECS names (`host.id`, `host.hostname`, `user.name`, `cloud.instance.id`, `agent.version`). */
+export const identityProperties = {
+  host: { properties: { id: keyword, hostname: keyword } },
+  user: { properties: { name: keyword } },
+  cloud: { properties: { instance: { properties: { id: keyword } } } },
+  agent: { properties: { version: keyword } },
+} as const;
+
 const commonProperties = {
   '@timestamp': { type: 'date' },
   kind: keyword,
@@ -25,8 +33,7 @@ const commonProperties = {
   category: keyword,
   check: keyword,
   name: keyword,
-  host: { properties: { hostname: keyword, username: keyword, instance_id: keyword } },
-  agent: { properties: { version: keyword } },
+  ...identityProperties,
   bundle: { properties: { version: keyword, sha256: keyword } },
   duration_ms: { type: 'double' },
 } as const;
@@ -86,8 +93,7 @@ export const RUNS_MAPPINGS = {
     category: keyword,
     outcome: keyword,
     trigger: keyword,
-    host: { properties: { hostname: keyword, username: keyword, instance_id: keyword } },
-    agent: { properties: { version: keyword } },
+    ...identityProperties,
     bundle: { properties: { version: keyword, sha256: keyword } },
     /** Why the run did not complete, credentials redacted. */
     message: { type: 'text', fields: { keyword } },
