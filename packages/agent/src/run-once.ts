@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { createExporter, createFetcher, type AdapterOptions } from './adapters.js';
 import type { AgentConfig } from './config.js';
 import { EXIT } from './exit-codes.js';
+import { DifferentialResults } from './differential.js';
 import { hostIdentity } from './host-id.js';
 import { errorText, type Logger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
@@ -91,8 +92,9 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   // Config errors (e.g. an adapter package missing) surface before anything runs.
   const fetcher = await createFetcher(config, adapterOptions);
   let exporter: Exporter;
+  const differential = new DifferentialResults({ stateDir: config.stateDir, mode: config.results, snapshotIntervalSec: config.snapshotIntervalSec });
   try {
-    exporter = await createExporter(config, adapterOptions);
+    exporter = differential.wrap(await createExporter(config, adapterOptions));
   } catch (error) {
     await fetcher.close?.().catch(() => undefined);
     throw error;
@@ -179,6 +181,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     duration_ms: durationMs,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     trigger: options.trigger,
+    ...(config.results === 'differential' ? differential.summaryFields() : {}),
     ...(options.overrunAfterMs !== undefined ? { overrun: Date.now() - (options.dueAt ?? started) > options.overrunAfterMs } : {}),
   };
 
@@ -189,10 +192,17 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       exportError ??= errorText(caught);
     }
   }
+  let closed: ExportSummary = exportTotals;
   try {
-    await exporter.close();
+    closed = await exporter.close();
   } catch (caught) {
     exportError ??= errorText(caught);
+  }
+  try {
+    const state = await differential.commit(closed, exportError !== undefined || summary?.export_failed === true);
+    if (state === 'invalidated') logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
+  } catch (caught) {
+    logger.error('could not save the results state; the next run exports a full snapshot', { run_id: runId, error: errorText(caught) });
   }
   await fetcher.close?.().catch((caught) => logger.warn('closing the fetcher failed', { error: errorText(caught) }));
 

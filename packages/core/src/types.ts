@@ -46,8 +46,15 @@ export interface DocumentBase {
   bundle?: BundleInfo;
 }
 
+/**
+ * How a result relates to the previous report of the host (differential results): `snapshot` in a full
+ * report; `added`, `changed` or `removed` (with its last value) between snapshots. Absent: no diffing.
+ */
+export type ResultChange = 'added' | 'changed' | 'removed' | 'snapshot';
+
 /** One enriched result, as exported. */
 export interface ResultDocument extends DocumentBase, CheckResult {
+  change?: ResultChange;
   kind: 'result';
   category: Category;
   /** The 3-letter check id. */
@@ -125,6 +132,11 @@ export interface RunSummaryDocument extends DocumentBase {
   trigger?: 'once' | 'schedule';
   /** Daemon only: the run took longer than its schedule interval. */
   overrun?: boolean;
+  /**
+   * Differential results: results exported per kind of change, and `unchanged` ones left out; `mode` is
+   * `snapshot` when (a category of) the run exported a full snapshot.
+   */
+  changes?: { added: number; changed: number; removed: number; snapshot: number; unchanged: number; mode: 'snapshot' | 'differential' };
 }
 
 /** Where a fetcher put the bundle. */

@@ -44,6 +44,8 @@ export const RESULTS_MAPPINGS = {
   properties: {
     ...commonProperties,
     type: keyword,
+    /** Differential results: added, changed, removed (with the last value) or snapshot. */
+    change: keyword,
     /** The value as the check printed it: kept in `_source`, never parsed, so it can never conflict. */
     value: { type: 'object', enabled: false },
     /** The value as JSON, whatever its type: exact match, prefix, and full text on `value_json.text`. */
@@ -118,6 +120,16 @@ export const RUNS_MAPPINGS = {
     duration_ms: { type: 'double' },
     peak_rss_bytes: { type: 'long' },
     overrun: { type: 'boolean' },
+    changes: {
+      properties: {
+        added: { type: 'long' },
+        changed: { type: 'long' },
+        removed: { type: 'long' },
+        snapshot: { type: 'long' },
+        unchanged: { type: 'long' },
+        mode: keyword,
+      },
+    },
   },
 } as const;
 
