@@ -81,7 +81,10 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.resultsIndex ? { resultsIndex: es.resultsIndex } : {}),
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
+        ...(es.latestIndex ? { latestIndex: es.latestIndex } : {}),
+        ...(es.hostsIndex ? { hostsIndex: es.hostsIndex } : {}),
         spoolDir: config.spoolDir,
+        currentState: true,
         log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);

@@ -45,6 +45,8 @@ export interface EsConfig {
   resultsIndex?: string;
   errorsIndex?: string;
   runsIndex?: string;
+  latestIndex?: string;
+  hostsIndex?: string;
 }
 
 export interface AgentConfig {
@@ -126,6 +128,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'elasticsearch.resultsIndex', env: 'GATHER_ES_RESULTS_INDEX', type: 'string' },
   { key: 'elasticsearch.errorsIndex', env: 'GATHER_ES_ERRORS_INDEX', type: 'string' },
   { key: 'elasticsearch.runsIndex', env: 'GATHER_ES_RUNS_INDEX', type: 'string' },
+  { key: 'elasticsearch.latestIndex', env: 'GATHER_ES_LATEST_INDEX', type: 'string' },
+  { key: 'elasticsearch.hostsIndex', env: 'GATHER_ES_HOSTS_INDEX', type: 'string' },
   { key: 's3.endpoint', env: 'GATHER_S3_ENDPOINT', flag: 's3-endpoint', type: 'string' },
   { key: 's3.region', env: 'GATHER_S3_REGION', flag: 's3-region', type: 'string' },
   ...CATEGORIES.flatMap((c): Setting[] => [
@@ -412,6 +416,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     const resultsIndex = str('elasticsearch.resultsIndex');
     const errorsIndex = str('elasticsearch.errorsIndex');
     const runsIndex = str('elasticsearch.runsIndex');
+    const latestIndex = str('elasticsearch.latestIndex');
+    const hostsIndex = str('elasticsearch.hostsIndex');
     if (url !== undefined) {
       elasticsearch = {
         url,
@@ -423,6 +429,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
         ...(resultsIndex ? { resultsIndex } : {}),
         ...(errorsIndex ? { errorsIndex } : {}),
         ...(runsIndex ? { runsIndex } : {}),
+        ...(latestIndex ? { latestIndex } : {}),
+        ...(hostsIndex ? { hostsIndex } : {}),
       };
     }
   }

@@ -260,6 +260,35 @@ export class DifferentialResults {
   }
 }
 
+/** What the agent remembers of its host for the one document per host (gather-hosts). */
+export interface HostHistory {
+  first_seen?: string;
+  last_runs?: RunSummaryDocument['last_runs'];
+}
+
+const HOST_FILE = 'host.json';
+
+export async function readHostHistory(stateDir: string): Promise<HostHistory> {
+  try {
+    const history = JSON.parse(await readFile(join(stateDir, HOST_FILE), 'utf8')) as HostHistory;
+    return typeof history === 'object' && history !== null ? history : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Records the run (first seen, last run of its categories) for the next run's host document. */
+export async function saveHostHistory(stateDir: string, history: HostHistory, summary: RunSummaryDocument): Promise<void> {
+  const run = { '@timestamp': summary['@timestamp'], run_id: summary.run_id, outcome: summary.outcome };
+  const categories = summary.category === 'all' ? CATEGORIES : [summary.category];
+  const next: HostHistory = {
+    first_seen: history.first_seen ?? summary['@timestamp'],
+    last_runs: { ...history.last_runs, ...Object.fromEntries(categories.map((c) => [c, run])) },
+  };
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await writeAtomic(join(stateDir, HOST_FILE), JSON.stringify(next));
+}
+
 /** Forgets every category's state: the next run of each exports a full snapshot. */
 export async function invalidateState(stateDir: string): Promise<void> {
   const files = await readdir(stateDir).catch(() => [] as string[]);

@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { createExporter, createFetcher, type AdapterOptions } from './adapters.js';
 import type { AgentConfig } from './config.js';
 import { EXIT } from './exit-codes.js';
-import { DifferentialResults } from './differential.js';
+import { DifferentialResults, readHostHistory, saveHostHistory } from './differential.js';
 import { hostIdentity } from './host-id.js';
 import { errorText, type Logger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
@@ -156,6 +156,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     }
   }
   const durationMs = Date.now() - started;
+  const history = await readHostHistory(config.stateDir);
   const document: RunSummaryDocument = {
     kind: 'run',
     '@timestamp': new Date().toISOString(),
@@ -182,6 +183,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     trigger: options.trigger,
     ...(config.results === 'differential' ? differential.summaryFields() : {}),
+    ...history,
     ...(options.overrunAfterMs !== undefined ? { overrun: Date.now() - (options.dueAt ?? started) > options.overrunAfterMs } : {}),
   };
 
@@ -201,6 +203,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   try {
     const state = await differential.commit(closed, exportError !== undefined || summary?.export_failed === true);
     if (state === 'invalidated') logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
+    await saveHostHistory(config.stateDir, history, document);
   } catch (caught) {
     logger.error('could not save the results state; the next run exports a full snapshot', { run_id: runId, error: errorText(caught) });
   }

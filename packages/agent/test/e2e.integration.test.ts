@@ -38,7 +38,7 @@ const runsIndex = `gather-agent-e2e-runs-${id}`;
 const es = new Client({ node: services.esUrl, requestTimeout: 60_000 });
 
 afterAll(async () => {
-  for (const index of [resultsIndex, errorsIndex, runsIndex]) {
+  for (const index of [resultsIndex, errorsIndex, runsIndex, `${runsIndex}-latest`, `${runsIndex}-hosts`]) {
     await es.indices.delete({ index: [index, `${index}-2*`], ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
     await es.indices.deleteIndexTemplate({ name: `${index}-gather` }).catch(() => undefined);
   }
@@ -100,6 +100,8 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       GATHER_ES_RESULTS_INDEX: resultsIndex,
       GATHER_ES_ERRORS_INDEX: errorsIndex,
       GATHER_ES_RUNS_INDEX: runsIndex,
+      GATHER_ES_LATEST_INDEX: `${runsIndex}-latest`,
+      GATHER_ES_HOSTS_INDEX: `${runsIndex}-hosts`,
       GATHER_STATE_DIR: join(dir, 'state'),
       GATHER_SPOOL_DIR: join(dir, 'spool'),
       GATHER_ABUSE_EVERY_SEC: '3',

@@ -137,6 +137,10 @@ export interface RunSummaryDocument extends DocumentBase {
    * `snapshot` when (a category of) the run exported a full snapshot.
    */
   changes?: { added: number; changed: number; removed: number; snapshot: number; unchanged: number; mode: 'snapshot' | 'differential' };
+  /** The agent's own record of this host, for the one document per host (gather-hosts): its first run. */
+  first_seen?: string;
+  /** ...and the last run of each category before this one. */
+  last_runs?: Partial<Record<Category, { '@timestamp': string; run_id: string; outcome: RunOutcome }>>;
 }
 
 /** Where a fetcher put the bundle. */

@@ -13,6 +13,7 @@ import {
   type RunSummaryDocument,
 } from '@gather/core';
 import { dailyIndex, dailyTemplate } from './daily.js';
+import { currentStateTemplate, hostEntry, latestEntry, markSnapshot, staleLatestQuery, type BulkOp, type SnapshotMark } from './latest.js';
 import { resultSource, templateName } from './mapping.js';
 import { Spool, SpoolLockedError, type DropReport, type SpoolRecord, type SpoolSegment } from './spool.js';
 
@@ -35,6 +36,15 @@ export interface EsExporterOptions {
   errorsIndex?: string;
   /** Index of run summaries, one document per run (default `gather-runs`). */
   runsIndex?: string;
+  /**
+   * Also keep the current state (default false; the agent turns it on): gather-latest from differential
+   * results, gather-hosts from run summaries. Those writes count in the totals like any document.
+   */
+  currentState?: boolean;
+  /** Current result per host × name, written from differential results (default `gather-latest`). */
+  latestIndex?: string;
+  /** One document per host, upserted from run summaries (default `gather-hosts`). */
+  hostsIndex?: string;
   /** Install the composable index templates on first use (default true; needs `manage_index_templates`). */
   installTemplates?: boolean;
   /** Priority of the installed templates (default 200). */
@@ -91,6 +101,10 @@ interface Entry {
   bytes: number;
   /** A dead letter (its failure is final). */
   deadLetter?: boolean;
+  /** The bulk operation (default `create`); the current-state indices index and delete. */
+  op?: BulkOp;
+  /** External version (ms) of an `index`/`delete` in the current-state indices. */
+  version?: number;
 }
 
 interface BatchOutcome {
@@ -108,6 +122,8 @@ const DEFAULTS = {
   resultsIndex: 'gather-results',
   errorsIndex: 'gather-errors',
   runsIndex: 'gather-runs',
+  latestIndex: 'gather-latest',
+  hostsIndex: 'gather-hosts',
   templatePriority: 200,
   spoolMaxBytes: 256 * MiB,
   spoolSegmentBytes: 16 * MiB,
@@ -256,6 +272,10 @@ class ElasticsearchExporter implements EsExporter {
   private readonly resultsIndex: string;
   private readonly errorsIndex: string;
   private readonly runsIndex: string;
+  private readonly latestIndex: string;
+  private readonly hostsIndex: string;
+  /** Snapshots exported: once delivered, the host's older documents of the category leave gather-latest. */
+  private readonly snapshots = new Map<string, SnapshotMark>();
   private readonly ids = new DocumentIds();
   private readonly stats: EsExportSummary = { delivered: 0, spooled: 0, failed: 0, retried: 0, deadLettered: 0, dropped: 0, recovered: 0 };
   private readonly opts: Required<
@@ -310,11 +330,15 @@ class ElasticsearchExporter implements EsExporter {
     this.resultsIndex = validateIndex(options.resultsIndex ?? DEFAULTS.resultsIndex, 'resultsIndex');
     this.errorsIndex = validateIndex(options.errorsIndex ?? DEFAULTS.errorsIndex, 'errorsIndex');
     this.runsIndex = validateIndex(options.runsIndex ?? DEFAULTS.runsIndex, 'runsIndex');
+    this.latestIndex = validateIndex(options.latestIndex ?? DEFAULTS.latestIndex, 'latestIndex');
+    this.hostsIndex = validateIndex(options.hostsIndex ?? DEFAULTS.hostsIndex, 'hostsIndex');
     // Each index has its own template (named after it) and mappings: two kinds in one index would fight.
     const named = [
       ['resultsIndex', this.resultsIndex],
       ['errorsIndex', this.errorsIndex],
       ['runsIndex', this.runsIndex],
+      ['latestIndex', this.latestIndex],
+      ['hostsIndex', this.hostsIndex],
     ] as const;
     for (const [i, [option, index]] of named.entries()) {
       const clash = named.slice(i + 1).find(([, other]) => other === index);
@@ -359,6 +383,11 @@ class ElasticsearchExporter implements EsExporter {
     for (const doc of results) {
       const source = resultSource(doc);
       this.add({ index: dailyIndex(this.resultsIndex, doc['@timestamp']), id: this.ids.result(doc), source, bytes: 0 });
+      if (this.options.currentState) {
+        const latest = latestEntry(doc, this.latestIndex);
+        if (latest) this.add({ ...latest, bytes: 0 });
+        markSnapshot(this.snapshots, doc);
+      }
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
     this.end();
@@ -379,6 +408,8 @@ class ElasticsearchExporter implements EsExporter {
     await this.begin();
     const source = JSON.stringify(this.secrets.length ? redact(summary, this.secrets) : summary);
     this.add({ index: dailyIndex(this.runsIndex, summary['@timestamp']), id: this.ids.run(summary), source, bytes: 0 });
+    const host = this.options.currentState ? hostEntry(summary, this.hostsIndex) : undefined;
+    if (host) this.add({ ...host, bytes: 0 });
     if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     this.end();
   }
@@ -402,6 +433,7 @@ class ElasticsearchExporter implements EsExporter {
     let failure: unknown;
     try {
       await this.flush();
+      await this.removeStaleLatest();
     } catch (error) {
       failure = error;
     }
@@ -410,6 +442,34 @@ class ElasticsearchExporter implements EsExporter {
     await this.client.close().catch(() => undefined);
     if (failure) throw failure;
     return this.summary();
+  }
+
+  /**
+   * After a delivered snapshot: deletes the host's gather-latest documents of that category the snapshot did
+   * not write (results that vanished while the agent had no state). A snapshot still in the spool waits.
+   */
+  private async removeStaleLatest(): Promise<void> {
+    if (this.snapshots.size === 0 || this.fatal || this.isDown() || this.stats.spooled > 0) return;
+    const marks = [...this.snapshots.values()];
+    this.snapshots.clear();
+    try {
+      await this.removeStale(marks);
+    } catch (error) {
+      this.log(`Could not remove stale documents from ${this.latestIndex} (${this.text(describe(error))}); the next snapshot does it.`);
+    }
+  }
+
+  private async removeStale(marks: SnapshotMark[]): Promise<void> {
+    await this.client.transport.request({ method: 'POST', path: `/${this.latestIndex}/_refresh` }, { ignore: [404] });
+    for (const mark of marks) {
+      const found = await this.client.transport.request<{ hits?: { hits?: Array<{ _id: string }> } }>(
+        { method: 'POST', path: `/${this.latestIndex}/_search`, body: { size: 10_000, _source: false, query: staleLatestQuery(mark) } },
+        { ignore: [404] },
+      );
+      const stale = (found.hits?.hits ?? []).map((hit): Entry => ({ index: this.latestIndex, id: hit._id, op: 'delete', version: mark.version, source: '{}', bytes: 0 }));
+      // Best effort, not counted (not documents of the run): if it fails, the next snapshot does it again.
+      if (stale.length > 0) await this.send(stale);
+    }
   }
 
   // ------------------------------------------------------------------ call lifecycle
@@ -529,7 +589,9 @@ class ElasticsearchExporter implements EsExporter {
       return;
     }
     const lines = entries.map(
-      (e) => `{"index":${JSON.stringify(e.index)},"id":${JSON.stringify(e.id)},${e.deadLetter ? '"dead_letter":true,' : ''}"doc":${e.source}}`,
+      (e) =>
+        `{"index":${JSON.stringify(e.index)},"id":${JSON.stringify(e.id)},${e.deadLetter ? '"dead_letter":true,' : ''}` +
+        `${e.op ? `"op":"${e.op}",` : ''}${e.version !== undefined ? `"version":${e.version},` : ''}"doc":${e.source}}`,
     );
     let outcome;
     try {
@@ -572,6 +634,8 @@ class ElasticsearchExporter implements EsExporter {
       return true;
     }
     try {
+      const settings = this.options.indexSettings ? { settings: this.options.indexSettings } : {};
+      const templates: Array<[string, Record<string, unknown>]> = [];
       for (const [index, kind] of [
         [this.resultsIndex, 'results'],
         [this.errorsIndex, 'errors'],
@@ -580,13 +644,15 @@ class ElasticsearchExporter implements EsExporter {
         // An index of the plain name (an older gather wrote there) keeps its data; the alias is left out.
         const plain = await this.client.transport.request<Record<string, unknown>>({ method: 'GET', path: `/${index}/_settings` }, { ignore: [404] });
         const alias = !Object.keys(plain ?? {}).includes(index);
-        const body = dailyTemplate({
-          index,
-          kind,
-          priority: this.opts.templatePriority,
-          alias,
-          ...(this.options.indexSettings ? { settings: this.options.indexSettings } : {}),
-        });
+        templates.push([index, dailyTemplate({ index, kind, priority: this.opts.templatePriority, alias, ...settings })]);
+      }
+      for (const [index, kind] of this.options.currentState ? ([
+        [this.latestIndex, 'latest'],
+        [this.hostsIndex, 'hosts'],
+      ] as const) : []) {
+        templates.push([index, currentStateTemplate({ index, kind, priority: this.opts.templatePriority, ...settings })]);
+      }
+      for (const [index, body] of templates) {
         // Read first: thousands of agents start runs, and a template PUT is a cluster state update.
         const installed = await this.client.transport.request<{ index_templates?: Array<{ index_template?: Record<string, unknown> }> }>(
           { method: 'GET', path: `/_index_template/${templateName(index)}` },
@@ -632,7 +698,11 @@ class ElasticsearchExporter implements EsExporter {
 
   private async bulk(entries: readonly Entry[]): Promise<BulkResponse> {
     let body = '';
-    for (const e of entries) body += `{"create":{"_index":${JSON.stringify(e.index)},"_id":${JSON.stringify(e.id)}}}\n${e.source}\n`;
+    for (const e of entries) {
+      const op = e.op ?? 'create';
+      const version = e.version !== undefined ? `,"version":${e.version},"version_type":"external"` : '';
+      body += `{"${op}":{"_index":${JSON.stringify(e.index)},"_id":${JSON.stringify(e.id)}${version}}}\n${op === 'delete' ? '' : `${e.source}\n`}`;
+    }
     return this.client.transport.request<BulkResponse>(
       {
         method: 'POST',
@@ -684,7 +754,8 @@ class ElasticsearchExporter implements EsExporter {
       todo.forEach((entry, i) => {
         const item = items[i] && Object.values(items[i])[0];
         const status = item?.status ?? 503;
-        if (status < 300 || status === 409) outcome.delivered++;
+        // 409: already there (create) or a newer version is (external versioning); 404: nothing to delete.
+        if (status < 300 || status === 409 || (status === 404 && entry.op === 'delete')) outcome.delivered++;
         else if (status === 429 || status >= 500) {
           retry.push(entry);
           lastRetryable = item ?? { status, error: { type: 'missing_item', reason: 'no answer for this document' } };
@@ -780,7 +851,8 @@ class ElasticsearchExporter implements EsExporter {
       }
       const entries = records.map((r): Entry => {
         const source = JSON.stringify(r.doc);
-        return { index: r.index, id: r.id, source, bytes: source.length + r.id.length + 60, ...((r as { dead_letter?: boolean }).dead_letter ? { deadLetter: true } : {}) };
+        const { dead_letter: deadLetter, op, version } = r as { dead_letter?: boolean; op?: BulkOp; version?: number };
+        return { index: r.index, id: r.id, source, bytes: source.length + r.id.length + 60, ...(deadLetter ? { deadLetter } : {}), ...(op ? { op } : {}), ...(version !== undefined ? { version } : {}) };
       });
       const total: BatchOutcome = { delivered: 0, deadLettered: 0, failed: 0, undeliverable: [] };
       const batches: Entry[][] = [];
