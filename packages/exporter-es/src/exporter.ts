@@ -89,6 +89,8 @@ export interface EsExportSummary extends ExportSummary {
 export interface EsExporter extends Exporter {
   /** Exports the run summary to `runsIndex` (id `<run_id>:run`), with the same batching, retries and spool. */
   exportRunSummary(summary: RunSummaryDocument): Promise<void>;
+  /** Installs the index templates now (`gather-fleet setup`); throws an ExportError when it cannot. */
+  setup(): Promise<void>;
   /** Totals so far, also after a call threw. */
   summary(): EsExportSummary;
 }
@@ -376,6 +378,12 @@ class ElasticsearchExporter implements EsExporter {
 
   summary(): EsExportSummary {
     return { ...this.stats };
+  }
+
+  async setup(): Promise<void> {
+    if (this.closed) throw new ExportError('The exporter is closed; create a new one.', SCOPE);
+    if (await this.ensureReady()) return;
+    throw this.fatal ?? new ExportError(`Elasticsearch at ${this.where} is unavailable (${this.text(describe(this.lastOutage))}).`, SCOPE);
   }
 
   async exportResults(results: readonly ResultDocument[]): Promise<void> {
