@@ -134,9 +134,10 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       // Two abuse runs and the analytics run of v1 reach Elasticsearch.
       await waitFor(
         async () => {
+          // Differential results: the second abuse run exports no unchanged result, but its run summary.
           const docs = await search(resultsIndex);
-          const abuseRuns = new Set(docs.filter((d) => d.category === 'abuse').map((d) => d.run_id));
-          return abuseRuns.size >= 2 && docs.some((d) => d.category === 'analytics');
+          const abuseRuns = (await search(runsIndex)).filter((d) => d.category === 'abuse' && d.outcome === 'ok');
+          return abuseRuns.length >= 2 && docs.some((d) => d.category === 'abuse') && docs.some((d) => d.category === 'analytics');
         },
         60_000,
         'two abuse runs and one analytics run in Elasticsearch',
@@ -173,6 +174,11 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       expect(runs.filter((r) => r.category === 'analytics')).toMatchObject([{ checks: { run: 1, ok: 1 }, results: 1 }]);
       expect(runs.filter((r) => (r.bytes_fetched as number) > 0).length).toBeGreaterThanOrEqual(2);
       expect(runs.some((r) => r.bytes_fetched === 0 && r.bundle_unchanged === true)).toBe(true);
+      // Differential: an abuse run of an unchanged bundle exported no result, and says how many were unchanged.
+      expect(runs.some((r) => r.category === 'abuse' && (r.changes as { mode: string; unchanged: number } | undefined)?.mode === 'differential' && (r.changes as { unchanged: number }).unchanged > 0)).toBe(true);
+      // The current state: one host document, the latest results.
+      expect(await search(`${runsIndex}-hosts`)).toMatchObject([{ runs: { abuse: { outcome: 'ok' }, analytics: { outcome: 'ok' } }, agent: { version: expect.any(String) } }]);
+      expect((await search(`${runsIndex}-latest`)).some((d) => d.check === 'def' && d.value === 'bash')).toBe(true);
       // A run is logged after its summary was delivered: every logged run is in Elasticsearch.
       const logged = logs().filter((l) => l.msg === 'run completed');
       expect(logged.length).toBeGreaterThanOrEqual(3);
