@@ -43,7 +43,7 @@ variables, then these flags, each overriding the one before (see the README's co
   --username <u>           Owner of this VM, added to every document   [GATHER_USERNAME]
   --instance-id <id>       Id of this VM, added to every document   [GATHER_INSTANCE_ID]
   --host-id <id>           Stable host identity (default: /etc/machine-id)   [GATHER_HOST_ID]
-  --results <mode>         differential (changes only, default) or snapshot (every result)   [GATHER_RESULTS]
+  --results <mode>         differential (changes only; default with elasticsearch) or snapshot (every result)   [GATHER_RESULTS]
   --snapshot-interval <s>  differential: a full snapshot at least this often (default: 86400)   [GATHER_SNAPSHOT_INTERVAL_SEC]
   --concurrency <n>        Checks run at once (default: number of CPUs)   [GATHER_CONCURRENCY]
   --timeout <seconds>      Per-check timeout; a check may override it (default: 60)   [GATHER_TIMEOUT]

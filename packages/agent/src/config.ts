@@ -468,7 +468,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     username: str('username'),
     instanceId: str('instanceId'),
     hostId: str('hostId'),
-    results: oneOf('results', RESULTS_MODES) ?? 'differential',
+    // Differential where volume matters (Elasticsearch); NDJSON one-offs (pnpm demo, --out) get every result.
+    results: oneOf('results', RESULTS_MODES) ?? (exporter === 'elasticsearch' ? 'differential' : 'snapshot'),
     snapshotIntervalSec: num('snapshotIntervalSec', { min: 60, label: 'a number of seconds >= 60' }) ?? 86_400,
     concurrency: num('concurrency', { integer: true, min: 1, label: 'a positive integer' }),
     timeoutSec: num('timeoutSec', { min: Number.MIN_VALUE, label: 'a positive number' }),

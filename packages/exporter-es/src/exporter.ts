@@ -692,7 +692,7 @@ class ElasticsearchExporter implements EsExporter {
     } else if (kind === 'auth') {
       message =
         `Elasticsearch at ${this.where} refused access while ${doing} (${detail}). Grant the credentials the privileges ` +
-        `create_doc and create_index on ${this.resultsIndex}, ${this.errorsIndex} and ${this.runsIndex}, and manage_index_templates ` +
+        `create_doc and create_index on ${this.resultsIndex}-*, ${this.errorsIndex}-* and ${this.runsIndex}-*, index on ${this.latestIndex} and ${this.hostsIndex}, and manage_index_templates ` +
         '(or set installTemplates: false and install the templates yourself).';
     } else {
       message = `Elasticsearch at ${this.where} refused the request while ${doing} (${detail}).`;
