@@ -38,7 +38,8 @@ export interface EsExporterOptions {
   runsIndex?: string;
   /**
    * Also keep the current state (default false; the agent turns it on): gather-latest from differential
-   * results, gather-hosts from run summaries. Those writes count in the totals like any document.
+   * results, gather-hosts from run summaries. Those writes share the batches, retries and spool of the
+   * documents but count in no total (they are not documents of the run; a dropped one is in `dropped`).
    */
   currentState?: boolean;
   /** Current result per host × name, written from differential results (default `gather-latest`). */
@@ -110,7 +111,10 @@ interface Entry {
 }
 
 interface BatchOutcome {
+  /** Documents of the run acknowledged; the current-state writes (entries with an `op`) are not counted. */
   delivered: number;
+  /** Current-state writes acknowledged: not documents of the run, so in no total. */
+  currentState?: number;
   deadLettered: number;
   failed: number;
   /** Entries Elasticsearch could not take now (down, auth, kept failing): to spool, or left in the spool. */
@@ -622,7 +626,8 @@ class ElasticsearchExporter implements EsExporter {
       );
       return;
     }
-    this.stats.spooled += n;
+    // Current-state writes travel in the spool too, but count in no total (they are not documents of the run).
+    this.stats.spooled += entries.filter((e) => !e.op).length;
   }
 
   private accountDrop(segment: SpoolSegment, docs: number): void {
@@ -754,7 +759,9 @@ class ElasticsearchExporter implements EsExporter {
       }
       const items = response.items ?? [];
       if (!response.errors && items.length === todo.length) {
-        outcome.delivered += todo.length;
+        const currentWrites = todo.filter((e) => e.op).length;
+        outcome.delivered += todo.length - currentWrites;
+        outcome.currentState = (outcome.currentState ?? 0) + currentWrites;
         break;
       }
       const retry: Entry[] = [];
@@ -763,7 +770,10 @@ class ElasticsearchExporter implements EsExporter {
         const item = items[i] && Object.values(items[i])[0];
         const status = item?.status ?? 503;
         // 409: already there (create) or a newer version is (external versioning); 404: nothing to delete.
-        if (status < 300 || status === 409 || (status === 404 && entry.op === 'delete')) outcome.delivered++;
+        if (status < 300 || status === 409 || (status === 404 && entry.op === 'delete')) {
+          if (entry.op) outcome.currentState = (outcome.currentState ?? 0) + 1;
+          else outcome.delivered++;
+        }
         else if (status === 429 || status >= 500) {
           retry.push(entry);
           lastRetryable = item ?? { status, error: { type: 'missing_item', reason: 'no answer for this document' } };
@@ -883,6 +893,7 @@ class ElasticsearchExporter implements EsExporter {
         const task: Promise<void> = this.send(batch)
           .then((o) => {
             total.delivered += o.delivered;
+            total.currentState = (total.currentState ?? 0) + (o.currentState ?? 0);
             total.deadLettered += o.deadLettered;
             total.failed += o.failed;
             total.undeliverable.push(...o.undeliverable);
@@ -891,12 +902,13 @@ class ElasticsearchExporter implements EsExporter {
         running.add(task);
       }
       await Promise.all(running);
-      if (total.undeliverable.length > 0 || this.fatal || total.delivered + total.deadLettered + total.failed < entries.length) {
+      if (total.undeliverable.length > 0 || this.fatal || total.delivered + (total.currentState ?? 0) + total.deadLettered + total.failed < entries.length) {
         // Left in the spool: what was delivered answers 409 next time.
         return;
       }
       await spool.remove(segment);
-      const count = segment.records ?? entries.length + corrupt;
+      const currentWrites = entries.filter((e) => e.op).length;
+      const count = (segment.records ?? entries.length + corrupt) - currentWrites;
       if (segment.own) {
         this.stats.spooled -= count;
         this.stats.delivered += total.delivered;
