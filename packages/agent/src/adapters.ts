@@ -143,9 +143,12 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.resultsIndex ? { resultsIndex: es.resultsIndex } : {}),
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
+        ...(es.latestIndex ? { latestIndex: es.latestIndex } : {}),
+        ...(es.hostsIndex ? { hostsIndex: es.hostsIndex } : {}),
         spoolDir: config.spoolDir,
         ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
         ...(options.exportSignal ? { signal: options.exportSignal } : {}),
+        currentState: true,
         log: (line) => options.logger.warn(options.oneShot ? oneShotOutageLine(line) : line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);

@@ -44,6 +44,9 @@ variables, then these flags, each overriding the one before (see the README's co
   --s3-region <r>          S3 region   [GATHER_S3_REGION]; credentials: AWS_* variables, profile or instance role
   --username <u>           Owner of this VM, added to every document   [GATHER_USERNAME]
   --instance-id <id>       Id of this VM, added to every document   [GATHER_INSTANCE_ID]
+  --host-id <id>           Stable host identity (default: /etc/machine-id)   [GATHER_HOST_ID]
+  --results <mode>         differential (changes only; default with elasticsearch) or snapshot (every result)   [GATHER_RESULTS]
+  --snapshot-interval <s>  differential: a full snapshot at least this often (default: 86400)   [GATHER_SNAPSHOT_INTERVAL_SEC]
   --concurrency <n>        Checks run at once (default: number of CPUs)   [GATHER_CONCURRENCY]
   --timeout <seconds>      Per-check timeout; a check may override it (default: 60)   [GATHER_TIMEOUT]
   --nice <0-19>            Niceness of the checks (default: 10)   [GATHER_NICE]
@@ -147,6 +150,9 @@ const CONFIG_FLAGS: Options = {
   's3-region': s,
   username: s,
   'instance-id': s,
+  'host-id': s,
+  results: s,
+  'snapshot-interval': s,
   concurrency: s,
   timeout: s,
   nice: s,

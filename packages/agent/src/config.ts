@@ -32,6 +32,10 @@ export type BundleSource =
   /** `s3://bucket/prefix` follows `<prefix>/latest`; `s3://bucket/key.tar` names one object. */
   | { kind: 's3'; bucket: string; prefix?: string; key?: string };
 
+/** `differential`: only added/changed/removed results between full snapshots; `snapshot`: every result, every run. */
+export type ResultsMode = 'differential' | 'snapshot';
+export const RESULTS_MODES: readonly ResultsMode[] = ['differential', 'snapshot'];
+
 export interface ScheduleConfig {
   /** Run this category (default true). */
   enabled: boolean;
@@ -53,6 +57,8 @@ export interface EsConfig {
   resultsIndex?: string;
   errorsIndex?: string;
   runsIndex?: string;
+  latestIndex?: string;
+  hostsIndex?: string;
 }
 
 export interface AgentConfig {
@@ -74,6 +80,10 @@ export interface AgentConfig {
   category: Category | 'all';
   username: string | undefined;
   instanceId: string | undefined;
+  /** ECS `host.id`; undefined: /etc/machine-id. */
+  hostId: string | undefined;
+  results: ResultsMode;
+  snapshotIntervalSec: number;
   concurrency: number | undefined;
   timeoutSec: number | undefined;
   nice: number;
@@ -112,6 +122,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'category', env: 'GATHER_CATEGORY', flag: 'category', type: 'string' },
   { key: 'username', env: 'GATHER_USERNAME', flag: 'username', type: 'string' },
   { key: 'instanceId', env: 'GATHER_INSTANCE_ID', flag: 'instance-id', type: 'string' },
+  { key: 'hostId', env: 'GATHER_HOST_ID', flag: 'host-id', type: 'string' },
+  { key: 'results', env: 'GATHER_RESULTS', flag: 'results', type: 'string' },
+  { key: 'snapshotIntervalSec', env: 'GATHER_SNAPSHOT_INTERVAL_SEC', flag: 'snapshot-interval', type: 'number' },
   { key: 'concurrency', env: 'GATHER_CONCURRENCY', flag: 'concurrency', type: 'number' },
   { key: 'timeoutSec', env: 'GATHER_TIMEOUT', flag: 'timeout', type: 'number' },
   { key: 'nice', env: 'GATHER_NICE', flag: 'nice', type: 'number' },
@@ -132,6 +145,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'elasticsearch.resultsIndex', env: 'GATHER_ES_RESULTS_INDEX', type: 'string' },
   { key: 'elasticsearch.errorsIndex', env: 'GATHER_ES_ERRORS_INDEX', type: 'string' },
   { key: 'elasticsearch.runsIndex', env: 'GATHER_ES_RUNS_INDEX', type: 'string' },
+  { key: 'elasticsearch.latestIndex', env: 'GATHER_ES_LATEST_INDEX', type: 'string' },
+  { key: 'elasticsearch.hostsIndex', env: 'GATHER_ES_HOSTS_INDEX', type: 'string' },
   { key: 's3.endpoint', env: 'GATHER_S3_ENDPOINT', flag: 's3-endpoint', type: 'string' },
   { key: 's3.region', env: 'GATHER_S3_REGION', flag: 's3-region', type: 'string' },
   ...CATEGORIES.flatMap((c): Setting[] => [
@@ -457,6 +472,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     const resultsIndex = str('elasticsearch.resultsIndex');
     const errorsIndex = str('elasticsearch.errorsIndex');
     const runsIndex = str('elasticsearch.runsIndex');
+    const latestIndex = str('elasticsearch.latestIndex');
+    const hostsIndex = str('elasticsearch.hostsIndex');
     if (url !== undefined) {
       elasticsearch = {
         url,
@@ -468,6 +485,8 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
         ...(resultsIndex ? { resultsIndex } : {}),
         ...(errorsIndex ? { errorsIndex } : {}),
         ...(runsIndex ? { runsIndex } : {}),
+        ...(latestIndex ? { latestIndex } : {}),
+        ...(hostsIndex ? { hostsIndex } : {}),
       };
     }
   }
@@ -509,6 +528,10 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     category,
     username: str('username'),
     instanceId: str('instanceId'),
+    hostId: str('hostId'),
+    // Differential where volume matters (Elasticsearch); NDJSON one-offs (pnpm demo, --out) get every result.
+    results: oneOf('results', RESULTS_MODES) ?? (exporter === 'elasticsearch' ? 'differential' : 'snapshot'),
+    snapshotIntervalSec: num('snapshotIntervalSec', { min: 60, label: 'a number of seconds >= 60' }) ?? 86_400,
     concurrency: num('concurrency', { integer: true, min: 1, label: 'a positive integer' }),
     timeoutSec: duration('timeoutSec', DURATION_RANGES.checkTimeoutSec),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,

@@ -27,6 +27,8 @@ import { randomUUID } from 'node:crypto';
 import { bundleSourceKey, createExporter, createFetcher, type AdapterOptions } from './adapters.js';
 import type { AgentConfig } from './config.js';
 import { exitCodeOf, outcomeOf, type RunFacts } from './exit-codes.js';
+import { DifferentialResults, readHostHistory, saveHostHistory } from './differential.js';
+import { hostIdentity } from './host-id.js';
 import { errorText, type Logger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -91,6 +93,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   };
   if (options.signal?.aborted) onStop();
   else options.signal?.addEventListener('abort', onStop, { once: true });
+  const hostId = hostIdentity(config.hostId);
   const adapterOptions: AdapterOptions = {
     logger,
     append: options.append,
@@ -103,8 +106,10 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   // Config errors (e.g. an adapter package missing) surface before anything runs.
   const fetcher = await createFetcher(config, adapterOptions);
   let exporter: Exporter;
+  const differential = new DifferentialResults({ stateDir: config.stateDir, mode: config.results, snapshotIntervalSec: config.snapshotIntervalSec });
   try {
-    exporter = scrubbingExporter(await createExporter(config, adapterOptions), scrubber);
+    // Differential outside: it decides what to send from the values; the scrubber cleans what is sent.
+    exporter = differential.wrap(scrubbingExporter(await createExporter(config, adapterOptions), scrubber));
   } catch (error) {
     clearTimeout(exportDeadline);
     options.signal?.removeEventListener('abort', onStop);
@@ -142,6 +147,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       ...(config.timeoutSec ? { timeoutSec: config.timeoutSec } : {}),
       ...(config.username ? { username: config.username } : {}),
       ...(config.instanceId ? { instanceId: config.instanceId } : {}),
+      ...(hostId ? { hostId } : {}),
       onCheckDone: (event) => {
         counts.run++;
         counts.results += event.results.length;
@@ -179,15 +185,14 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     checksFailed: summary ? summary.checks_failed + summary.checks_timed_out : counts.failed + counts.timed_out,
   });
   const durationMs = Date.now() - started;
+  const history = await readHostHistory(config.stateDir);
   const document: RunSummaryDocument = {
     kind: 'run',
     '@timestamp': new Date().toISOString(),
     run_id: runId,
-    host: {
-      hostname: hostname(),
-      ...(config.username ? { username: config.username } : {}),
-      ...(config.instanceId ? { instance_id: config.instanceId } : {}),
-    },
+    host: { hostname: hostname(), ...(hostId ? { id: hostId } : {}) },
+    ...(config.username ? { user: { name: config.username } } : {}),
+    ...(config.instanceId ? { cloud: { instance: { id: config.instanceId } } } : {}),
     agent: { version: AGENT_VERSION },
     ...((summary?.bundle ?? bundle) ? { bundle: summary?.bundle ?? bundle! } : {}),
     category: options.category,
@@ -206,6 +211,8 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     duration_ms: durationMs,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     trigger: options.trigger,
+    ...(config.results === 'differential' ? differential.summaryFields() : {}),
+    ...history,
     ...(options.overrunAfterMs !== undefined ? { overrun: Date.now() - (options.dueAt ?? started) > options.overrunAfterMs } : {}),
   };
 
@@ -224,6 +231,13 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   totals = exporter.summary?.() ?? totals;
   clearTimeout(exportDeadline);
   options.signal?.removeEventListener('abort', onStop);
+  try {
+    const state = await differential.commit(totals, exportError !== undefined || summary?.export_failed === true);
+    if (state === 'invalidated') logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
+    await saveHostHistory(config.stateDir, history, document);
+  } catch (caught) {
+    logger.error('could not save the results state; the next run exports a full snapshot', { run_id: runId, error: errorText(caught) });
+  }
   await fetcher.close?.().catch((caught) => logger.warn('closing the fetcher failed', { error: errorText(caught) }));
 
   // The exit code also counts what happened to the run summary itself (e.g. spooled, or refused).

@@ -38,8 +38,8 @@ const runsIndex = `gather-agent-e2e-runs-${id}`;
 const es = new Client({ node: services.esUrl, requestTimeout: 60_000 });
 
 afterAll(async () => {
-  for (const index of [resultsIndex, errorsIndex, runsIndex]) {
-    await es.indices.delete({ index, ignore_unavailable: true }).catch(() => undefined);
+  for (const index of [resultsIndex, errorsIndex, runsIndex, `${runsIndex}-latest`, `${runsIndex}-hosts`]) {
+    await es.indices.delete({ index: [index, `${index}-2*`], ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
     await es.indices.deleteIndexTemplate({ name: `${index}-gather` }).catch(() => undefined);
   }
   await es.close();
@@ -100,6 +100,8 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       GATHER_ES_RESULTS_INDEX: resultsIndex,
       GATHER_ES_ERRORS_INDEX: errorsIndex,
       GATHER_ES_RUNS_INDEX: runsIndex,
+      GATHER_ES_LATEST_INDEX: `${runsIndex}-latest`,
+      GATHER_ES_HOSTS_INDEX: `${runsIndex}-hosts`,
       GATHER_STATE_DIR: join(dir, 'state'),
       GATHER_SPOOL_DIR: join(dir, 'spool'),
       GATHER_ABUSE_EVERY_SEC: '3',
@@ -132,9 +134,10 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       // Two abuse runs and the analytics run of v1 reach Elasticsearch.
       await waitFor(
         async () => {
+          // Differential results: the second abuse run exports no unchanged result, but its run summary.
           const docs = await search(resultsIndex);
-          const abuseRuns = new Set(docs.filter((d) => d.category === 'abuse').map((d) => d.run_id));
-          return abuseRuns.size >= 2 && docs.some((d) => d.category === 'analytics');
+          const abuseRuns = (await search(runsIndex)).filter((d) => d.category === 'abuse' && d.outcome === 'ok');
+          return abuseRuns.length >= 2 && docs.some((d) => d.category === 'abuse') && docs.some((d) => d.category === 'analytics');
         },
         60_000,
         'two abuse runs and one analytics run in Elasticsearch',
@@ -149,7 +152,8 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
         category: 'abuse',
         name: 'bundle.value',
         bundle: { version: v1 },
-        host: { instance_id: `i-${id}`, hostname: expect.any(String) },
+        host: { hostname: expect.any(String) },
+        cloud: { instance: { id: `i-${id}` } },
         agent: { version: expect.any(String) },
       });
       expect(docs.find((d) => d.check === 'abd' && d.value === 2)).toMatchObject({ bundle: { version: v2 } });
@@ -170,6 +174,11 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       expect(runs.filter((r) => r.category === 'analytics')).toMatchObject([{ checks: { run: 1, ok: 1 }, results: 1 }]);
       expect(runs.filter((r) => (r.bytes_fetched as number) > 0).length).toBeGreaterThanOrEqual(2);
       expect(runs.some((r) => r.bytes_fetched === 0 && r.bundle_unchanged === true)).toBe(true);
+      // Differential: an abuse run of an unchanged bundle exported no result, and says how many were unchanged.
+      expect(runs.some((r) => r.category === 'abuse' && (r.changes as { mode: string; unchanged: number } | undefined)?.mode === 'differential' && (r.changes as { unchanged: number }).unchanged > 0)).toBe(true);
+      // The current state: one host document, the latest results.
+      expect(await search(`${runsIndex}-hosts`)).toMatchObject([{ runs: { abuse: { outcome: 'ok' }, analytics: { outcome: 'ok' } }, agent: { version: expect.any(String) } }]);
+      expect((await search(`${runsIndex}-latest`)).some((d) => d.check === 'def' && d.value === 'bash')).toBe(true);
       // A run is logged after its summary was delivered: every logged run is in Elasticsearch.
       const logged = logs().filter((l) => l.msg === 'run completed');
       expect(logged.length).toBeGreaterThanOrEqual(3);

@@ -10,7 +10,7 @@ describe('gather-agent run', () => {
       'abuse/run-abc': 'output proc.count number 7',
       'analytics/run-def': 'echo "not json"',
     });
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--username', 'alice', '--instance-id', 'i-42']);
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--username', 'alice', '--instance-id', 'i-42', '--host-id', 'vm-42-id']);
     expect(result.code).toBe(5);
     const docs = ndjson(result.stdout);
     expect(docs).toHaveLength(3);
@@ -21,7 +21,9 @@ describe('gather-agent run', () => {
       name: 'proc.count',
       type: 'number',
       value: 7,
-      host: { username: 'alice', instance_id: 'i-42', hostname: expect.any(String) },
+      host: { id: 'vm-42-id', hostname: expect.any(String) },
+      user: { name: 'alice' },
+      cloud: { instance: { id: 'i-42' } },
       agent: { version: expect.stringMatching(/^\d+\.\d+\.\d+/) },
       bundle: { version: expect.any(String), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
       run_id: expect.any(String),
@@ -40,7 +42,9 @@ describe('gather-agent run', () => {
       export: { delivered: 2, spooled: 0, failed: 0 },
       spooled: 0,
       bytes_fetched: 0,
-      host: { username: 'alice', instance_id: 'i-42' },
+      host: { id: 'vm-42-id' },
+      user: { name: 'alice' },
+      cloud: { instance: { id: 'i-42' } },
       bundle: ok!.bundle,
     });
     expect(docs[2]!.duration_ms).toBeGreaterThan(0);

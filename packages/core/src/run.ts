@@ -42,8 +42,12 @@ export interface RunOptions {
   nice?: number;
   /** Run checks in the idle I/O scheduling class (`ionice -c3`) where `ionice` exists. Default false. */
   ionice?: boolean;
+  /** ECS `user.name` of every document. */
   username?: string;
+  /** ECS `cloud.instance.id` of every document. */
   instanceId?: string;
+  /** ECS `host.id`: the stable identity of the host (e.g. /etc/machine-id). */
+  hostId?: string;
   /** Defaults to os.hostname(). */
   hostname?: string;
   /** Version of the program embedding core, exported as `agent.version`. */
@@ -173,12 +177,15 @@ export async function run(options: RunOptions): Promise<RunSummary> {
 
   const host: HostInfo = {
     hostname: options.hostname ?? hostname(),
-    ...(options.username ? { username: options.username } : {}),
-    ...(options.instanceId ? { instance_id: options.instanceId } : {}),
+    ...(options.hostId ? { id: options.hostId } : {}),
+  };
+  const owner = {
+    ...(options.username ? { user: { name: options.username } } : {}),
+    ...(options.instanceId ? { cloud: { instance: { id: options.instanceId } } } : {}),
   };
   const agent = { version: options.agentVersion ?? CORE_VERSION };
   let bundle: BundleInfo | undefined;
-  const base = (): DocumentBase => ({ '@timestamp': now().toISOString(), run_id: runId, host, agent, ...(bundle ? { bundle } : {}) });
+  const base = (): DocumentBase => ({ '@timestamp': now().toISOString(), run_id: runId, host, ...owner, agent, ...(bundle ? { bundle } : {}) });
 
   const abort = new AbortController();
   const onParentAbort = () => abort.abort();

@@ -18,11 +18,13 @@ export interface CheckResult {
   value: unknown;
 }
 
-/** Who produced a document. */
+/**
+ * Who produced a document, in Elastic Common Schema names: `host.id` (the stable identity: /etc/machine-id,
+ * as Beats and Elastic Agent use, or configured) and `host.hostname`.
+ */
 export interface HostInfo {
   hostname: string;
-  username?: string;
-  instance_id?: string;
+  id?: string;
 }
 
 export interface BundleInfo {
@@ -35,13 +37,24 @@ export interface DocumentBase {
   '@timestamp': string;
   run_id: string;
   host: HostInfo;
+  /** ECS `user.name`: the owner of the VM, when configured. */
+  user?: { name: string };
+  /** ECS `cloud.instance.id`: the cloud's id of the VM, when configured. */
+  cloud?: { instance: { id: string } };
   agent: { version: string };
   /** Absent only when the bundle could not be fetched or verified. */
   bundle?: BundleInfo;
 }
 
+/**
+ * How a result relates to the previous report of the host (differential results): `snapshot` in a full
+ * report; `added`, `changed` or `removed` (with its last value) between snapshots. Absent: no diffing.
+ */
+export type ResultChange = 'added' | 'changed' | 'removed' | 'snapshot';
+
 /** One enriched result, as exported. */
 export interface ResultDocument extends DocumentBase, CheckResult {
+  change?: ResultChange;
   kind: 'result';
   category: Category;
   /** The 3-letter check id. */
@@ -125,6 +138,15 @@ export interface RunSummaryDocument extends DocumentBase {
   trigger?: 'once' | 'schedule';
   /** Daemon only: the run took longer than its schedule interval. */
   overrun?: boolean;
+  /**
+   * Differential results: results exported per kind of change, and `unchanged` ones left out; `mode` is
+   * `snapshot` when (a category of) the run exported a full snapshot.
+   */
+  changes?: { added: number; changed: number; removed: number; snapshot: number; unchanged: number; mode: 'snapshot' | 'differential' };
+  /** The agent's own record of this host, for the one document per host (gather-hosts): its first run. */
+  first_seen?: string;
+  /** ...and the last run of each category before this one. */
+  last_runs?: Partial<Record<Category, { '@timestamp': string; run_id: string; outcome: RunOutcome }>>;
 }
 
 /** Where a fetcher put the bundle. */

@@ -16,7 +16,9 @@ import {
   type ResultDocument,
   type RunSummaryDocument,
 } from '@gather/core';
-import { indexTemplate, mappingsOf, resultSource, templateName } from './mapping.js';
+import { dailyIndex, dailyTemplate } from './daily.js';
+import { currentStateTemplate, hostEntry, latestEntry, markSnapshot, staleLatestQuery, type BulkOp, type SnapshotMark } from './latest.js';
+import { resultSource, templateName } from './mapping.js';
 import { Spool, SpoolLockedError, type DropReport, type SpoolRecord, type SpoolSegment } from './spool.js';
 
 const SCOPE = { scope: 'exporter-es' } as const;
@@ -40,6 +42,16 @@ export interface EsExporterOptions {
   errorsIndex?: string;
   /** Index of run summaries, one document per run (default `gather-runs`). */
   runsIndex?: string;
+  /**
+   * Also keep the current state (default false; the agent turns it on): gather-latest from differential
+   * results, gather-hosts from run summaries. Those writes share the batches, retries and spool of the
+   * documents but count in no total (they are not documents of the run; a dropped one is in `dropped`).
+   */
+  currentState?: boolean;
+  /** Current result per host × name, written from differential results (default `gather-latest`). */
+  latestIndex?: string;
+  /** One document per host, upserted from run summaries (default `gather-hosts`). */
+  hostsIndex?: string;
   /** Install the composable index templates on first use (default true; needs `manage_index_templates`). */
   installTemplates?: boolean;
   /** Priority of the installed templates (default 200). */
@@ -91,6 +103,8 @@ export interface EsExportSummary extends ExportSummary {
 export interface EsExporter extends Exporter {
   /** Exports the run summary to `runsIndex` (id `<run_id>:run`), with the same batching, retries and spool. */
   exportRunSummary(summary: RunSummaryDocument): Promise<void>;
+  /** Installs the index templates now (`gather-fleet setup`); throws an ExportError when it cannot. */
+  setup(): Promise<void>;
   /** Totals so far, also after a call threw. */
   summary(): EsExportSummary;
 }
@@ -103,10 +117,17 @@ interface Entry {
   bytes: number;
   /** A dead letter (its failure is final). */
   deadLetter?: boolean;
+  /** The bulk operation (default `create`); the current-state indices index and delete. */
+  op?: BulkOp;
+  /** External version (ms) of an `index`/`delete` in the current-state indices. */
+  version?: number;
 }
 
 interface BatchOutcome {
+  /** Documents of the run acknowledged; the current-state writes (entries with an `op`) are not counted. */
   delivered: number;
+  /** Current-state writes acknowledged: not documents of the run, so in no total. */
+  currentState?: number;
   deadLettered: number;
   failed: number;
   /** Entries Elasticsearch could not take now (down, auth, kept failing): to spool, or left in the spool. */
@@ -120,6 +141,8 @@ const DEFAULTS = {
   resultsIndex: 'gather-results',
   errorsIndex: 'gather-errors',
   runsIndex: 'gather-runs',
+  latestIndex: 'gather-latest',
+  hostsIndex: 'gather-hosts',
   templatePriority: 200,
   spoolMaxBytes: 256 * MiB,
   spoolSegmentBytes: 16 * MiB,
@@ -279,6 +302,10 @@ class ElasticsearchExporter implements EsExporter {
   private readonly resultsIndex: string;
   private readonly errorsIndex: string;
   private readonly runsIndex: string;
+  private readonly latestIndex: string;
+  private readonly hostsIndex: string;
+  /** Snapshots exported: once delivered, the host's older documents of the category leave gather-latest. */
+  private readonly snapshots = new Map<string, SnapshotMark>();
   private readonly ids = new DocumentIds();
   private readonly stats: EsExportSummary = { delivered: 0, spooled: 0, failed: 0, retried: 0, deadLettered: 0, dropped: 0, recovered: 0, unreadable: 0 };
   private readonly opts: Required<
@@ -334,11 +361,15 @@ class ElasticsearchExporter implements EsExporter {
     this.resultsIndex = validateIndex(options.resultsIndex ?? DEFAULTS.resultsIndex, 'resultsIndex');
     this.errorsIndex = validateIndex(options.errorsIndex ?? DEFAULTS.errorsIndex, 'errorsIndex');
     this.runsIndex = validateIndex(options.runsIndex ?? DEFAULTS.runsIndex, 'runsIndex');
+    this.latestIndex = validateIndex(options.latestIndex ?? DEFAULTS.latestIndex, 'latestIndex');
+    this.hostsIndex = validateIndex(options.hostsIndex ?? DEFAULTS.hostsIndex, 'hostsIndex');
     // Each index has its own template (named after it) and mappings: two kinds in one index would fight.
     const named = [
       ['resultsIndex', this.resultsIndex],
       ['errorsIndex', this.errorsIndex],
       ['runsIndex', this.runsIndex],
+      ['latestIndex', this.latestIndex],
+      ['hostsIndex', this.hostsIndex],
     ] as const;
     for (const [i, [option, index]] of named.entries()) {
       const clash = named.slice(i + 1).find(([, other]) => other === index);
@@ -378,11 +409,23 @@ class ElasticsearchExporter implements EsExporter {
     return { ...this.stats };
   }
 
+  async setup(): Promise<void> {
+    if (this.closed) throw new ExportError('The exporter is closed; create a new one.', SCOPE);
+    if (await this.ensureReady()) return;
+    throw this.fatal ?? new ExportError(`Elasticsearch at ${this.where} is unavailable (${this.text(describe(this.lastOutage))}).`, SCOPE);
+  }
+
   async exportResults(results: readonly ResultDocument[]): Promise<void> {
     await this.begin();
     for (const doc of results) {
-      const source = resultSource(this.scrub.value(doc));
-      this.add({ index: this.resultsIndex, id: this.ids.result(doc), source, bytes: 0 });
+      const clean = this.scrub.value(doc);
+      const source = resultSource(clean);
+      this.add({ index: dailyIndex(this.resultsIndex, doc['@timestamp']), id: this.ids.result(doc), source, bytes: 0 });
+      if (this.options.currentState) {
+        const latest = latestEntry(clean, this.latestIndex);
+        if (latest) this.add({ ...latest, bytes: 0 });
+        markSnapshot(this.snapshots, doc);
+      }
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
     this.end();
@@ -392,7 +435,7 @@ class ElasticsearchExporter implements EsExporter {
     await this.begin();
     for (const doc of errors) {
       const source = JSON.stringify(this.scrub.value(doc));
-      this.add({ index: this.errorsIndex, id: this.ids.error(doc), source, bytes: 0 });
+      this.add({ index: dailyIndex(this.errorsIndex, doc['@timestamp']), id: this.ids.error(doc), source, bytes: 0 });
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
     this.end();
@@ -401,8 +444,11 @@ class ElasticsearchExporter implements EsExporter {
   /** The run summary, after the run's results and errors: same batches, ids, retries and spool as they. */
   async exportRunSummary(summary: RunSummaryDocument): Promise<void> {
     await this.begin();
-    const source = JSON.stringify(this.scrub.value(summary));
-    this.add({ index: this.runsIndex, id: this.ids.run(summary), source, bytes: 0 });
+    const clean = this.scrub.value(summary);
+    const source = JSON.stringify(clean);
+    this.add({ index: dailyIndex(this.runsIndex, summary['@timestamp']), id: this.ids.run(summary), source, bytes: 0 });
+    const host = this.options.currentState ? hostEntry(clean, this.hostsIndex) : undefined;
+    if (host) this.add({ ...host, bytes: 0 });
     if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     this.end();
   }
@@ -426,6 +472,7 @@ class ElasticsearchExporter implements EsExporter {
     let failure: unknown;
     try {
       await this.flush();
+      await this.removeStaleLatest();
     } catch (error) {
       failure = error;
     }
@@ -434,6 +481,34 @@ class ElasticsearchExporter implements EsExporter {
     await this.client.close().catch(() => undefined);
     if (failure) throw failure;
     return this.summary();
+  }
+
+  /**
+   * After a delivered snapshot: deletes the host's gather-latest documents of that category the snapshot did
+   * not write (results that vanished while the agent had no state). A snapshot still in the spool waits.
+   */
+  private async removeStaleLatest(): Promise<void> {
+    if (this.snapshots.size === 0 || this.fatal || this.isDown() || this.stats.spooled > 0) return;
+    const marks = [...this.snapshots.values()];
+    this.snapshots.clear();
+    try {
+      await this.removeStale(marks);
+    } catch (error) {
+      this.log(`Could not remove stale documents from ${this.latestIndex} (${this.text(describe(error))}); the next snapshot does it.`);
+    }
+  }
+
+  private async removeStale(marks: SnapshotMark[]): Promise<void> {
+    await this.request({ method: 'POST', path: `/${this.latestIndex}/_refresh` }, { ignore: [404] });
+    for (const mark of marks) {
+      const found = await this.request<{ hits?: { hits?: Array<{ _id: string }> } }>(
+        { method: 'POST', path: `/${this.latestIndex}/_search`, body: { size: 10_000, _source: false, query: staleLatestQuery(mark) } },
+        { ignore: [404] },
+      );
+      const stale = (found.hits?.hits ?? []).map((hit): Entry => ({ index: this.latestIndex, id: hit._id, op: 'delete', version: mark.version, source: '{}', bytes: 0 }));
+      // Best effort, not counted (not documents of the run): if it fails, the next snapshot does it again.
+      if (stale.length > 0) await this.send(stale);
+    }
   }
 
   // ------------------------------------------------------------------ call lifecycle
@@ -567,7 +642,9 @@ class ElasticsearchExporter implements EsExporter {
       return;
     }
     const lines = entries.map(
-      (e) => `{"index":${JSON.stringify(e.index)},"id":${JSON.stringify(e.id)},${e.deadLetter ? '"dead_letter":true,' : ''}"doc":${e.source}}`,
+      (e) =>
+        `{"index":${JSON.stringify(e.index)},"id":${JSON.stringify(e.id)},${e.deadLetter ? '"dead_letter":true,' : ''}` +
+        `${e.op ? `"op":"${e.op}",` : ''}${e.version !== undefined ? `"version":${e.version},` : ''}"doc":${e.source}}`,
     );
     let outcome;
     try {
@@ -590,7 +667,8 @@ class ElasticsearchExporter implements EsExporter {
       );
       return;
     }
-    this.stats.spooled += n;
+    // Current-state writes travel in the spool too, but count in no total (they are not documents of the run).
+    this.stats.spooled += entries.filter((e) => !e.op).length;
     if (cause === STOPPED) this.log(`Stopped before Elasticsearch acknowledged ${n} documents: spooled to ${this.spool.dir}, delivered by the next run.`);
   }
 
@@ -603,7 +681,7 @@ class ElasticsearchExporter implements EsExporter {
     this.log(`Spool full (spoolMaxBytes ${this.opts.spoolMaxBytes}): dropped its oldest segment with ${docs} documents; an error document will report it.`);
   }
 
-  /** Installs the index templates (once) and makes sure the three indices exist with the gather mappings. */
+  /** Installs the templates of the daily indices (once); Elasticsearch creates each day's index on first write. */
   private async ensureReady(): Promise<boolean> {
     if (this.ready) return true;
     if (this.stopped) return false;
@@ -612,17 +690,25 @@ class ElasticsearchExporter implements EsExporter {
       return true;
     }
     try {
+      const settings = this.options.indexSettings ? { settings: this.options.indexSettings } : {};
+      const templates: Array<[string, Record<string, unknown>]> = [];
       for (const [index, kind] of [
         [this.resultsIndex, 'results'],
         [this.errorsIndex, 'errors'],
         [this.runsIndex, 'runs'],
       ] as const) {
-        const body = indexTemplate({
-          index,
-          kind,
-          priority: this.opts.templatePriority,
-          ...(this.options.indexSettings ? { settings: this.options.indexSettings } : {}),
-        });
+        // An index of the plain name (an older gather wrote there) keeps its data; the alias is left out.
+        const plain = await this.request<Record<string, unknown>>({ method: 'GET', path: `/${index}/_settings` }, { ignore: [404] });
+        const alias = !Object.keys(plain ?? {}).includes(index);
+        templates.push([index, dailyTemplate({ index, kind, priority: this.opts.templatePriority, alias, ...settings })]);
+      }
+      for (const [index, kind] of this.options.currentState ? ([
+        [this.latestIndex, 'latest'],
+        [this.hostsIndex, 'hosts'],
+      ] as const) : []) {
+        templates.push([index, currentStateTemplate({ index, kind, priority: this.opts.templatePriority, ...settings })]);
+      }
+      for (const [index, body] of templates) {
         // Read first: thousands of agents start runs, and a template PUT is a cluster state update.
         const installed = await this.request<{ index_templates?: Array<{ index_template?: Record<string, unknown> }> }>(
           { method: 'GET', path: `/_index_template/${templateName(index)}` },
@@ -631,26 +717,6 @@ class ElasticsearchExporter implements EsExporter {
         const current = installed.index_templates?.[0]?.index_template;
         const upToDate = (current?._meta as { hash?: string } | undefined)?.hash === (body._meta as { hash: string }).hash;
         if (!upToDate) await this.request({ method: 'PUT', path: `/_index_template/${templateName(index)}`, body });
-        const exists = await this.request<{ statusCode: number }>({ method: 'HEAD', path: `/${index}` }, { ignore: [404], meta: true });
-        if (exists.statusCode === 404) {
-          await this.request({ method: 'PUT', path: `/${index}` }, { ignore: [400] });
-        } else if (!upToDate) {
-          // An index made before the template (e.g. by dynamic mapping): add the gather fields to it.
-          const mappings = mappingsOf(kind);
-          try {
-            await this.request({ method: 'PUT', path: `/${index}/_mapping`, body: mappings });
-          } catch (error) {
-            if (error instanceof esErrors.ResponseError && error.statusCode === 400) {
-              this.fatal = new ExportError(
-                `Index "${index}" already exists with a mapping gather cannot use (${this.text(describe(error))}). ` +
-                  `Delete or reindex it, or set the ${kind}Index option to a new index name.`,
-                SCOPE,
-              );
-              return false;
-            }
-            throw error;
-          }
-        }
       }
       this.ready = true;
       return true;
@@ -674,7 +740,7 @@ class ElasticsearchExporter implements EsExporter {
     } else if (kind === 'auth') {
       message =
         `Elasticsearch at ${this.where} refused access while ${doing} (${detail}). Grant the credentials the privileges ` +
-        `create_doc and create_index on ${this.resultsIndex}, ${this.errorsIndex} and ${this.runsIndex}, and manage_index_templates ` +
+        `create_doc and create_index on ${this.resultsIndex}-*, ${this.errorsIndex}-* and ${this.runsIndex}-*, index on ${this.latestIndex} and ${this.hostsIndex}, and manage_index_templates ` +
         '(or set installTemplates: false and install the templates yourself).';
     } else {
       message = `Elasticsearch at ${this.where} refused the request while ${doing} (${detail}).`;
@@ -688,7 +754,11 @@ class ElasticsearchExporter implements EsExporter {
 
   private async bulk(entries: readonly Entry[]): Promise<BulkResponse> {
     let body = '';
-    for (const e of entries) body += `{"create":{"_index":${JSON.stringify(e.index)},"_id":${JSON.stringify(e.id)}}}\n${e.source}\n`;
+    for (const e of entries) {
+      const op = e.op ?? 'create';
+      const version = e.version !== undefined ? `,"version":${e.version},"version_type":"external"` : '';
+      body += `{"${op}":{"_index":${JSON.stringify(e.index)},"_id":${JSON.stringify(e.id)}${version}}}\n${op === 'delete' ? '' : `${e.source}\n`}`;
+    }
     return this.request<BulkResponse>(
       {
         method: 'POST',
@@ -737,7 +807,9 @@ class ElasticsearchExporter implements EsExporter {
       }
       const items = response.items ?? [];
       if (!response.errors && items.length === todo.length) {
-        outcome.delivered += todo.length;
+        const currentWrites = todo.filter((e) => e.op).length;
+        outcome.delivered += todo.length - currentWrites;
+        outcome.currentState = (outcome.currentState ?? 0) + currentWrites;
         break;
       }
       const retry: Entry[] = [];
@@ -745,7 +817,11 @@ class ElasticsearchExporter implements EsExporter {
       todo.forEach((entry, i) => {
         const item = items[i] && Object.values(items[i])[0];
         const status = item?.status ?? 503;
-        if (status < 300 || status === 409) outcome.delivered++;
+        // 409: already there (create) or a newer version is (external versioning); 404: nothing to delete.
+        if (status < 300 || status === 409 || (status === 404 && entry.op === 'delete')) {
+          if (entry.op) outcome.currentState = (outcome.currentState ?? 0) + 1;
+          else outcome.delivered++;
+        }
         else if (status === 429 || status >= 500) {
           retry.push(entry);
           lastRetryable = item ?? { status, error: { type: 'missing_item', reason: 'no answer for this document' } };
@@ -802,7 +878,7 @@ class ElasticsearchExporter implements EsExporter {
       kind: 'error',
       '@timestamp': new Date().toISOString(),
       run_id: str(o.run_id) ?? 'unknown',
-      host: { hostname: str(host.hostname) ?? 'unknown' },
+      host: { hostname: str(host.hostname) ?? 'unknown', ...(str(host.id) ? { id: str(host.id) } : {}) },
       agent: { version: str(agent.version) ?? 'unknown' },
       ...(str(o.check) ? { check: str(o.check) } : {}),
       ...(str(o.category) ? { category: str(o.category) } : {}),
@@ -815,7 +891,7 @@ class ElasticsearchExporter implements EsExporter {
       rejection: { status: item.status, type: item.error?.type ?? 'error', reason: item.error?.reason ?? '' },
     };
     const source = JSON.stringify(this.scrub.value(doc));
-    return { index: this.errorsIndex, id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
+    return { index: dailyIndex(this.errorsIndex, doc['@timestamp']), id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
   }
 
   // ------------------------------------------------------------------ spool delivery
@@ -841,7 +917,8 @@ class ElasticsearchExporter implements EsExporter {
       }
       const entries = records.map((r): Entry => {
         const source = JSON.stringify(r.doc);
-        return { index: r.index, id: r.id, source, bytes: source.length + r.id.length + 60, ...((r as { dead_letter?: boolean }).dead_letter ? { deadLetter: true } : {}) };
+        const { dead_letter: deadLetter, op, version } = r as { dead_letter?: boolean; op?: BulkOp; version?: number };
+        return { index: r.index, id: r.id, source, bytes: source.length + r.id.length + 60, ...(deadLetter ? { deadLetter } : {}), ...(op ? { op } : {}), ...(version !== undefined ? { version } : {}) };
       });
       const total: BatchOutcome = { delivered: 0, deadLettered: 0, failed: 0, undeliverable: [] };
       const batches: Entry[][] = [];
@@ -864,6 +941,7 @@ class ElasticsearchExporter implements EsExporter {
         const task: Promise<void> = this.send(batch)
           .then((o) => {
             total.delivered += o.delivered;
+            total.currentState = (total.currentState ?? 0) + (o.currentState ?? 0);
             total.deadLettered += o.deadLettered;
             total.failed += o.failed;
             total.undeliverable.push(...o.undeliverable);
@@ -872,12 +950,13 @@ class ElasticsearchExporter implements EsExporter {
         running.add(task);
       }
       await Promise.all(running);
-      if (total.undeliverable.length > 0 || this.fatal || this.stopped || total.delivered + total.deadLettered + total.failed < entries.length) {
+      if (total.undeliverable.length > 0 || this.fatal || this.stopped || total.delivered + (total.currentState ?? 0) + total.deadLettered + total.failed < entries.length) {
         // Left in the spool: what was delivered answers 409 next time.
         return;
       }
       await spool.remove(segment);
-      const count = segment.records ?? entries.length + corrupt;
+      const currentWrites = entries.filter((e) => e.op).length;
+      const count = (segment.records ?? entries.length + corrupt) - currentWrites;
       if (segment.own) {
         this.stats.spooled -= count;
         this.stats.delivered += total.delivered;
@@ -906,7 +985,7 @@ class ElasticsearchExporter implements EsExporter {
       spool_segment: report.segment,
     };
     const source = JSON.stringify(this.scrub.value(doc));
-    return { index: this.errorsIndex, id: report.id, source, bytes: source.length, deadLetter: true };
+    return { index: dailyIndex(this.errorsIndex, report.at), id: report.id, source, bytes: source.length, deadLetter: true };
   }
 
   // ------------------------------------------------------------------ messages

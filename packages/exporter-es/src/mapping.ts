@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { ResultDocument } from '@gather/core';
 
 /** Bump when the mappings change; stored in the templates' `_meta`. */
-export const MAPPING_VERSION = 1;
+export const MAPPING_VERSION = 2;
 
 /** Longest keyword indexed (chars). Lucene refuses terms over 32766 bytes; 8191 chars fit in UTF-8. */
 export const KEYWORD_IGNORE_ABOVE = 8191;
@@ -18,6 +18,14 @@ const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 const longKeyword = { type: 'keyword', ignore_above: KEYWORD_IGNORE_ABOVE } as const;
 const searchableText = { type: 'keyword', ignore_above: KEYWORD_IGNORE_ABOVE, fields: { text: { type: 'text' } } } as const;
 
+/** Who sent a document, in ECS names (`host.id`, `host.hostname`, `user.name`, `cloud.instance.id`, `agent.version`). */
+export const identityProperties = {
+  host: { properties: { id: keyword, hostname: keyword } },
+  user: { properties: { name: keyword } },
+  cloud: { properties: { instance: { properties: { id: keyword } } } },
+  agent: { properties: { version: keyword } },
+} as const;
+
 const commonProperties = {
   '@timestamp': { type: 'date' },
   kind: keyword,
@@ -25,8 +33,7 @@ const commonProperties = {
   category: keyword,
   check: keyword,
   name: keyword,
-  host: { properties: { hostname: keyword, username: keyword, instance_id: keyword } },
-  agent: { properties: { version: keyword } },
+  ...identityProperties,
   bundle: { properties: { version: keyword, sha256: keyword } },
   duration_ms: { type: 'double' },
 } as const;
@@ -37,6 +44,8 @@ export const RESULTS_MAPPINGS = {
   properties: {
     ...commonProperties,
     type: keyword,
+    /** Differential results: added, changed, removed (with the last value) or snapshot. */
+    change: keyword,
     /** The value as the check printed it: kept in `_source`, never parsed, so it can never conflict. */
     value: { type: 'object', enabled: false },
     /** The value as JSON, whatever its type: exact match, prefix, and full text on `value_json.text`. */
@@ -86,8 +95,7 @@ export const RUNS_MAPPINGS = {
     category: keyword,
     outcome: keyword,
     trigger: keyword,
-    host: { properties: { hostname: keyword, username: keyword, instance_id: keyword } },
-    agent: { properties: { version: keyword } },
+    ...identityProperties,
     bundle: { properties: { version: keyword, sha256: keyword } },
     /** Why the run did not complete, credentials redacted. */
     message: { type: 'text', fields: { keyword } },
@@ -113,6 +121,16 @@ export const RUNS_MAPPINGS = {
     duration_ms: { type: 'double' },
     peak_rss_bytes: { type: 'long' },
     overrun: { type: 'boolean' },
+    changes: {
+      properties: {
+        added: { type: 'long' },
+        changed: { type: 'long' },
+        removed: { type: 'long' },
+        snapshot: { type: 'long' },
+        unchanged: { type: 'long' },
+        mode: keyword,
+      },
+    },
   },
 } as const;
 

@@ -24,23 +24,34 @@ export function testClient(url = esUrl()): Client {
   return new Client({ node: url, requestTimeout: 60_000 });
 }
 
-/** Deletes indices and the templates the exporter installed for them (by exact name). */
+/** Deletes indices, their daily indices and the templates the exporter installed for them. */
 export async function dropIndices(client: Client, indices: string[]): Promise<void> {
   for (const index of indices) {
-    await client.indices.delete({ index, ignore_unavailable: true }).catch(() => undefined);
+    await client.indices.delete({ index: [index, `${index}-2*`], ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
     await client.indices.deleteIndexTemplate({ name: templateName(index) }).catch(() => undefined);
   }
 }
 
+/** The mappings of the (one) daily index behind the alias `index`. */
+export async function mappingOf(client: Client, index: string): Promise<Record<string, any>> {
+  return Object.values(await client.indices.getMapping({ index }))[0]!.mappings as Record<string, any>;
+}
+
+/** The daily indices of an index (none yet is no error: 0 documents). */
+export function daily(index: string): string {
+  return `${index}-2*`;
+}
+
 export async function count(client: Client, index: string): Promise<number> {
-  await client.indices.refresh({ index });
-  return (await client.count({ index })).count;
+  await client.indices.refresh({ index: daily(index), allow_no_indices: true });
+  return (await client.count({ index: daily(index), allow_no_indices: true })).count;
 }
 
 /** Every document of the indices, as indexed (with ids), typed value fields included. */
 export async function readAll(client: Client, ...indices: string[]): Promise<Array<{ id: string; source: Record<string, unknown> }>> {
-  await client.indices.refresh({ index: indices, ignore_unavailable: true });
-  const response = await client.search<Record<string, unknown>>({ index: indices, size: 10_000, ignore_unavailable: true, query: { match_all: {} } });
+  const index = indices.map(daily);
+  await client.indices.refresh({ index, allow_no_indices: true });
+  const response = await client.search<Record<string, unknown>>({ index, size: 10_000, allow_no_indices: true, query: { match_all: {} } });
   return response.hits.hits.map((hit) => ({ id: hit._id!, source: hit._source! }));
 }
 

@@ -9,8 +9,9 @@ import type { ErrorDocument, ResultDocument, RunSummaryDocument } from '@gather/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exporterContract, sampleError, sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
 import { createEsExporter, type EsExporterOptions } from '../src/index.js';
+import { dailyIndex } from '../src/daily.js';
 import { resultSource, templateName } from '../src/mapping.js';
-import { count, dropIndices, esUrl, original, readAll, testClient, uniqueName } from './_es.js';
+import { count, dropIndices, esUrl, mappingOf, original, readAll, testClient, uniqueName } from './_es.js';
 
 const url = esUrl();
 let client: Client;
@@ -71,8 +72,8 @@ describe('index templates', () => {
     }
     const { index_templates: templates } = await client.indices.getIndexTemplate({ name: templateName(names.resultsIndex) });
     expect(templates).toHaveLength(1);
-    expect(templates[0]!.index_template).toMatchObject({ index_patterns: [names.resultsIndex], priority: 321 });
-    const mapping = (await client.indices.getMapping({ index: names.resultsIndex }))[names.resultsIndex]!.mappings;
+    expect(templates[0]!.index_template).toMatchObject({ index_patterns: [`${names.resultsIndex}-2*`], priority: 321 });
+    const mapping = await mappingOf(client, names.resultsIndex);
     expect(mapping.dynamic).toBe('false');
     expect(mapping.properties).toMatchObject({
       '@timestamp': { type: 'date' },
@@ -86,12 +87,13 @@ describe('index templates', () => {
       value_number: { type: 'double' },
       value_object: { type: 'flattened' },
     });
-    const errors = (await client.indices.getMapping({ index: names.errorsIndex }))[names.errorsIndex]!.mappings;
+    // No error yet, so no errors index of today: its template holds the mappings it will get.
+    const errors = (await client.indices.getIndexTemplate({ name: templateName(names.errorsIndex) })).index_templates[0]!.index_template.template!.mappings!;
     expect(errors.properties).toMatchObject({ reason: { type: 'keyword' }, original: { type: 'object', enabled: false } });
     const { index_templates: runTemplates } = await client.indices.getIndexTemplate({ name: templateName(names.runsIndex) });
-    expect(runTemplates[0]!.index_template).toMatchObject({ index_patterns: [names.runsIndex], priority: 321 });
-    const runs = (await client.indices.getMapping({ index: names.runsIndex }))[names.runsIndex]!.mappings;
-    expect(runs.dynamic).toBe('false');
+    expect(runTemplates[0]!.index_template).toMatchObject({ index_patterns: [`${names.runsIndex}-2*`], priority: 321 });
+    const runs = runTemplates[0]!.index_template.template!.mappings!;
+    expect(String(runs.dynamic)).toBe('false');
     expect(runs.properties).toMatchObject({
       '@timestamp': { type: 'date' },
       run_id: { type: 'keyword' },
@@ -239,7 +241,7 @@ describe('errors index', () => {
       run_id: 'dead',
       check: 'abc',
       original_id: 'dead:abc:1',
-      original_index: names.resultsIndex,
+      original_index: expect.stringMatching(new RegExp(`^${names.resultsIndex}-\\d{4}\\.\\d{2}\\.\\d{2}$`)),
       original: { name: 'n.2', '@timestamp': 'yesterday', value: 2 },
       rejection: { status: 400 },
     });
@@ -320,7 +322,7 @@ describe('run summaries', () => {
       .split('\n')
       .map((line) => JSON.parse(line) as { index: string; id: string });
     expect(spooled.map((r) => r.id)).toEqual([...Array.from({ length: 10 }, (_, i) => `offline:abc:${i}`), 'offline:run']);
-    expect(spooled.at(-1)!.index).toBe(names.runsIndex);
+    expect(spooled.at(-1)!.index).toMatch(new RegExp(`^${names.runsIndex}-\\d{4}\\.\\d{2}\\.\\d{2}$`));
 
     // The next run delivers the spool first, then its own summary; the summary of the earlier run once.
     const next = exporterFor(names, { spoolDir });
@@ -412,7 +414,7 @@ describe('spool written by an earlier run', () => {
     tmpDirs.push(spoolDir);
     // Room for two batches of 20 results (spool lines as the exporter writes them): the third drops the oldest.
     const docs = results('full', 'abc', 60);
-    const line = (d: ResultDocument, i: number) => `{"index":"${names.resultsIndex}","id":"full:abc:${i}","doc":${resultSource(d)}}\n`;
+    const line = (d: ResultDocument, i: number) => `{"index":"${dailyIndex(names.resultsIndex, d['@timestamp'])}","id":"full:abc:${i}","doc":${resultSource(d)}}\n`;
     const twoBatches = docs.slice(0, 40).reduce((sum, d, i) => sum + Buffer.byteLength(line(d, i)), 0);
     const down = createEsExporter({ node: await unreachableNode(), ...names, spoolDir, maxRetries: 0, maxBatchDocs: 20, spoolMaxBytes: twoBatches + 100, spoolSegmentBytes: 1 });
     await down.exportResults(docs);

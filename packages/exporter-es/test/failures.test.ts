@@ -93,9 +93,9 @@ describe('Elasticsearch unreachable', () => {
     expect(files).toHaveLength(1);
     const lines = (await readFile(join(dir, files[0]!), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.id)).toEqual(['contract-run:abc:0', 'contract-run:abc:1', 'contract-run:abc:2', 'contract-run:xyz:error:0', 'contract-run:run']);
-    expect(lines[0]).toMatchObject({ index: 'gather-results', doc: { name: 'n.1', value: 1, value_number: 1 } });
-    expect(lines[3]).toMatchObject({ index: 'gather-errors', doc: { kind: 'error', message: 'bad 1' } });
-    expect(lines[4]).toMatchObject({ index: 'gather-runs', doc: { kind: 'run', outcome: 'spooled', duration_ms: 1234 } });
+    expect(lines[0]).toMatchObject({ index: expect.stringMatching(/^gather-results-\d{4}\.\d{2}\.\d{2}$/), doc: { name: 'n.1', value: 1, value_number: 1 } });
+    expect(lines[3]).toMatchObject({ index: expect.stringMatching(/^gather-errors-\d{4}\.\d{2}\.\d{2}$/), doc: { kind: 'error', message: 'bad 1' } });
+    expect(lines[4]).toMatchObject({ index: expect.stringMatching(/^gather-runs-\d{4}\.\d{2}\.\d{2}$/), doc: { kind: 'run', outcome: 'spooled', duration_ms: 1234 } });
     // Still down at close: nothing lost, nothing thrown.
     expect(await exporter.close()).toMatchObject({ spooled: 5, failed: 0 });
   });

@@ -1,0 +1,3 @@
+import { gatherTestConfig } from '../../tools/vitest.shared.js';
+
+export default gatherTestConfig({ services: true });
