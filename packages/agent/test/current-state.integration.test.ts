@@ -55,7 +55,7 @@ async function run(indices: ReturnType<typeof names>, stateDir: string, at: stri
   }
   const summary: RunSummaryDocument = {
     kind: 'run', ...base, category: 'abuse', outcome: 'ok', checks: { run: 1, ok: 1, failed: 0, timed_out: 0 }, results: 0, errors: 0,
-    export: { delivered: 0, spooled: 0, failed: 0 }, spooled: 0, bytes_fetched: 0, duration_ms: 1, peak_rss_bytes: 1, ...diff.summaryFields(),
+    export: { delivered: 0, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 }, spooled: 0, bytes_fetched: 0, duration_ms: 1, peak_rss_bytes: 1, ...diff.summaryFields(),
     ...(await readHostHistory(stateDir)),
   };
   await exporter.flush();

@@ -53,7 +53,7 @@ async function report(host: { hostname: string; id: string }, at: string, catego
   await exporter.exportResults(results);
   await exporter.exportRunSummary({
     kind: 'run', ...doc, category, outcome: 'ok', checks: { run: 1, ok: 1, failed: 0, timed_out: 0 }, results: results.length, errors: 0,
-    export: { delivered: 0, spooled: 0, failed: 0 }, spooled: 0, bytes_fetched: 0, duration_ms: 1, peak_rss_bytes: 1,
+    export: { delivered: 0, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 }, spooled: 0, bytes_fetched: 0, duration_ms: 1, peak_rss_bytes: 1,
     ...(firstSeen.has(host.id) ? { first_seen: firstSeen.get(host.id) } : {}),
   } as RunSummaryDocument);
   if (!firstSeen.has(host.id)) firstSeen.set(host.id, at);
