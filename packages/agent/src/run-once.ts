@@ -178,6 +178,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     duration_ms: durationMs,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     trigger: options.trigger,
+    ...(summary?.containment ? { containment: summary.containment } : {}),
     ...(options.overrunAfterMs !== undefined ? { overrun: Date.now() - (options.dueAt ?? started) > options.overrunAfterMs } : {}),
   };
 

@@ -14,8 +14,16 @@ export {
 } from './bundle.js';
 export { readTar, type TarMember } from './_tar.js';
 export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
-export { executeCheck, checkCommand, findIonice, type CheckOutcome, type ExecuteOptions } from './execute.js';
-export { run, checkEnvironment, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export { executeCheck, enterIdleIoClass, type CheckOutcome, type ExecuteOptions } from './execute.js';
+export {
+  openContainment,
+  ownCgroupDir,
+  CONTAINMENT_MODES,
+  type Containment,
+  type ContainmentMode,
+  type CheckContainer,
+} from './contain.js';
+export { run, checkEnvironment, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,
   createFileExporter,

@@ -119,6 +119,8 @@ export interface RunSummaryDocument extends DocumentBase {
   trigger?: 'once' | 'schedule';
   /** Daemon only: the run took longer than its schedule interval. */
   overrun?: boolean;
+  /** How the checks were contained and how many processes outlived their check (killed). */
+  containment?: ContainmentSummary;
 }
 
 /** Where a fetcher put the bundle. */
@@ -207,6 +209,17 @@ export interface BundleManifest {
   files: Record<string, string>;
 }
 
+/** How a check's processes are contained: its own cgroup v2, or (fallback) its own process group. */
+export type ContainmentMechanism = 'cgroup' | 'pgroup';
+
+/** How the checks of a run were contained, in the run summary. */
+export interface ContainmentSummary {
+  /** The weakest mechanism any check of the run got (`pgroup` when one check could not get a cgroup). */
+  mechanism: ContainmentMechanism;
+  /** Processes still alive when their check's main process exited (daemons, `setsid` children...), killed then. */
+  killed_after_exit: number;
+}
+
 /** Outcome of one `run()`. */
 export interface RunSummary {
   run_id: string;
@@ -225,4 +238,6 @@ export interface RunSummary {
   /** What the exporter failure was, credentials redacted by the exporter. */
   export_error?: string;
   fetch: { unchanged: boolean; bytesTransferred: number; source: string } | undefined;
+  /** Set once checks were started. */
+  containment?: ContainmentSummary;
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -15,6 +15,19 @@ import {
 import { check, makeBundle, makeKeys, tempDir, type TarEntry } from './_fixtures.js';
 
 const keys = makeKeys();
+
+function processesNamed(marker: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith(marker);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 function setup(checks: BundledCheck[], overrides: Partial<RunOptions> & { tamper?: (m: TarEntry[]) => TarEntry[] } = {}) {
   const dir = tempDir();
@@ -65,6 +78,20 @@ describe('run', () => {
       },
     ]);
     expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('reports in the summary how checks were contained and counts the processes killed after their check exited', async () => {
+    const marker = `gather-run-daemon-${process.pid}-${Date.now()}`;
+    const daemon = `setsid -f bash -c 'exec -a ${marker} sleep 1000' </dev/null >/dev/null 2>&1; emit a 1`;
+    try {
+      const contained = await run(setup([check('abc', daemon), check('def', 'emit b 2')]).options);
+      expect(contained.containment).toEqual({ mechanism: 'cgroup', killed_after_exit: 1 });
+      expect(processesNamed(marker)).toEqual([]);
+      const fallback = await run(setup([check('def', 'emit b 2')], { containment: 'pgroup' }).options);
+      expect(fallback.containment).toEqual({ mechanism: 'pgroup', killed_after_exit: 0 });
+    } finally {
+      for (const pid of processesNamed(marker)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('turns every kind of misbehaving check into an error record and keeps going', async () => {

@@ -112,6 +112,8 @@ export const RUNS_MAPPINGS = {
     duration_ms: { type: 'double' },
     peak_rss_bytes: { type: 'long' },
     overrun: { type: 'boolean' },
+    /** How the checks were contained (`cgroup` / `pgroup`) and how many processes outlived their check. */
+    containment: { properties: { mechanism: keyword, killed_after_exit: { type: 'long' } } },
   },
 } as const;
 
