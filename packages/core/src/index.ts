@@ -13,7 +13,7 @@ export {
   type VerifiedBundle,
 } from './bundle.js';
 export { readTar, type TarMember } from './_tar.js';
-export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
+export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, MAX_PROBLEMS_KEPT, type ParsedOutput } from './output.js';
 export { executeCheck, enterIdleIoClass, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export {
   openContainment,

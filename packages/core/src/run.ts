@@ -7,7 +7,7 @@ import { extractBundle, loadBundlePayload, MAX_BUNDLE_BYTES, parsePublicKey, ver
 import { AbortedError, BundleRefusedError, ConfigError, ExportError, FetchError, isGatherError } from './errors.js';
 import { openContainment, type ContainmentMode } from './contain.js';
 import { enterIdleIoClass, executeCheck, type CheckOutcome } from './execute.js';
-import { parseCheckOutput } from './output.js';
+import { detached, parseCheckOutput } from './output.js';
 import type {
   BundleInfo,
   BundledCheck,
@@ -98,8 +98,9 @@ export function checkEnvironment(parent: NodeJS.ProcessEnv, category: Category, 
   return env;
 }
 
+/** A short copy: error records must not keep a check's whole output alive (a slice would). */
 function truncate(text: string): string {
-  return text.length > ERROR_OUTPUT_CHARS ? `${text.slice(0, ERROR_OUTPUT_CHARS)}…[truncated]` : text;
+  return detached(text.length > ERROR_OUTPUT_CHARS ? `${text.slice(0, ERROR_OUTPUT_CHARS)}…[truncated]` : text);
 }
 
 function formatMiB(bytes: number): string {
@@ -120,9 +121,9 @@ export function classifyOutcome(outcome: CheckOutcome, timeoutSec: number, stdou
   const parsed = parseCheckOutput(outcome.stdout);
   if (outcome.timedOut) return { results: parsed.results, error: { reason: 'timeout', message: `timed out after ${timeoutSec} s` } };
   if (outcome.aborted) return { results: parsed.results, error: { reason: 'killed', message: 'stopped because the run was interrupted' } };
-  if (parsed.problems.length > 0) {
-    const more = parsed.problems.length > 3 ? ` (and ${parsed.problems.length - 3} more)` : '';
-    return { results: parsed.results, error: { reason: 'invalid_output', message: parsed.problems.slice(0, 3).join('; ') + more } };
+  if (parsed.problemCount > 0) {
+    const more = parsed.problemCount > parsed.problems.length ? ` (and ${parsed.problemCount - parsed.problems.length} more)` : '';
+    return { results: parsed.results, error: { reason: 'invalid_output', message: parsed.problems.join('; ') + more } };
   }
   if (parsed.values === 0) {
     const how = outcome.signal ? `was killed by ${outcome.signal}` : `exited with code ${outcome.exitCode}`;
