@@ -1,7 +1,10 @@
 // Nothing a check starts outlives it: every way of leaving the check's process group (setsid, setsid -f,
 // a double fork, nohup + disown, a daemon closing its fds) ends with the check, when it exits and when it
 // times out. Runs as root (CI does): the checks go into cgroups below the test process's own cgroup.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { executeCheck, openContainment, ownCgroupDir, type Containment, type ExecuteOptions } from '../src/index.js';
 import { check, tempDir } from './_fixtures.js';
@@ -131,6 +134,39 @@ describe('containment', () => {
     expect(outcome.killedAfterExit).toBe(1);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(processesWith(marker)).toEqual([]);
+  });
+
+  it("works with only the systemd unit's capabilities (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE) in a delegated cgroup", () => {
+    // As systemd's Delegate=yes does: a root-owned cgroup the agent starts in. Then every capability but the
+    // unit's two is dropped (setpriv), and an agent-like process contains a check that detaches.
+    const core = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/index.js');
+    const unit = join(ownCgroupDir(), `gather-test-unit-${process.pid}-${Date.now()}`);
+    const marker = newMarker();
+    const script = `setsid -f bash -c 'exec -a ${marker}-setsid-f sleep 1000' </dev/null >/dev/null 2>&1; grep CapEff /proc/$$/status`;
+    const program = [
+      `const { openContainment, executeCheck } = await import(${JSON.stringify(core)});`,
+      `const containment = openContainment({ mode: 'cgroup', runId: 'caps' });`,
+      `const outcome = await executeCheck({ id: 'cap', category: 'abuse', script: ${JSON.stringify(script)} },`,
+      `  { prelude: '', timeoutMs: 20000, stdoutCapBytes: 65536, stderrCapBytes: 4096, env: { PATH: '/usr/bin:/bin' }, cwd: '/', containment, nice: 5 });`,
+      `containment.close();`,
+      `console.log(JSON.stringify({ mechanism: outcome.containment, killed: outcome.killedAfterExit, stdout: outcome.stdout }));`,
+    ].join('\n');
+    mkdirSync(unit);
+    try {
+      const child = spawnSync(
+        'bash',
+        ['-c', 'echo $$ > "$1/cgroup.procs" && exec setpriv --bounding-set -all,+dac_read_search,+sys_ptrace --inh-caps -all "$2" --input-type=module -e "$3"', 'x', unit, process.execPath, program],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+      expect(child.stderr).toBe('');
+      const result = JSON.parse(child.stdout) as { mechanism: string; killed: number; stdout: string };
+      // CapEff of the check: exactly the two capabilities (bits 2 and 19).
+      expect(result).toEqual({ mechanism: 'cgroup', killed: 1, stdout: 'CapEff:\t0000000000080004\n' });
+      expect(processesWith(marker)).toEqual([]);
+      expect(readdirSync(unit).filter((name) => name.startsWith('gather-'))).toEqual([]);
+    } finally {
+      rmdirSync(unit);
+    }
   });
 
   it('refuses an unknown mechanism with a message naming the choices', () => {
