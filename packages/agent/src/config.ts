@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CATEGORIES, ConfigError, parsePublicKey, type Category } from '@gather/core';
+import { CATEGORIES, CONTAINMENT_MODES, ConfigError, parsePublicKey, type Category, type ContainmentMode } from '@gather/core';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -66,6 +66,8 @@ export interface AgentConfig {
   timeoutSec: number | undefined;
   nice: number;
   ionice: boolean;
+  /** How checks are contained: `auto` (a cgroup where possible, else process groups), `cgroup` or `pgroup`. */
+  containment: ContainmentMode;
   stateDir: string;
   spoolDir: string;
   schedule: Record<Category, ScheduleConfig>;
@@ -100,6 +102,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'timeoutSec', env: 'GATHER_TIMEOUT', flag: 'timeout', type: 'number' },
   { key: 'nice', env: 'GATHER_NICE', flag: 'nice', type: 'number' },
   { key: 'ionice', env: 'GATHER_IONICE', flag: 'ionice', type: 'boolean' },
+  { key: 'containment', env: 'GATHER_CONTAINMENT', flag: 'containment', type: 'string' },
   { key: 'stateDir', env: 'GATHER_STATE_DIR', flag: 'state-dir', type: 'string' },
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', type: 'string' },
   { key: 'graceSec', env: 'GATHER_GRACE_SEC', flag: 'grace', type: 'number' },
@@ -452,6 +455,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     timeoutSec: num('timeoutSec', { min: Number.MIN_VALUE, label: 'a positive number' }),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,
     ionice: bool('ionice') ?? DEFAULTS.ionice,
+    containment: oneOf('containment', CONTAINMENT_MODES) ?? 'auto',
     stateDir: resolve(str('stateDir') ?? dirs.stateDir),
     spoolDir: resolve(str('spoolDir') ?? dirs.spoolDir),
     schedule,

@@ -118,6 +118,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       runId,
       nice: config.nice,
       ionice: config.ionice,
+      containment: config.containment,
       handleProcessSignals: options.handleProcessSignals,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(config.concurrency ? { concurrency: config.concurrency } : {}),

@@ -61,6 +61,10 @@ describe('gather-agent run', () => {
     expect(docs.find((d) => d.kind === 'error')).toMatchObject({ check: 'abc', reason: 'invalid_output', message: expect.stringMatching(/nested deeper than 20 levels/) });
     expect(docs.at(-1)).toMatchObject({ kind: 'run', outcome: 'checks_failed', checks: { run: 2, ok: 1, failed: 1 }, results: 3, containment: { mechanism: 'cgroup', killed_after_exit: 0 } });
     expect(result.stderr).toMatch(/2 checks: 1 ok, 1 failed/);
+    // Forced to the fallback, the summary says so.
+    const fallback = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--containment', 'pgroup']);
+    expect(fallback.code).toBe(5);
+    expect(ndjson(readFileSync(out, 'utf8')).at(-1)).toMatchObject({ kind: 'run', containment: { mechanism: 'pgroup', killed_after_exit: 0 } });
   });
 
   it('runs only the category asked for and exits 0 when every check is fine', async () => {
