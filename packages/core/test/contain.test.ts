@@ -169,6 +169,34 @@ describe('containment', () => {
     }
   });
 
+  it('falls back to process groups without root, says why, and refuses to when told to use a cgroup', () => {
+    const core = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/index.js');
+    const marker = newMarker();
+    const script = `(exec -a ${marker}-bg sleep 1000) >/dev/null 2>&1 & echo $(id -u)`;
+    const program = [
+      `const { openContainment, executeCheck } = await import(${JSON.stringify(core)});`,
+      `const containment = openContainment({ mode: 'auto', runId: 'nobody' });`,
+      `const outcome = await executeCheck({ id: 'usr', category: 'abuse', script: ${JSON.stringify(script)} },`,
+      `  { prelude: '', timeoutMs: 20000, stdoutCapBytes: 65536, stderrCapBytes: 4096, env: { PATH: '/usr/bin:/bin' }, cwd: '/', containment });`,
+      `let forced; try { openContainment({ mode: 'cgroup', runId: 'nobody' }); } catch (error) { forced = error.message; }`,
+      `console.log(JSON.stringify({ mechanism: containment.mechanism, reason: containment.fallbackReason, outcome: outcome.containment, killed: outcome.killedAfterExit, stdout: outcome.stdout, forced }));`,
+    ].join('\n');
+    const child = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '--input-type=module', '-e', program], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(child.stderr).toBe('');
+    expect(JSON.parse(child.stdout)).toEqual({
+      mechanism: 'pgroup',
+      reason: expect.stringMatching(/not writable \(EACCES\): run as root, or delegate a cgroup subtree/),
+      outcome: 'pgroup',
+      killed: 1,
+      stdout: '65534\n',
+      forced: expect.stringMatching(/Containment "cgroup" is not available: .*Use containment "auto" to fall back to process groups\./),
+    });
+    expect(processesWith(marker)).toEqual([]);
+  });
+
   it('refuses an unknown mechanism with a message naming the choices', () => {
     expect(() => openContainment({ mode: 'pidns' as never, runId: 'x' })).toThrow(/Unknown containment "pidns". Use one of: auto, cgroup, pgroup/);
   });
