@@ -12,6 +12,7 @@
  * Either way, processes still alive when a check's main process exits are counted (`killedAfterExit`).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from './errors.js';
@@ -24,8 +25,12 @@ export const CONTAINMENT_MODES: readonly ContainmentMode[] = ['auto', 'cgroup', 
 /** The containment of one check, from spawn to the removal of its cgroup. */
 export interface CheckContainer {
   readonly mechanism: ContainmentMechanism;
-  /** Moves the freshly spawned check in, before it can start anything. Falls back to its process group. */
-  adopt(pid: number): void;
+  /**
+   * Moves the freshly spawned check in, before it can start anything; falls back to its process group.
+   * Asynchronous: a migration into a cgroup waits for an RCU grace period in the kernel (milliseconds on a
+   * busy machine), which must not stall the agent's event loop and the other checks.
+   */
+  adopt(pid: number): Promise<void>;
   /** Kills everything of the check (timeout, abort, stdout over the cap). */
   killAll(): void;
   /** The main process exited: kills what is left and returns how many processes that was. */
@@ -89,7 +94,7 @@ export function processGroupContainer(): CheckContainer {
   let killed = false;
   return {
     mechanism: 'pgroup',
-    adopt: (pid) => {
+    adopt: async (pid) => {
       pgid = pid;
     },
     killAll: () => {
@@ -123,13 +128,14 @@ function cgroupContainer(dir: string): CheckContainer {
     get mechanism() {
       return mechanism;
     },
-    adopt: (pid) => {
-      fallback.adopt(pid);
+    adopt: async (pid) => {
+      await fallback.adopt(pid);
       try {
-        writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+        await writeFile(join(dir, 'cgroup.procs'), String(pid));
         adopted = true;
       } catch {
-        mechanism = 'pgroup';
+        // A check killed meanwhile (timeout, abort) is gone: that is no failure of its containment.
+        if (!killed) mechanism = 'pgroup';
       }
     },
     killAll: () => {

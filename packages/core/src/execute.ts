@@ -95,10 +95,8 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
       void container.release().then(() => resolve(failedSpawn(check, error as Error, started)));
       return;
     }
-    if (child.pid !== undefined) {
-      container.adopt(child.pid);
-      if (options.nice) renice(child.pid, options.nice);
-    }
+    const pid = child.pid;
+    if (pid !== undefined && options.nice) renice(pid, options.nice);
 
     const stdout: Buffer[] = [];
     let stdoutBytes = 0;
@@ -174,7 +172,9 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
     const scriptPipe = child.stdio[3] as Writable;
     // bash may exit before reading the whole script (e.g. `exit` early): EPIPE is expected then.
     scriptPipe.on('error', () => {});
-    scriptPipe.end(`${options.prelude}\n${check.script}`);
+    // The script goes out once bash is in its cgroup: until then it cannot start anything.
+    const adopted = pid === undefined ? Promise.resolve() : container.adopt(pid);
+    void adopted.then(() => scriptPipe.end(`${options.prelude}\n${check.script}`));
 
     child.on('error', (error) => {
       spawnError = error;
