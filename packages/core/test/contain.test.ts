@@ -197,6 +197,26 @@ describe('containment', () => {
     expect(processesWith(marker)).toEqual([]);
   });
 
+  it('cleans up after an agent that died mid-run: kills what is left in its cgroups and removes them', async () => {
+    // pid 999999999 is above any pid_max: that agent is surely gone.
+    const stale = join(ownCgroupDir(), `gather-999999999-stale${process.pid}-1`);
+    const marker = newMarker();
+    mkdirSync(join(stale, 'abc-1'), { recursive: true });
+    const child = spawnSync('bash', ['-c', `echo $$ > "$1/cgroup.procs"; (exec -a ${marker}-left sleep 1000) >/dev/null 2>&1 & echo started`, 'x', join(stale, 'abc-1')], { encoding: 'utf8' });
+    expect(child.stdout).toBe('started\n');
+    for (let i = 0; i < 100 && processesWith(marker).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(processesWith(marker)).toHaveLength(1);
+    open('auto');
+    for (let i = 0; i < 100 && processesWith(marker).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(processesWith(marker)).toEqual([]);
+    // The sweep removes what it emptied; a cgroup still emptying is removed by the next run.
+    for (let i = 0; i < 100 && existsSync(stale); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      open('auto');
+    }
+    expect(existsSync(stale)).toBe(false);
+  });
+
   it('refuses an unknown mechanism with a message naming the choices', () => {
     expect(() => openContainment({ mode: 'pidns' as never, runId: 'x' })).toThrow(/Unknown containment "pidns". Use one of: auto, cgroup, pgroup/);
   });
