@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { getPriority, setPriority } from 'node:os';
 import type { Writable } from 'node:stream';
+import type { Slot } from './_pool.js';
 import { processGroupContainer, type Containment } from './contain.js';
 import type { BundledCheck, ContainmentMechanism } from './types.js';
 
@@ -21,6 +22,12 @@ export interface ExecuteOptions {
   nice?: number;
   /** The run's containment (see contain.ts); without one the check leads its own process group. */
   containment?: Containment;
+  /**
+   * A slot among the checks allowed to run at once. bash is spawned and moved into its cgroup before the
+   * slot is taken, so that setup overlaps the checks running meanwhile; the script is sent, and the
+   * timeout starts, once the slot is held. It is released when the check ends.
+   */
+  slot?: Slot;
   signal?: AbortSignal;
 }
 
@@ -80,8 +87,10 @@ function renice(pid: number, nice: number): void {
  * when bash exits, on timeout and on abort, every process it started is killed.
  */
 export function executeCheck(check: BundledCheck, options: ExecuteOptions): Promise<CheckOutcome> {
-  const started = performance.now();
+  let started = performance.now();
   const container = options.containment?.forCheck(check.id) ?? processGroupContainer();
+  // Taken in the order checks are started, so they run in that order whatever their setup takes.
+  const slotGranted = options.slot?.acquire();
   return new Promise((resolve) => {
     let child;
     try {
@@ -92,6 +101,7 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
         detached: true,
       });
     } catch (error) {
+      void slotGranted?.then(() => options.slot!.release());
       void container.release().then(() => resolve(failedSpawn(check, error as Error, started)));
       return;
     }
@@ -109,12 +119,15 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let killedAfterExit = 0;
     let settled = false;
+    let holdsSlot = false;
 
     const finish = () => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       clearTimeout(graceTimer);
+      if (holdsSlot) options.slot?.release();
+      holdsSlot = false;
       options.signal?.removeEventListener('abort', onAbort);
       child.stdout?.destroy();
       child.stderr?.destroy();
@@ -137,10 +150,7 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
       );
     };
 
-    const timer = setTimeout(() => {
-      timedOut = true;
-      container.killAll();
-    }, options.timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
     let graceTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
       aborted = true;
@@ -172,9 +182,27 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
     const scriptPipe = child.stdio[3] as Writable;
     // bash may exit before reading the whole script (e.g. `exit` early): EPIPE is expected then.
     scriptPipe.on('error', () => {});
-    // The script goes out once bash is in its cgroup: until then it cannot start anything.
-    const adopted = pid === undefined ? Promise.resolve() : container.adopt(pid);
-    void adopted.then(() => scriptPipe.end(`${options.prelude}\n${check.script}`));
+    // The script goes out once bash is in its cgroup (until then it cannot start anything) and the check
+    // holds a slot; its duration and timeout count from then.
+    const start = async () => {
+      if (pid !== undefined) await container.adopt(pid);
+      if (options.slot) {
+        await slotGranted;
+        holdsSlot = true;
+        if (settled) {
+          holdsSlot = false;
+          options.slot.release();
+          return;
+        }
+      }
+      started = performance.now();
+      timer = setTimeout(() => {
+        timedOut = true;
+        container.killAll();
+      }, options.timeoutMs);
+      scriptPipe.end(`${options.prelude}\n${check.script}`);
+    };
+    void start();
 
     child.on('error', (error) => {
       spawnError = error;

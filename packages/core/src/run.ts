@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { forEachLimited } from './_pool.js';
+import { forEachLimited, slots } from './_pool.js';
 import { extractBundle, loadBundlePayload, MAX_BUNDLE_BYTES, parsePublicKey, verifyBundle } from './bundle.js';
 import { AbortedError, BundleRefusedError, ConfigError, ExportError, FetchError, isGatherError } from './errors.js';
 import { openContainment, type ContainmentMode } from './contain.js';
@@ -275,8 +275,12 @@ export async function run(options: RunOptions): Promise<RunSummary> {
 
     const containment = openContainment({ mode: options.containment ?? 'auto', runId });
     summary.containment = { mechanism: containment.mechanism, killed_after_exit: 0 };
+    // Up to `concurrency` more checks than run are spawned and moved into their cgroups ahead (a cgroup
+    // migration waits for the kernel), so that setup overlaps the running checks; the slots keep
+    // `concurrency` checks running at once.
+    const running = slots(concurrency);
     try {
-      await forEachLimited(checks, concurrency, async (check) => {
+      await forEachLimited(checks, concurrency * 2, async (check) => {
         if (abort.signal.aborted) return;
         const checkTimeoutSec = check.timeoutSec ?? timeoutSec;
         const outcome = await executeCheck(check, {
@@ -288,6 +292,7 @@ export async function run(options: RunOptions): Promise<RunSummary> {
           cwd: workDir,
           signal: abort.signal,
           containment,
+          slot: running,
           ...(options.bash ? { bash: options.bash } : {}),
           ...(options.nice ? { nice: options.nice } : {}),
         });
