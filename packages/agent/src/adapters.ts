@@ -15,7 +15,9 @@ import {
 import type { EsExporterOptions } from '@gather/exporter-es';
 import type { S3FetcherOptions } from '@gather/fetcher-s3';
 import type { AgentConfig } from './config.js';
+import { logTakeover } from './lock.js';
 import type { Logger } from './logger.js';
+import { credentialPath, CREDENTIALS } from './secrets.js';
 
 type Importer = (specifier: string) => Promise<unknown>;
 
@@ -42,13 +44,29 @@ export interface AdapterOptions {
   cache?: boolean;
   /** Append to the NDJSON file instead of truncating it. */
   append?: boolean;
+  /** Aborting it makes the exporter give up on requests in flight and spool what was not acknowledged. */
+  exportSignal?: AbortSignal;
   importer?: Importer;
+}
+
+/**
+ * The bundle source as one normalized string: the key under which the highest accepted bundle sequence is
+ * kept (`<stateDir>/bundle-sequence/`). The endpoint is part of it: the same bucket name elsewhere is another source.
+ */
+export function bundleSourceKey(config: AgentConfig): string {
+  const source = config.source;
+  if (source.kind === 'file') return `file:${source.path}`;
+  const where = source.prefix !== undefined ? `prefix:${source.prefix.replace(/^\/+|\/+$/g, '')}` : `key:${source.key}`;
+  return `s3:${config.s3.endpoint ?? 'aws'}:${source.bucket}:${where}`;
 }
 
 export async function createFetcher(config: AgentConfig, options: AdapterOptions): Promise<Fetcher> {
   const source = config.source;
   if (source.kind === 'file') return createFileFetcher({ path: source.path });
   const s3 = await importOptional<typeof import('@gather/fetcher-s3')>('@gather/fetcher-s3', 'fetch bundles from S3', options.importer);
+  // A systemd credential (LoadCredential=aws-credentials:...) is the AWS SDK's shared credentials file.
+  const awsCredentials = credentialPath(process.env, CREDENTIALS.awsCredentials);
+  if (awsCredentials && !process.env.AWS_SHARED_CREDENTIALS_FILE) process.env.AWS_SHARED_CREDENTIALS_FILE = awsCredentials;
   const fetcherOptions: S3FetcherOptions = {
     bucket: source.bucket,
     ...(source.prefix !== undefined ? { prefix: source.prefix } : {}),
@@ -57,6 +75,7 @@ export async function createFetcher(config: AgentConfig, options: AdapterOptions
     ...(config.s3.region ? { region: config.s3.region } : {}),
     ...((options.cache ?? true) ? { cacheDir: join(config.stateDir, 'bundle-cache') } : {}),
     onRetry: (info) => options.logger.warn('retrying the bundle download', { component: 'fetcher-s3', ...info }),
+    onLockTakeover: logTakeover(options.logger),
   };
   return s3.createS3Fetcher(fetcherOptions);
 }
@@ -82,6 +101,8 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
         spoolDir: config.spoolDir,
+        ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
+        ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);

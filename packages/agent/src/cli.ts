@@ -1,26 +1,28 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
 // Keeps the agent's RSS low on the user's VM: check output is short-lived garbage, and V8's defaults (up to
 // 16 MiB per semi-space, speed-first heap growth) let RSS grow by ~15-20 MB for no gain in an I/O-bound run.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
-  AbortedError,
   BundleRefusedError,
   CATEGORIES,
   ConfigError,
   FetchError,
+  checkFreshness,
+  createSequenceStateFile,
   isGatherError,
+  readBundleFile,
   redactText,
   verifyBundle,
   type CheckDoneEvent,
 } from '@gather/core';
 import { formatTable, tableRow, type TableRow } from './_table.js';
-import { createFetcher } from './adapters.js';
+import { bundleSourceKey, createFetcher } from './adapters.js';
 import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
-import { EXIT } from './exit-codes.js';
-import { acquireLock, LockBusyError } from './lock.js';
+import { EXIT, exitCodeForError } from './exit-codes.js';
+import { acquireLock, LockBusyError, logTakeover } from './lock.js';
 import { createLogger, type Logger } from './logger.js';
 import { runOnce } from './run-once.js';
 import { AGENT_VERSION } from './version.js';
@@ -64,13 +66,15 @@ Commands:
   version  Print the agent version
 
 Run "gather-agent <command> --help" for the options of a command.
-Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 bundle refused,
-4 fetch failed, 5 some checks failed, 6 export failed, 7 results spooled, 8 locked by another run,
-130 interrupted.
+Exit codes: 0 ok (every document reached its index), 1 internal error, 2 usage or configuration error,
+3 bundle refused, 4 fetch failed, 5 some checks failed, 6 export failed or documents refused, dropped or
+unreadable in the spool, 7 results spooled, 8 locked by another run, 130 interrupted.
 `,
   run: `Usage: gather-agent run [--bundle <source> --public-key <file>] [options]
 
 Fetches, verifies and runs the checks once, exports results, error records and a run summary.
+SIGINT, SIGTERM or SIGHUP at any moment: running checks are killed, what was collected is exported (or
+spooled when Elasticsearch does not answer within 5 s), temp dir and locks are removed; exit 130.
 
   --category <c>           abuse, analytics or all (default: all)   [GATHER_CATEGORY]
   --dry-run                Fetch and verify the bundle and list the checks that would run; run and export nothing
@@ -89,18 +93,22 @@ Logs are JSON lines on stderr.
 ${CONFIG_OPTIONS}`,
   verify: `Usage: gather-agent verify [--bundle <source> --public-key <file>] [options]
 
-Fetches the bundle and checks its signature, manifest and member hashes; runs nothing.
-Prints the bundle version, sha256 and check ids. Exit 0 when valid, 3 when refused.
+Fetches the bundle and checks its signature, manifest and member hashes, and that it is not older than a
+bundle this host already accepted nor expired; runs nothing. Prints the bundle version, sha256, sequence
+and check ids. Exit 0 when valid, 3 when refused.
 
   --config <file>          JSON configuration file (default: /etc/gather/agent.json when it exists)
   --bundle <source>        file:/path, a path, or s3://bucket/prefix   [GATHER_BUNDLE]
   --public-key <file>      ed25519 public key (SPKI PEM)   [GATHER_PUBLIC_KEY]
   --s3-endpoint <url>      S3-compatible endpoint   [GATHER_S3_ENDPOINT]
   --s3-region <r>          S3 region   [GATHER_S3_REGION]
+  --state-dir <dir>        Where the highest accepted bundle sequence is kept (read only here)   [GATHER_STATE_DIR]
   -h, --help               Show this help
 `,
   version: `Usage: gather-agent version\n\nPrints the agent version.\n`,
 };
+
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 class UsageError extends Error {
   constructor(
@@ -191,31 +199,53 @@ async function commandRun(args: string[]): Promise<number> {
   logProcessWarnings(logger);
   if (flags['dry-run']) return dryRun(config, logger);
 
-  const lock = await acquireLock(join(config.stateDir, 'agent.lock'), {
-    purpose: `run ${config.category}`,
-    waitMs: config.lockWaitSec * 1000,
-    onWait: (owner) =>
-      logger.warn(`another gather-agent run is in progress; waiting up to ${config.lockWaitSec} s`, { holder: owner }),
-  });
-  const showTable = (flags.table as boolean | undefined) ?? Boolean(process.stderr.isTTY);
-  const rows: TableRow[] = [];
+  // SIGINT, SIGTERM and SIGHUP all stop a one-off run the same way (SIGHUP means reload only to the daemon):
+  // checks killed, what was collected exported or spooled, temp dir and locks removed, exit 130.
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!stop.signal.aborted) logger.warn(`${signal} received: stopping the run`, { signal });
+    stop.abort();
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
-    const result = await runOnce({
-      config,
-      category: config.category,
-      logger,
-      trigger: 'once',
-      handleProcessSignals: true,
-      // A one-off --out is rewritten; the configured destination (shared with the daemon) is appended to.
-      append: !config.outFromFlag,
-      ...(showTable ? { onCheckDone: (event: CheckDoneEvent) => void rows.push(tableRow(event)) } : {}),
-    });
-    if (result.summary && showTable) process.stderr.write(formatTable(rows, result.summary));
-    if (result.exportError) process.stderr.write(`${redactText(result.exportError, config.secrets)}\n`);
-    if (result.error !== undefined) return report(result.error, config.secrets);
-    return result.exitCode;
+    let lock;
+    try {
+      lock = await acquireLock(join(config.stateDir, 'agent.lock'), {
+        purpose: `run ${config.category}`,
+        waitMs: config.lockWaitSec * 1000,
+        signal: stop.signal,
+        onWait: (owner) =>
+          logger.warn(`another gather-agent run is in progress; waiting up to ${config.lockWaitSec} s`, { holder: owner }),
+        onTakeover: logTakeover(logger),
+      });
+    } catch (error) {
+      if (!stop.signal.aborted) throw error;
+      process.stderr.write('[gather] [agent] Interrupted while waiting for another run to finish; nothing was run.\n');
+      return EXIT.INTERRUPTED;
+    }
+    const showTable = (flags.table as boolean | undefined) ?? Boolean(process.stderr.isTTY);
+    const rows: TableRow[] = [];
+    try {
+      const result = await runOnce({
+        config,
+        category: config.category,
+        logger,
+        trigger: 'once',
+        signal: stop.signal,
+        handleProcessSignals: false,
+        // A one-off --out is rewritten; the configured destination (shared with the daemon) is appended to.
+        append: !config.outFromFlag,
+        ...(showTable ? { onCheckDone: (event: CheckDoneEvent) => void rows.push(tableRow(event)) } : {}),
+      });
+      if (result.summary && showTable) process.stderr.write(formatTable(rows, result.summary));
+      if (result.exportError) process.stderr.write(`${redactText(result.exportError, config.secrets)}\n`);
+      if (result.error !== undefined) report(result.error, config.secrets);
+      return result.exitCode;
+    } finally {
+      await lock.release();
+    }
   } finally {
-    await lock.release();
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
 }
 
@@ -235,7 +265,11 @@ async function inspectBundle(config: AgentConfig, logger: Logger): Promise<Inspe
     } catch (error) {
       throw isGatherError(error) ? error : new FetchError(`[${fetcher.name} fetcher] ${(error as Error).message}`, { cause: error });
     }
-    return { source: fetched.source, verified: verifyBundle(await readFile(fetched.path), config.publicKey) };
+    const verified = verifyBundle(await readBundleFile(fetched.path, fetched.source), config.publicKey);
+    // Refused exactly as a run would refuse it (older than accepted, expired); the state is only read here.
+    const highestAccepted = await createSequenceStateFile(config.stateDir, bundleSourceKey(config)).highest();
+    checkFreshness(verified.manifest, { highestAccepted, now: new Date(), source: fetched.source });
+    return { source: fetched.source, verified };
   } finally {
     await rm(dir, { recursive: true, force: true });
     await fetcher.close?.().catch(() => undefined);
@@ -245,7 +279,8 @@ async function inspectBundle(config: AgentConfig, logger: Logger): Promise<Inspe
 function describeBundle({ verified }: Inspected, categories: readonly string[]): string {
   const { manifest } = verified;
   return (
-    `ok: bundle ${manifest.version} (sha256 ${verified.sha256}, created ${manifest.created})\n` +
+    `ok: bundle ${manifest.version} (sha256 ${verified.sha256}, created ${manifest.created}, sequence ${manifest.sequence}` +
+    `${manifest.expires_at ? `, expires ${manifest.expires_at}` : ''})\n` +
     CATEGORIES.filter((c) => categories.includes(c))
       .map((c) => `${c}: ${manifest.checks[c].join(' ') || '(none)'}`)
       .join('\n') +
@@ -362,16 +397,15 @@ function report(error: unknown, secrets: readonly string[] = []): number {
     return EXIT.USAGE;
   }
   if (error instanceof LockBusyError) return print(error.message), EXIT.LOCKED;
-  if (error instanceof BundleRefusedError) {
-    print(`${error.message}\nNo check was run.`);
-    return EXIT.BUNDLE_REFUSED;
+  if (!isGatherError(error)) {
+    print(`[gather] [agent] Unexpected error (please report it): ${(error as Error)?.stack ?? String(error)}`);
+    return EXIT.INTERNAL;
   }
-  if (error instanceof FetchError) return print(error.message), EXIT.FETCH_FAILED;
-  if (error instanceof ConfigError) return print(error.message), EXIT.USAGE;
-  if (error instanceof AbortedError) return print(error.message), EXIT.INTERRUPTED;
-  if (isGatherError(error)) return print(error.message), EXIT.INTERNAL;
-  print(`[gather] [agent] Unexpected error (please report it): ${(error as Error)?.stack ?? String(error)}`);
-  return EXIT.INTERNAL;
+  print(error instanceof BundleRefusedError ? `${error.message}\nNo check was run.` : error.message);
+  return exitCodeForError(error);
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// An interrupted run ends now: a socket a hung server never closes must not keep the process alive.
+if (code === EXIT.INTERRUPTED) process.exit(code);
+process.exitCode = code;

@@ -6,7 +6,20 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CATEGORIES, CONTAINMENT_MODES, ConfigError, parsePublicKey, type Category, type ContainmentMode } from '@gather/core';
+import {
+  CATEGORIES,
+  CONTAINMENT_MODES,
+  ConfigError,
+  DURATION_RANGES,
+  durationProblem,
+  isGatherError,
+  parsePublicKey,
+  rootOwnershipProblem,
+  type Category,
+  type ContainmentMode,
+  type DurationRange,
+} from '@gather/core';
+import { credentialPath, CREDENTIALS, environmentSecrets } from './secrets.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/gather/agent.json';
 
@@ -70,6 +83,8 @@ export interface AgentConfig {
   containment: ContainmentMode;
   stateDir: string;
   spoolDir: string;
+  /** Bound of the Elasticsearch spool on disk; the exporter's default when unset. */
+  spoolMaxBytes: number | undefined;
   schedule: Record<Category, ScheduleConfig>;
   graceSec: number;
   lockWaitSec: number;
@@ -105,6 +120,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'containment', env: 'GATHER_CONTAINMENT', flag: 'containment', type: 'string' },
   { key: 'stateDir', env: 'GATHER_STATE_DIR', flag: 'state-dir', type: 'string' },
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', type: 'string' },
+  { key: 'spoolMaxBytes', env: 'GATHER_SPOOL_MAX_BYTES', type: 'number' },
   { key: 'graceSec', env: 'GATHER_GRACE_SEC', flag: 'grace', type: 'number' },
   { key: 'lockWaitSec', env: 'GATHER_LOCK_WAIT_SEC', flag: 'lock-wait', type: 'number' },
   { key: 'logLevel', env: 'GATHER_LOG_LEVEL', flag: 'log-level', type: 'string' },
@@ -149,6 +165,8 @@ export interface LoadOptions {
   bundleOnly?: boolean;
   /** For tests: the uid deciding the default state/spool dirs. */
   uid?: number;
+  /** For tests: the effective uid; as root (0) every path setting must be root's alone. */
+  euid?: number;
   home?: string;
 }
 
@@ -216,6 +234,13 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
   const flags = options.flags ?? {};
   const problems: string[] = [];
+  const euid = options.euid ?? process.geteuid?.();
+  /** As root: the path and every directory above it must be root's and writable by no one else. */
+  const trusted = (key: string, path: string, what: string): boolean => {
+    const problem = rootOwnershipProblem(path, what, euid);
+    if (problem) problems.push(`${key}: ${problem}`);
+    return problem === undefined;
+  };
 
   // 1. The file.
   const explicitFile = options.configFile ?? (env.GATHER_CONFIG || undefined);
@@ -230,6 +255,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     // The default file is optional (environment and flags may say everything); a named one is not.
     if (explicitFile !== undefined || code !== 'ENOENT') problems.push(`${configFile}: cannot read the configuration file (${code})`);
   }
+  if (text !== undefined && !trusted('config', configFile, 'the configuration file')) text = undefined;
   if (text !== undefined) {
     fileRead = configFile;
     try {
@@ -277,6 +303,16 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     }
     return n;
   };
+  /** A duration (or splay) setting: within its range from core's one table, the same the bundler uses. */
+  const duration = (key: string, range: DurationRange): number | undefined => {
+    const r = raw.get(key);
+    if (!r) return undefined;
+    const n = typeof r.value === 'number' ? r.value : typeof r.value === 'string' && r.value.trim() !== '' ? Number(r.value) : NaN;
+    const problem = durationProblem(n, range);
+    if (problem === undefined) return n;
+    problems.push(`${key}: ${describeOrigin(r.origin)} ${problem} (got ${JSON.stringify(r.value)}); set it within that range`);
+    return undefined;
+  };
   const bool = (key: string): boolean | undefined => {
     const r = raw.get(key);
     if (!r) return undefined;
@@ -297,7 +333,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   };
   const readSecretFile = (key: string): string | undefined => {
     const path = str(key);
-    if (path === undefined) return undefined;
+    if (path === undefined || !trusted(key, path, 'the secret file')) return undefined;
     try {
       return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
     } catch (error) {
@@ -336,12 +372,13 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   let publicKey: string | undefined;
   if (publicKeyPath === undefined) {
     problems.push(`publicKey: Missing --public-key <file> (or GATHER_PUBLIC_KEY, or "publicKey" in ${configFile}): every bundle is verified`);
-  } else {
+  } else if (trusted('publicKey', publicKeyPath, 'the public key')) {
     try {
       publicKey = readFileSync(publicKeyPath, 'utf8');
       parsePublicKey(publicKey, `public key file ${publicKeyPath}`);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
+      // A file that cannot be read has an errno code; one that is not an ed25519 public key says so itself.
+      const code = isGatherError(error) ? undefined : (error as NodeJS.ErrnoException).code;
       problems.push(
         code
           ? `publicKey: Cannot read the public key file ${publicKeyPath} (${code}) named by ${describeOrigin(raw.get('publicKey')!.origin)}`
@@ -377,10 +414,26 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
         problems.push(`elasticsearch.url: ${describeOrigin(raw.get('elasticsearch.url')!.origin)} must be an http(s) URL such as https://es.example.com:9200`);
       } else if (parsed.password) secrets.push(parsed.password, decodeURIComponent(parsed.password));
     }
-    const apiKey = secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile');
-    const passwordSet = raw.has('elasticsearch.password') || raw.has('elasticsearch.passwordFile');
     const username = str('elasticsearch.username');
-    const password = secret('elasticsearch.password', 'elasticsearch.passwordFile');
+    // Else systemd credentials (LoadCredential=es-api-key / es-password): files only the agent can read.
+    const credential = (name: string): string | undefined => {
+      const path = credentialPath(env, name);
+      if (path === undefined) return undefined;
+      try {
+        return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+      } catch (error) {
+        problems.push(`elasticsearch: cannot read the systemd credential ${path} (${(error as NodeJS.ErrnoException).code})`);
+        return undefined;
+      }
+    };
+    const configured = (key: string) => raw.has(key) || raw.has(`${key}File`);
+    const apiKey = configured('elasticsearch.apiKey')
+      ? secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile')
+      : username === undefined ? credential(CREDENTIALS.esApiKey) : undefined;
+    const password = configured('elasticsearch.password')
+      ? secret('elasticsearch.password', 'elasticsearch.passwordFile')
+      : username !== undefined ? credential(CREDENTIALS.esPassword) : undefined;
+    const passwordSet = configured('elasticsearch.password') || password !== undefined;
     if (apiKey !== undefined && (username !== undefined || passwordSet)) {
       problems.push('elasticsearch.apiKey: use either an API key or a username and password, not both');
     }
@@ -393,7 +446,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     }
     const caFile = str('elasticsearch.caFile');
     let ca: string | undefined;
-    if (caFile !== undefined) {
+    if (caFile !== undefined && trusted('elasticsearch.caFile', caFile, 'the CA file')) {
       try {
         ca = readFileSync(caFile, 'utf8');
       } catch (error) {
@@ -401,6 +454,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
       }
     }
     for (const value of [apiKey, password]) if (value) secrets.push(value);
+    if (username !== undefined && password) secrets.push(`${username}:${password}`);
     const resultsIndex = str('elasticsearch.resultsIndex');
     const errorsIndex = str('elasticsearch.errorsIndex');
     const runsIndex = str('elasticsearch.runsIndex');
@@ -430,13 +484,18 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     const d = SCHEDULE_DEFAULTS[c];
     schedule[c] = {
       enabled: bool(`schedule.${c}.enabled`) ?? d.enabled,
-      everySec: num(`schedule.${c}.everySec`, { min: 1, label: 'a number of seconds >= 1' }) ?? d.everySec,
-      splayPct: num(`schedule.${c}.splayPct`, { min: 0, max: 100, label: 'a percentage from 0 to 100' }) ?? d.splayPct,
-      firstDelaySec: num(`schedule.${c}.firstDelaySec`, { min: 0, label: 'a number of seconds >= 0' }) ?? d.firstDelaySec,
+      everySec: duration(`schedule.${c}.everySec`, DURATION_RANGES.everySec) ?? d.everySec,
+      splayPct: duration(`schedule.${c}.splayPct`, DURATION_RANGES.splayPct) ?? d.splayPct,
+      firstDelaySec: duration(`schedule.${c}.firstDelaySec`, DURATION_RANGES.firstDelaySec) ?? d.firstDelaySec,
     };
   }
 
   const dirs = defaultDirs(options.uid ?? process.getuid?.() ?? 0, options.home ?? homedir(), env);
+  const stateDir = resolve(str('stateDir') ?? dirs.stateDir);
+  const spoolDir = resolve(str('spoolDir') ?? dirs.spoolDir);
+  trusted('stateDir', stateDir, 'the state directory');
+  trusted('spoolDir', spoolDir, 'the spool directory');
+  secrets.push(...environmentSecrets(env, options.home ?? homedir()));
   const config = {
     configFile: fileRead,
     bundle: bundle ?? '',
@@ -452,15 +511,16 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     username: str('username'),
     instanceId: str('instanceId'),
     concurrency: num('concurrency', { integer: true, min: 1, label: 'a positive integer' }),
-    timeoutSec: num('timeoutSec', { min: Number.MIN_VALUE, label: 'a positive number' }),
+    timeoutSec: duration('timeoutSec', DURATION_RANGES.checkTimeoutSec),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,
     ionice: bool('ionice') ?? DEFAULTS.ionice,
     containment: oneOf('containment', CONTAINMENT_MODES) ?? 'auto',
-    stateDir: resolve(str('stateDir') ?? dirs.stateDir),
-    spoolDir: resolve(str('spoolDir') ?? dirs.spoolDir),
+    stateDir,
+    spoolDir,
+    spoolMaxBytes: num('spoolMaxBytes', { integer: true, min: 1024, label: 'a number of bytes >= 1024' }),
     schedule,
-    graceSec: num('graceSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.graceSec,
-    lockWaitSec: num('lockWaitSec', { min: 0, label: 'a number of seconds >= 0' }) ?? DEFAULTS.lockWaitSec,
+    graceSec: duration('graceSec', DURATION_RANGES.graceSec) ?? DEFAULTS.graceSec,
+    lockWaitSec: duration('lockWaitSec', DURATION_RANGES.lockWaitSec) ?? DEFAULTS.lockWaitSec,
     logLevel: oneOf('logLevel', LOG_LEVELS) ?? options.defaultLogLevel ?? 'info',
     secrets,
   } satisfies AgentConfig;

@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { CATEGORIES, type Category } from '@gather/core';
 import { describeConfig, type AgentConfig } from './config.js';
-import { acquireLock, LockBusyError, type Lock } from './lock.js';
+import { acquireLock, LockBusyError, logTakeover, type Lock } from './lock.js';
 import { errorText, type Logger } from './logger.js';
 import { runOnce, type RunOnceOptions, type RunOnceResult } from './run-once.js';
 import { Scheduler, systemClock, type Clock, type RunContext } from './scheduler.js';
@@ -61,7 +61,11 @@ export class Daemon {
   async start(): Promise<void> {
     this.logger.setSecrets(this.config.secrets);
     this.logger.level = this.config.logLevel;
-    this.daemonLock = await acquireLock(join(this.config.stateDir, DAEMON_LOCK), { purpose: 'daemon', waitMs: 0 });
+    this.daemonLock = await acquireLock(join(this.config.stateDir, DAEMON_LOCK), {
+      purpose: 'daemon',
+      waitMs: 0,
+      onTakeover: logTakeover(this.logger),
+    });
     this.logger.info('daemon started', { config: describeConfig(this.config) });
     this.schedule();
   }
@@ -113,6 +117,7 @@ export class Daemon {
         waitMs: config.lockWaitSec * 1000,
         signal: this.stopController.signal,
         onWait: (owner) => this.logger.info('waiting for the run lock', { category, holder: owner }),
+        onTakeover: logTakeover(this.logger),
       });
     } catch (error) {
       if (this.stopController.signal.aborted) return;

@@ -7,32 +7,41 @@ import {
   BundleRefusedError,
   ConfigError,
   FetchError,
+  createSequenceStateFile,
+  createScrubber,
   redactText,
   run,
+  scrubbingExporter,
   type Category,
   type CheckDoneEvent,
   type ExportSummary,
+  type ExportTotals,
   type Exporter,
   type Fetcher,
   type FetchResult,
-  type RunOutcome,
   type RunSummary,
   type RunSummaryDocument,
 } from '@gather/core';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { createExporter, createFetcher, type AdapterOptions } from './adapters.js';
+import { bundleSourceKey, createExporter, createFetcher, type AdapterOptions } from './adapters.js';
 import type { AgentConfig } from './config.js';
-import { EXIT } from './exit-codes.js';
+import { exitCodeOf, outcomeOf, type RunFacts } from './exit-codes.js';
 import { errorText, type Logger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
+
+/** How long the export may go on after a stop before what is not acknowledged is spooled. */
+export const EXPORT_AFTER_STOP_MS = 5000;
 
 export interface RunOnceOptions {
   config: AgentConfig;
   category: Category | 'all';
   logger: Logger;
   trigger: 'once' | 'schedule';
-  /** Aborting it kills the running checks (what was collected is still exported). */
+  /**
+   * Aborting it stops the run at any moment: running checks are killed, what was collected is exported (or,
+   * after EXPORT_AFTER_STOP_MS, spooled), and the outcome is `interrupted`.
+   */
   signal?: AbortSignal;
   /** Let core stop on SIGINT/SIGTERM itself (`gather-agent run`); the daemon handles signals. */
   handleProcessSignals: boolean;
@@ -55,43 +64,49 @@ export interface RunOnceResult {
   exitCode: number;
 }
 
-function exitCodeFor(summary: RunSummary): number {
-  if (summary.export_failed) return EXIT.EXPORT_FAILED;
-  if (summary.export.spooled > 0) return EXIT.SPOOLED;
-  if (summary.checks_failed + summary.checks_timed_out > 0) return EXIT.CHECKS_FAILED;
-  return EXIT.OK;
-}
-
-export function exitCodeForError(error: unknown): number {
-  if (error instanceof BundleRefusedError) return EXIT.BUNDLE_REFUSED;
-  if (error instanceof FetchError) return EXIT.FETCH_FAILED;
-  if (error instanceof ConfigError) return EXIT.USAGE;
-  if (error instanceof AbortedError) return EXIT.INTERRUPTED;
-  return EXIT.INTERNAL;
-}
-
-function outcomeOf(summary: RunSummary | undefined, error: unknown): RunOutcome {
-  if (error instanceof BundleRefusedError) return 'bundle_refused';
-  if (error instanceof FetchError) return 'fetch_failed';
-  if (error instanceof AbortedError) return 'interrupted';
-  if (error !== undefined || !summary) return 'failed';
-  if (summary.export_failed) return 'export_failed';
-  if (summary.export.spooled > 0) return 'spooled';
-  if (summary.checks_failed + summary.checks_timed_out > 0) return 'checks_failed';
-  return 'ok';
+/** The exporter's totals as the run summary document carries them. */
+export function exportTotals(s: ExportSummary): ExportTotals {
+  return {
+    delivered: s.delivered,
+    spooled: s.spooled,
+    failed: s.failed,
+    retried: s.retried ?? 0,
+    dead_lettered: s.deadLettered ?? 0,
+    dropped: s.dropped ?? 0,
+    unreadable: s.unreadable ?? 0,
+    recovered: s.recovered ?? 0,
+  };
 }
 
 export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   const { config, logger } = options;
   const started = Date.now();
   const runId = randomUUID();
-  const adapterOptions: AdapterOptions = { logger, append: options.append, ...(options.importer ? { importer: options.importer } : {}) };
+  // After a stop, the export may go on this long (a healthy Elasticsearch takes the rest); then requests in
+  // flight are aborted and what was not acknowledged is spooled, so a hung cluster cannot hold the stop.
+  const exportStop = new AbortController();
+  let exportDeadline: NodeJS.Timeout | undefined;
+  const onStop = () => {
+    exportDeadline = setTimeout(() => exportStop.abort(), EXPORT_AFTER_STOP_MS);
+  };
+  if (options.signal?.aborted) onStop();
+  else options.signal?.addEventListener('abort', onStop, { once: true });
+  const adapterOptions: AdapterOptions = {
+    logger,
+    append: options.append,
+    exportSignal: exportStop.signal,
+    ...(options.importer ? { importer: options.importer } : {}),
+  };
+  // The one redaction point of documents: every exporter receives them with the agent's secrets scrubbed.
+  const scrubber = createScrubber(config.secrets);
   // Config errors (e.g. an adapter package missing) surface before anything runs.
   const fetcher = await createFetcher(config, adapterOptions);
   let exporter: Exporter;
   try {
-    exporter = await createExporter(config, adapterOptions);
+    exporter = scrubbingExporter(await createExporter(config, adapterOptions), scrubber);
   } catch (error) {
+    clearTimeout(exportDeadline);
+    options.signal?.removeEventListener('abort', onStop);
     await fetcher.close?.().catch(() => undefined);
     throw error;
   }
@@ -114,6 +129,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       exporter,
       category: options.category,
       publicKey: config.publicKey,
+      sequenceState: createSequenceStateFile(config.stateDir, bundleSourceKey(config)),
       agentVersion: AGENT_VERSION,
       runId,
       nice: config.nice,
@@ -135,7 +151,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
         } else counts.ok++;
         bundle ??= event.results[0]?.bundle ?? event.error?.bundle;
         logger.debug('check done', { run_id: runId, check: event.check.id, duration_ms: event.durationMs, error: event.error?.reason });
-        options.onCheckDone?.(event);
+        if (options.onCheckDone) options.onCheckDone(scrubber.empty ? event : { ...event, results: scrubber.value(event.results), error: scrubber.value(event.error) });
       },
     });
   } catch (caught) {
@@ -143,14 +159,24 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   }
 
   let exportError: string | undefined = summary?.export_error;
-  let exportTotals: ExportSummary = summary?.export ?? { delivered: 0, spooled: 0, failed: 0 };
+  let totals: ExportSummary = summary?.export ?? { delivered: 0, spooled: 0, failed: 0 };
   if (!summary) {
     try {
-      exportTotals = await exporter.flush();
+      totals = await exporter.flush();
     } catch (caught) {
       exportError ??= errorText(caught);
     }
   }
+  // A call that threw (e.g. the index refused) still spooled or counted documents: report what it did.
+  totals = exporter.summary?.() ?? totals;
+  const interrupted = options.signal?.aborted ?? false;
+  const facts = (): RunFacts => ({
+    error,
+    interrupted,
+    exportFailed: exportError !== undefined,
+    export: exportTotals(totals),
+    checksFailed: summary ? summary.checks_failed + summary.checks_timed_out : counts.failed + counts.timed_out,
+  });
   const durationMs = Date.now() - started;
   const document: RunSummaryDocument = {
     kind: 'run',
@@ -164,16 +190,16 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     agent: { version: AGENT_VERSION },
     ...((summary?.bundle ?? bundle) ? { bundle: summary?.bundle ?? bundle! } : {}),
     category: options.category,
-    outcome: outcomeOf(summary, error),
-    ...(error !== undefined ? { message: redactText(errorText(error), config.secrets) } : {}),
+    outcome: outcomeOf(facts()),
+    ...(error !== undefined ? { message: scrubber.text(redactText(errorText(error))) } : {}),
     checks: summary
       ? { run: summary.checks_run, ok: summary.checks_ok, failed: summary.checks_failed, timed_out: summary.checks_timed_out }
       : { run: counts.run, ok: counts.ok, failed: counts.failed, timed_out: counts.timed_out },
     results: summary?.results ?? counts.results,
     // core counts the run error record too when it throws.
     errors: summary?.errors ?? counts.errors + (error !== undefined ? 1 : 0),
-    export: { delivered: exportTotals.delivered, spooled: exportTotals.spooled, failed: exportTotals.failed },
-    spooled: exportTotals.spooled,
+    export: exportTotals(totals),
+    spooled: totals.spooled,
     bytes_fetched: fetched?.bytesTransferred ?? 0,
     ...(fetched ? { bundle_unchanged: fetched.unchanged } : {}),
     duration_ms: durationMs,
@@ -191,22 +217,30 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     }
   }
   try {
-    await exporter.close();
+    totals = await exporter.close();
   } catch (caught) {
     exportError ??= errorText(caught);
   }
+  totals = exporter.summary?.() ?? totals;
+  clearTimeout(exportDeadline);
+  options.signal?.removeEventListener('abort', onStop);
   await fetcher.close?.().catch((caught) => logger.warn('closing the fetcher failed', { error: errorText(caught) }));
 
-  const fields = { ...document, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
+  // The exit code also counts what happened to the run summary itself (e.g. spooled, or refused).
+  const outcome = outcomeOf(facts());
+  const exitCode = exitCodeOf(facts());
+  // As the document says, with the final totals: the run summary's own export may have changed them.
+  const final = exportTotals(totals);
+  const fields = { ...document, outcome, export: final, spooled: final.spooled, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
   if (error !== undefined) logger.error('run failed', { ...fields, error: errorText(error) });
+  else if (interrupted) logger.warn('run interrupted', fields);
   else if (exportError !== undefined) logger.error('run completed but exporting failed', { ...fields, error: exportError });
-  else logger.info('run completed', fields);
+  else if (outcome === 'export_incomplete') {
+    logger.error('run completed but some documents did not reach their index (refused, dropped or unreadable in the spool)', fields);
+  } else logger.info('run completed', fields);
   if (!exporter.exportRunSummary) logger.debug('the exporter takes no run summary documents; logged above instead', { exporter: exporter.name });
   if (document.overrun) {
     logger.warn('run overran its interval', { run_id: runId, category: options.category, duration_ms: durationMs, interval_ms: options.overrunAfterMs });
   }
-
-  let exitCode = error !== undefined ? exitCodeForError(error) : exitCodeFor(summary!);
-  if (error === undefined && exportError !== undefined && exitCode !== EXIT.EXPORT_FAILED) exitCode = EXIT.EXPORT_FAILED;
   return { summary, document, error, exportError, exitCode };
 }

@@ -9,19 +9,19 @@
  * A job never runs twice at once: a run due while the previous one is still going is skipped and reported
  * (`onSkip`), and a run that took longer than its interval is reported (`onOverrun`).
  */
+import { setLongTimeout, type LongTimeout } from '@gather/core';
+
 export interface Clock {
   now(): number;
   setTimeout(callback: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
 
+/** The real clock; its timers honour delays past Node's 24.8-day limit (a 30-day interval waits 30 days). */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (callback, ms) => {
-    const timer = setTimeout(callback, ms);
-    return timer;
-  },
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  setTimeout: (callback, ms) => setLongTimeout(callback, ms),
+  clearTimeout: (handle) => (handle as LongTimeout | undefined)?.clear(),
 };
 
 export interface JobSpec {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildBundle, generateSigningKeyPair } from '@gather/checks-bundler';
+import { buildBundle, generateSigningKeyPair, type BuildOptions } from '@gather/checks-bundler';
 
 export const AGENT_CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 if (!existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} is missing: run "pnpm --filter @gather/agent build" (turbo runs it before test).`);
@@ -30,10 +30,15 @@ export interface Fixture {
   privateKeyPem: string;
 }
 
-export async function makeBundleFile(scripts: Record<string, string>, common?: string): Promise<Fixture> {
-  const keys = generateSigningKeyPair();
+export async function makeBundleFile(
+  scripts: Record<string, string>,
+  common?: string,
+  build: Partial<Pick<BuildOptions, 'sequence' | 'expiresInSec' | 'created' | 'version'>> & { privateKeyPem?: string; publicKeyPem?: string } = {},
+): Promise<Fixture> {
+  const { privateKeyPem, publicKeyPem, ...options } = build;
+  const keys = privateKeyPem && publicKeyPem ? { privateKeyPem, publicKeyPem } : generateSigningKeyPair();
   const dir = tempDir();
-  const built = await buildBundle({ checksDir: makeChecksDir(scripts, common), privateKeyPem: keys.privateKeyPem });
+  const built = await buildBundle({ checksDir: makeChecksDir(scripts, common), privateKeyPem: keys.privateKeyPem, ...options });
   const bundlePath = join(dir, 'check.tar');
   const publicKeyPath = join(dir, 'key.pub.pem');
   writeFileSync(bundlePath, built.bytes);

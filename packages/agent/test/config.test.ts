@@ -103,7 +103,7 @@ describe('configuration', () => {
       `bundle: "bundle" in ${configFile} "https://example.com/check.tar" has an unsupported scheme: use file:/path or s3://bucket/prefix`,
       `publicKey: Missing --public-key <file> (or GATHER_PUBLIC_KEY, or "publicKey" in ${configFile}): every bundle is verified`,
       'exporter: GATHER_EXPORTER must be one of file, stdout, elasticsearch (got "kafka")',
-      `schedule.abuse.everySec: "schedule.abuse.everySec" in ${configFile} must be a number of seconds >= 1 (got "often")`,
+      `schedule.abuse.everySec: "schedule.abuse.everySec" in ${configFile} must be a number of seconds from 1 to 31622400 (got "often"); set it within that range`,
       'concurrency: --concurrency must be a positive integer (got "0")',
       `nice: "nice" in ${configFile} must be an integer from 0 to 19 (got 25)`,
       'ionice: GATHER_IONICE must be true or false (got "maybe")',
@@ -133,7 +133,7 @@ describe('configuration', () => {
       },
     });
     expect(config.elasticsearch).toMatchObject({ username: 'gather', password: 'hunter2-secret' });
-    expect(config.secrets).toEqual(['hunter2-secret']);
+    expect(config.secrets).toEqual(['hunter2-secret', 'gather:hunter2-secret']);
     const apiKey = load({
       env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'https://es:9200', GATHER_ES_API_KEY_FILE: secretFile('api-key', 'a2V5LWlk') },
     });
@@ -196,8 +196,46 @@ describe('gather-agent with a broken configuration', () => {
     expect(result.stderr).toContain('gather-agent: Invalid configuration (4 problems):');
     expect(result.stderr).toContain('  publicKey: Missing --public-key');
     expect(result.stderr).toContain('  elasticsearch.url: the elasticsearch exporter needs --es-url');
-    expect(result.stderr).toContain(`  schedule.analytics.splayPct: "schedule.analytics.splayPct" in ${configFile} must be a percentage from 0 to 100 (got 300)`);
+    expect(result.stderr).toContain(`  schedule.analytics.splayPct: "schedule.analytics.splayPct" in ${configFile} must be a number of percent from 0 to 100 (got 300); set it within that range`);
     expect(result.stderr).toContain('  nice: GATHER_NICE must be an integer from 0 to 19 (got "-3")');
     expect(result.stderr).toMatch(/Usage: gather-agent daemon/);
+  });
+});
+
+describe('durations', () => {
+  it('takes the longest documented values as they are', () => {
+    const config = load({
+      flags: { bundle: 'x', 'public-key': publicKey, timeout: '3600', grace: '3600', 'lock-wait': '86400', 'analytics-every': String(366 * 86400) },
+      env: { GATHER_ANALYTICS_FIRST_DELAY_SEC: String(366 * 86400), GATHER_ANALYTICS_SPLAY_PCT: '100' },
+    });
+    expect(config).toMatchObject({ timeoutSec: 3600, graceSec: 3600, lockWaitSec: 86400 });
+    expect(config.schedule.analytics).toMatchObject({ everySec: 366 * 86400, firstDelaySec: 366 * 86400, splayPct: 100 });
+  });
+
+  it('refuses every duration outside its range through the CLI: exit 2, each naming the setting, the range and the fix', async () => {
+    const result = await agent(
+      ['daemon', '--bundle', 'x', '--public-key', publicKey, '--timeout', '7200', '--grace', '99999', '--abuse-every', '0'],
+      {
+        env: cleanEnv({
+          GATHER_ANALYTICS_EVERY_SEC: String(400 * 86400),
+          GATHER_ANALYTICS_FIRST_DELAY_SEC: '1e12',
+          GATHER_ABUSE_SPLAY_PCT: '101',
+          GATHER_LOCK_WAIT_SEC: '-1',
+        }),
+      },
+    );
+    expect(result.code).toBe(2);
+    for (const line of [
+      'timeoutSec: --timeout must be a whole number of seconds from 1 to 3600 (got "7200"); set it within that range',
+      'graceSec: --grace must be a number of seconds from 0 to 3600 (got "99999")',
+      'lockWaitSec: GATHER_LOCK_WAIT_SEC must be a number of seconds from 0 to 86400 (got "-1")',
+      'schedule.abuse.everySec: --abuse-every must be a number of seconds from 1 to 31622400 (got "0")',
+      'schedule.abuse.splayPct: GATHER_ABUSE_SPLAY_PCT must be a number of percent from 0 to 100 (got "101")',
+      'schedule.analytics.everySec: GATHER_ANALYTICS_EVERY_SEC must be a number of seconds from 1 to 31622400 (got "34560000")',
+      'schedule.analytics.firstDelaySec: GATHER_ANALYTICS_FIRST_DELAY_SEC must be a number of seconds from 0 to 31622400 (got "1e12")',
+    ]) {
+      expect(result.stderr).toContain(line);
+    }
+    expect(result.stderr).toContain('Invalid configuration (7 problems)');
   });
 });

@@ -155,6 +155,24 @@ describe('gather-agent daemon', () => {
     expect((await first.exit).code).toBe(0);
   });
 
+  it('after a crash, takes over and logs daemon and run locks left behind (a reused pid, an earlier boot), then runs', async () => {
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const { env, docs, state } = setup(fx, { GATHER_ABUSE_EVERY_SEC: '3600' });
+    const leftover = { purpose: 'daemon', since: '2020-01-01T00:00:00Z', token: 'x' };
+    writeFileSync(join(state, 'daemon.lock'), JSON.stringify({ ...leftover, pid: 1, start: '0' }));
+    writeFileSync(join(state, 'agent.lock'), JSON.stringify({ ...leftover, pid: process.pid, boot: 'an-earlier-boot' }));
+    const daemon = startDaemon([], env);
+    await waitFor(() => docs().some((d) => d.kind === 'run'), 20_000);
+    daemon.child.kill('SIGTERM');
+    expect((await daemon.exit).code).toBe(0);
+    const takeovers = daemon.logs().filter((l) => l.msg === 'took over a stale lock');
+    expect(takeovers).toEqual([
+      expect.objectContaining({ level: 'warn', lock: join(state, 'daemon.lock'), reason: 'pid 1 now belongs to another process (other start time)' }),
+      expect.objectContaining({ level: 'warn', lock: join(state, 'agent.lock'), reason: 'it was taken before the last reboot' }),
+    ]);
+    expect(readdirSync(state).filter((name) => name.endsWith('.lock'))).toEqual([]);
+  });
+
   it('SIGHUP reloads the configuration; an invalid one is reported and the running one kept', async () => {
     const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
     const configFile = join(tempDir(), 'agent.json');

@@ -100,6 +100,21 @@ describe('the host lock', () => {
   });
 });
 
+describe('gather-agent run after a crash', () => {
+  it('takes over and logs a run lock whose pid now belongs to another live process (pid 1, other start time), and runs', async () => {
+    const state = tempDir('gather-agent-state-');
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    writeFileSync(join(state, 'agent.lock'), JSON.stringify({ pid: 1, start: '0', purpose: 'run all', since: '2020-01-01T00:00:00Z', token: 'x' }));
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--lock-wait', '0', '--log-level', 'warn'], {
+      env: cleanEnv({ GATHER_STATE_DIR: state }),
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/"name":"a"/);
+    expect(result.stderr).toMatch(/"level":"warn".*"reason":"pid 1 now belongs to another process.*"msg":"took over a stale lock"/);
+    expect(existsSync(join(state, 'agent.lock'))).toBe(false);
+  });
+});
+
 describe('gather-agent run while another run holds the lock', () => {
   it('waits the bounded time, then exits 8 with a clear message and runs nothing', async () => {
     const state = tempDir('gather-agent-state-');

@@ -81,3 +81,27 @@ describe('bundle refusals', () => {
     expect(existsSync(sentinel)).toBe(false);
   });
 });
+
+describe('public keys that are not what they claim', () => {
+  it('refuses a private key given as --public-key: exit 2, nothing fetched or run', async () => {
+    const keys = generateSigningKeyPair();
+    const path = join(tempDir(), 'signing.pem');
+    writeFileSync(path, keys.privateKeyPem);
+    for (const command of ['run', 'verify']) {
+      const result = await agent([command, '--bundle', fx.bundlePath, '--public-key', path]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/publicKey: public key file .*signing\.pem: this is a private key; ship only the public half/);
+    }
+    expect(existsSync(sentinel)).toBe(false);
+  });
+
+  it('says a key file that is not an ed25519 public key is exactly that (not "cannot read")', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const path = join(tempDir(), 'ec.pub.pem');
+    writeFileSync(path, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', path]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/ec\.pub\.pem is not an ed25519 public key \(found an EC public key\)/);
+    expect(result.stderr).not.toMatch(/Cannot read/);
+  });
+});

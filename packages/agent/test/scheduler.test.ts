@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { firstDelayMs, Scheduler, type Clock, type Job } from '../src/scheduler.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { firstDelayMs, Scheduler, systemClock, type Clock, type Job } from '../src/scheduler.js';
 
 /** A clock that only moves when the test says so; due timers fire in order, promises settle in between. */
 class FakeClock implements Clock {
@@ -183,5 +183,36 @@ describe('the daemon schedule', () => {
     await clock.advance(1 * SEC);
     expect(abuse.starts).toHaveLength(3);
     scheduler.stop();
+  });
+
+  describe('on the real clock (Node timers, faked)', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('runs a 30-day interval once per 30 days: timers past 2^31-1 ms are chained, never fired early', async () => {
+      const DAY = 24 * 60 * MIN;
+      // Fake timers behave like Node: a delay over 2^31-1 ms (24.8 days) fires after 1 ms.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+      const starts: number[] = [];
+      const t0 = Date.now();
+      const scheduler = new Scheduler({
+        jobs: [{ name: 'analytics', spec: { everySec: 30 * 24 * 3600, splayPct: 0, firstDelaySec: 0 }, run: async () => void starts.push(Date.now() - t0) }],
+        clock: systemClock,
+        random: () => 0,
+      });
+      scheduler.start();
+      await vi.advanceTimersByTimeAsync(SEC);
+      expect(starts).toEqual([0]);
+      await vi.advanceTimersByTimeAsync(29 * DAY);
+      expect(starts).toEqual([0]);
+      await vi.advanceTimersByTimeAsync(DAY);
+      expect(starts).toEqual([0, 30 * DAY]);
+      await vi.advanceTimersByTimeAsync(30 * DAY);
+      expect(starts).toEqual([0, 30 * DAY, 60 * DAY]);
+      scheduler.stop();
+      await vi.advanceTimersByTimeAsync(60 * DAY);
+      expect(starts).toHaveLength(3);
+    });
   });
 });

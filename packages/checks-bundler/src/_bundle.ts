@@ -1,10 +1,13 @@
-import { createHash, randomBytes, sign } from 'node:crypto';
+import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   BUNDLE_FORMAT,
   CATEGORIES,
+  ChecksInvalidError,
   ConfigError,
+  MAX_BUNDLE_BYTES,
+  MAX_PAYLOAD_BYTES,
   MANIFEST_MEMBER,
   RUNNER_MEMBER,
   SIGNATURE_MEMBER,
@@ -33,6 +36,14 @@ export interface BuildOptions {
   created?: string | Date;
   /** Default: `<YYYYMMDD of created>-<first 12 hex of the payload sha256>`. `[A-Za-z0-9._-]`, at most 64 chars. */
   version?: string;
+  /**
+   * The manifest's `sequence`: agents refuse a bundle with a lower one than they already accepted. A
+   * non-negative integer; default: the creation time in Unix seconds (so SOURCE_DATE_EPOCH builds stay
+   * reproducible and each newer commit gets a higher sequence).
+   */
+  sequence?: number;
+  /** Seconds after `created` at which agents refuse the bundle (`expires_at`); default: never expires. */
+  expiresInSec?: number;
   /** Environment to read SOURCE_DATE_EPOCH from (default: process.env). */
   env?: Record<string, string | undefined>;
 }
@@ -96,6 +107,33 @@ function isoSeconds(seconds: number): string {
   return new Date(seconds * 1000).toISOString().replace(/\.000Z$/, 'Z');
 }
 
+/** Validates a bundle sequence: a non-negative safe integer. */
+export function validateSequence(sequence: number, source = 'sequence'): number {
+  if (!Number.isSafeInteger(sequence) || sequence < 0) {
+    throw new ConfigError(`Invalid ${source} ${JSON.stringify(sequence)}: use a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, e.g. $(date +%s).`, {
+      scope: SCOPE,
+    });
+  }
+  return sequence;
+}
+
+/** Parses a duration such as `30d`, `12h`, `90m`, `3600s` or `3600` (seconds) to seconds. */
+export function parseDuration(text: string, source = 'duration'): number {
+  const match = /^([1-9][0-9]{0,9})([smhdw]?)$/.exec(text.trim());
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[match?.[2] ?? ''] ?? 1;
+  const seconds = match ? Number(match[1]) * unit : NaN;
+  if (!Number.isSafeInteger(seconds) || seconds > 10 * 366 * 86400) {
+    throw new ConfigError(`Invalid ${source} ${JSON.stringify(text)}: use a number with a unit s, m, h, d or w, at most 10 years (e.g. 30d).`, {
+      scope: SCOPE,
+    });
+  }
+  return seconds;
+}
+
+function tooLarge(what: string): never {
+  throw new ChecksInvalidError(`${what}; agents would refuse it. Make the checks smaller.`, { scope: SCOPE, problems: [what] });
+}
+
 /** Builds a signed bundle in memory. Throws ChecksInvalidError (listing every problem) or ConfigError. */
 export async function buildBundle(options: BuildOptions, collectOptions: CollectOptions = {}): Promise<BuiltBundle> {
   // Cheap option checks first, so a typo does not wait for the checks to be read.
@@ -108,6 +146,10 @@ export async function buildBundle(options: BuildOptions, collectOptions: Collect
         ? parseSourceDateEpoch(sourceDateEpoch)
         : undefined;
   if (options.version !== undefined) validateVersion(options.version);
+  if (options.sequence !== undefined) validateSequence(options.sequence);
+  if (options.expiresInSec !== undefined && !(Number.isSafeInteger(options.expiresInSec) && options.expiresInSec > 0)) {
+    throw new ConfigError(`Invalid expiresInSec ${options.expiresInSec}: use a positive whole number of seconds.`, { scope: SCOPE });
+  }
   const key = await loadSigningKey(options);
 
   const collected = await collectChecksWith(options.checksDir, collectOptions);
@@ -115,6 +157,8 @@ export async function buildBundle(options: BuildOptions, collectOptions: Collect
   const created = isoSeconds(createdSec);
 
   const payloadJson = JSON.stringify({ prelude: collected.prelude, checks: collected.checks });
+  const payloadBytes = Buffer.byteLength(payloadJson);
+  if (payloadBytes > MAX_PAYLOAD_BYTES) tooLarge(`the checks payload is ${payloadBytes} bytes, over the ${MAX_PAYLOAD_BYTES}-byte limit`);
   const version = options.version ?? `${created.slice(0, 10).replaceAll('-', '')}-${sha256(payloadJson).slice(0, 12)}`;
   validateVersion(version);
 
@@ -132,9 +176,17 @@ export async function buildBundle(options: BuildOptions, collectOptions: Collect
     format: BUNDLE_FORMAT,
     version,
     created,
+    sequence: options.sequence ?? createdSec,
+    ...(options.expiresInSec !== undefined ? { expires_at: isoSeconds(createdSec + options.expiresInSec) } : {}),
+    payload_bytes: payloadBytes,
     checks,
     files: { [RUNNER_MEMBER]: sha256(runner) },
   };
+  return signedBundle(manifest, runner, key, createdSec);
+}
+
+/** The bundle file: the manifest, its ed25519 signature and the runner, in a tar dated `mtimeSec`. */
+export function signedBundle(manifest: BundleManifest, runner: Buffer, key: KeyObject, mtimeSec: number): BuiltBundle {
   const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n', 'utf8');
   const signature = sign(null, manifestBytes, key);
   const bytes = writeTar(
@@ -143,8 +195,9 @@ export async function buildBundle(options: BuildOptions, collectOptions: Collect
       { name: SIGNATURE_MEMBER, data: signature },
       { name: RUNNER_MEMBER, data: runner },
     ],
-    createdSec,
+    mtimeSec,
   );
+  if (bytes.length > MAX_BUNDLE_BYTES) tooLarge(`the bundle is ${bytes.length} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit`);
   return { bytes, manifest, sha256: sha256(bytes) };
 }
 

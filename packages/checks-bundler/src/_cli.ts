@@ -5,23 +5,36 @@
  * Exit codes: 0 success, 1 failure (key, I/O, verification), 2 usage error or invalid checks.
  * Commands live in COMMANDS; `publish` and `rollback` belong to @gather/fetcher-s3 and are loaded on demand.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, GatherError, isGatherError, loadBundlePayload, readTar, verifyBundle, type BundleManifest } from '@gather/core';
+import {
+  ConfigError,
+  GatherError,
+  isGatherError,
+  loadBundlePayload,
+  parsePublicKey,
+  readBundleFile,
+  readTar,
+  verifyBundle,
+  type BundleManifest,
+} from '@gather/core';
 import {
   MANIFEST_MEMBER,
   SIGNATURE_MEMBER,
   RUNNER_MEMBER,
   parseCreated,
+  parseDuration,
+  validateSequence,
   validateVersion,
   writeBundle,
   writeFileAtomic,
 } from './_bundle.js';
 import { SCOPE } from './_collect.js';
-import { generateSigningKeyPair } from './_keys.js';
+import { generateSigningKeyPair, loadSigningKey } from './_keys.js';
+import { resignBundle } from './_resign.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -51,7 +64,7 @@ Commands:
   keygen    Create an ed25519 signing key pair
   inspect   Print a bundle's manifest; verify it with --public-key
   publish   Upload a bundle to S3 under its version and move the latest pointer (needs @gather/fetcher-s3)
-  rollback  Move the latest pointer back to a published version (needs @gather/fetcher-s3)
+  rollback  Run a published version's checks again: republish them under a new, higher sequence (needs @gather/fetcher-s3)
 
 Options:
   -h, --help     Show this help; "${PROGRAM} <command> --help" shows a command's options
@@ -94,6 +107,11 @@ Options:
                           (default: <YYYYMMDD of created>-<12 hex of the payload sha256>)
   --created <iso>         Creation time, e.g. 2024-06-01T12:00:00Z (default: $SOURCE_DATE_EPOCH,
                           else the newest modification time among the input files)
+  --sequence <n>          Replay protection: agents refuse a bundle whose sequence is lower than one
+                          they already accepted. Must grow with every publish (default: the creation
+                          time in Unix seconds; pass e.g. $(date +%s) or a CI build number)
+  --expires-in <d>        Agents refuse the bundle this long after its creation time: 30d, 12h, 90m,
+                          3600s (default: never). Republish before it runs out.
   -h, --help              Show this help
 
 Exit codes: 0 built, 1 failure (key, I/O), 2 usage error or invalid checks (every problem is listed).
@@ -107,6 +125,8 @@ const build: Command = {
     key: { type: 'string' },
     'bundle-version': { type: 'string' },
     created: { type: 'string' },
+    sequence: { type: 'string' },
+    'expires-in': { type: 'string' },
   },
   async run(values, io) {
     const checksDir = required(values, 'checks', BUILD_USAGE);
@@ -114,9 +134,15 @@ const build: Command = {
     const privateKeyPath = required(values, 'key', BUILD_USAGE);
     const version = optional(values, 'bundle-version');
     const created = optional(values, 'created');
+    const sequenceText = optional(values, 'sequence');
+    const expiresIn = optional(values, 'expires-in');
+    let sequence: number | undefined;
+    let expiresInSec: number | undefined;
     try {
       if (version !== undefined) validateVersion(version, '--bundle-version');
       if (created !== undefined) parseCreated(created, '--created');
+      if (sequenceText !== undefined) sequence = validateSequence(/^[0-9]+$/.test(sequenceText) ? Number(sequenceText) : NaN, '--sequence');
+      if (expiresIn !== undefined) expiresInSec = parseDuration(expiresIn, '--expires-in');
     } catch (error) {
       throw new UsageError((error as Error).message.slice(PREFIX.length), BUILD_USAGE);
     }
@@ -128,11 +154,14 @@ const build: Command = {
       env: io.env,
       ...(version !== undefined ? { version } : {}),
       ...(created !== undefined ? { created } : {}),
+      ...(sequence !== undefined ? { sequence } : {}),
+      ...(expiresInSec !== undefined ? { expiresInSec } : {}),
     });
     const ms = Math.round(performance.now() - started);
     const { abuse, analytics } = built.manifest.checks;
     io.stderr(
-      `${PREFIX}Built ${out}: version ${built.manifest.version}, sha256 ${built.sha256}, ` +
+      `${PREFIX}Built ${out}: version ${built.manifest.version}, sequence ${built.manifest.sequence}` +
+        `${built.manifest.expires_at ? `, expires ${built.manifest.expires_at}` : ''}, sha256 ${built.sha256}, ` +
         `${abuse.length} abuse + ${analytics.length} analytics checks, ${kib(built.bytes.length)} in ${ms} ms.\n`,
     );
   },
@@ -211,6 +240,15 @@ async function readInput(path: string, what: string): Promise<Buffer> {
   }
 }
 
+/** A --public-key that is not an ed25519 public key (a private key, an RSA key...) is a usage error: exit 2. */
+function publicKeyArgument(pem: Buffer, path: string, usage: string): KeyObject {
+  try {
+    return parsePublicKey(pem, `--public-key ${path}`);
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(/^\[gather\] /, ''), usage);
+  }
+}
+
 const inspect: Command = {
   usage: INSPECT_USAGE,
   options: {
@@ -220,12 +258,18 @@ const inspect: Command = {
   async run(values, io) {
     const bundlePath = required(values, 'bundle', INSPECT_USAGE);
     const publicKeyPath = optional(values, 'public-key');
-    const bytes = await readInput(bundlePath, 'bundle');
+    const publicKey =
+      publicKeyPath === undefined ? undefined : publicKeyArgument(await readInput(publicKeyPath, 'public key'), publicKeyPath, INSPECT_USAGE);
+    // Sized before it is read: a multi-GB file is refused like the agent refuses it, never loaded.
+    const bytes = await readBundleFile(bundlePath).catch((cause: unknown) => {
+      if (isGatherError(cause)) throw cause;
+      const code = (cause as NodeJS.ErrnoException).code ?? 'error';
+      throw new ConfigError(`Cannot read the bundle ${bundlePath} (${code}); check the path.`, { scope: SCOPE, cause });
+    });
     let manifest: BundleManifest;
     let status: string;
-    if (publicKeyPath !== undefined) {
-      const publicKeyPem = (await readInput(publicKeyPath, 'public key')).toString('utf8');
-      const verified = verifyBundle(bytes, publicKeyPem);
+    if (publicKey !== undefined) {
+      const verified = verifyBundle(bytes, publicKey);
       const payload = loadBundlePayload(verified);
       manifest = verified.manifest;
       status = `signature valid for ${publicKeyPath}; ${RUNNER_MEMBER} decodes ${payload.checks.length} checks.`;
@@ -275,6 +319,20 @@ async function loadS3Commands(): Promise<typeof import('@gather/fetcher-s3')> {
   }
 }
 
+/** The signer `gather-bundle rollback --key` hands to @gather/fetcher-s3: re-signs an old bundle under a new sequence. */
+async function rollbackSigner(options: { keyPath: string; expiresIn?: string }) {
+  let expiresInSec: number | undefined;
+  try {
+    if (options.expiresIn !== undefined) expiresInSec = parseDuration(options.expiresIn, '--expires-in');
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.slice(PREFIX.length)} See "${PROGRAM} rollback --help".`, '');
+  }
+  const privateKeyPem = await readInput(options.keyPath, 'signing key');
+  await loadSigningKey({ privateKeyPem });
+  return async (bundle: Buffer, sequence: number) =>
+    (await resignBundle(bundle, { privateKeyPem, sequence, ...(expiresInSec !== undefined ? { expiresInSec } : {}) })).bytes;
+}
+
 function report(error: unknown, io: CliIo): number {
   if (error instanceof UsageError) {
     io.stderr(`${error.message}\n\n${error.usage}`);
@@ -306,7 +364,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if ((s3Command === 'publish' || s3Command === 'rollback') && (first !== 'help' || rest.length === 1)) {
       const s3 = await loadS3Commands();
       const args = first === 'help' ? ['--help'] : [...rest];
-      return await (s3Command === 'publish' ? s3.publishCommand : s3.rollbackCommand)(args, io);
+      if (s3Command === 'publish') return await s3.publishCommand(args, io);
+      return await s3.rollbackCommand(args, io, { signer: rollbackSigner });
     }
     if (first === 'help') {
       const command = COMMANDS[rest[0] ?? ''];

@@ -2,13 +2,15 @@
  * Reads and validates a checks/ directory. Every problem is collected (not just the first) so one CI run
  * shows everything to fix; the result is thrown as a single ChecksInvalidError.
  */
+import { DURATION_RANGES } from '@gather/core';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { CATEGORIES, ChecksInvalidError, type BundledCheck, type Category } from '@gather/core';
+import { CATEGORIES, ChecksInvalidError, MAX_CHECK_BYTES, type BundledCheck, type Category } from '@gather/core';
 
 export const SCOPE = 'checks-bundler';
-/** Largest accepted `# gather: timeout=N`, in seconds. */
-export const MAX_TIMEOUT_SEC = 3600;
+/** Largest accepted `# gather: timeout=N`, in seconds: core's range, the one the agent enforces too. */
+export const MAX_TIMEOUT_SEC = DURATION_RANGES.checkTimeoutSec.max;
+const MIN_TIMEOUT_SEC = DURATION_RANGES.checkTimeoutSec.min;
 /** The timeout directive must be within this many lines from the top of a script. */
 export const TIMEOUT_DIRECTIVE_LINES = 10;
 
@@ -90,6 +92,10 @@ async function readText(
     problems.push(`${rel}: is ${describeType(info)}; it must be a regular file (rename or remove it).`);
     return undefined;
   }
+  if (info.size > MAX_CHECK_BYTES) {
+    problems.push(`${rel}: is ${info.size} bytes, over the ${MAX_CHECK_BYTES}-byte limit of a check script; split it or move data out of it.`);
+    return undefined;
+  }
   let bytes: Uint8Array;
   try {
     bytes = await read(real);
@@ -155,9 +161,9 @@ function checkScript(rel: string, text: string, problems: string[]): number | un
     }
     seenTimeout = true;
     const n = /^[1-9][0-9]*$/.test(value) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(n) || n > MAX_TIMEOUT_SEC) {
+    if (!Number.isSafeInteger(n) || n < MIN_TIMEOUT_SEC || n > MAX_TIMEOUT_SEC) {
       problems.push(
-        `${rel}:${lineNo}: timeout must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SEC}, found ${JSON.stringify(value)}.`,
+        `${rel}:${lineNo}: timeout must be a whole number of seconds from ${MIN_TIMEOUT_SEC} to ${MAX_TIMEOUT_SEC}, found ${JSON.stringify(value)}.`,
       );
       return;
     }

@@ -22,6 +22,7 @@ import { unzlibSync, strFromU8 } from 'fflate';
 
 const DATA = __DATA__;
 const KEY = __KEY__;
+const SIZE = __SIZE__;
 
 function decodeBase64(text) {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -60,9 +61,14 @@ function unmask(bytes, key) {
   return bytes;
 }
 
+// Inflates into a buffer one byte larger than the declared size: more output than declared fills it, and
+// the extra is dropped, so memory stays bounded whatever the data holds.
 globalThis.gatherBundle = Object.freeze({
-  load() {
-    return JSON.parse(strFromU8(unzlibSync(unmask(decodeBase64(DATA), KEY))));
+  load(maxBytes) {
+    if (maxBytes !== undefined && SIZE > maxBytes) throw new Error('the payload is ' + SIZE + ' bytes, over the ' + maxBytes + '-byte limit');
+    const out = unzlibSync(unmask(decodeBase64(DATA), KEY), { out: new Uint8Array(SIZE + 1) });
+    if (out.length !== SIZE) throw new Error('the payload does not inflate to its declared ' + SIZE + ' bytes');
+    return JSON.parse(strFromU8(out));
   },
 });
 `;
@@ -97,10 +103,15 @@ export function obfuscate(payloadJson: string): { data: string; key: number[] } 
   return { data: Buffer.from(mask(compressed, key)).toString('base64'), key };
 }
 
-/** Bundles runner.js for `payloadJson` (esbuild: iife, neutral platform, es2022, minified). */
-export async function buildRunner(payloadJson: string): Promise<Buffer> {
+/**
+ * Bundles runner.js for `payloadJson` (esbuild: iife, neutral platform, es2022, minified). `declaredBytes`
+ * (default: the payload's UTF-8 size, as in the manifest's `payload_bytes`) is only overridden by tests.
+ */
+export async function buildRunner(payloadJson: string, declaredBytes = Buffer.byteLength(payloadJson)): Promise<Buffer> {
   const { data, key } = obfuscate(payloadJson);
-  const contents = RUNNER_SOURCE.replace('__DATA__', () => JSON.stringify(data)).replace('__KEY__', () => JSON.stringify(key));
+  const contents = RUNNER_SOURCE.replace('__DATA__', () => JSON.stringify(data))
+    .replace('__KEY__', () => JSON.stringify(key))
+    .replace('__SIZE__', () => String(declaredBytes));
   const here = dirname(fileURLToPath(import.meta.url));
   // Loaded on demand: esbuild is only needed to build, not to validate checks or print help.
   const { build } = await import('esbuild');

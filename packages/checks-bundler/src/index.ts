@@ -7,6 +7,8 @@ export {
   buildBundle,
   writeBundle,
   validateVersion,
+  validateSequence,
+  parseDuration,
   parseCreated,
   BUNDLE_FORMAT,
   MANIFEST_MEMBER,
@@ -17,6 +19,7 @@ export {
   type BuiltBundle,
 } from './_bundle.js';
 export { generateSigningKeyPair, parseSigningKey, type SigningKeyPair } from './_keys.js';
+export { resignBundle, type ResignOptions } from './_resign.js';
 export { MAX_TIMEOUT_SEC, TIMEOUT_DIRECTIVE_LINES, type CollectedChecks, type CollectOptions } from './_collect.js';
 
 /** Reads and validates a checks directory; throws one ChecksInvalidError listing every problem. */

@@ -61,6 +61,8 @@ describe('buildBundle', () => {
       '  "format": 1,\n' +
       `  "version": "20240601-${payloadSha.slice(0, 12)}",\n` +
       '  "created": "2024-06-01T12:34:56Z",\n' +
+      `  "sequence": ${CREATED_SEC},\n` +
+      `  "payload_bytes": ${Buffer.byteLength(JSON.stringify(FIXTURE_PAYLOAD))},\n` +
       '  "checks": {\n' +
       '    "abuse": [\n      "ssh",\n      "xmr"\n    ],\n' +
       '    "analytics": [\n      "upt"\n    ]\n' +

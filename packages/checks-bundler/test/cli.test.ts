@@ -104,7 +104,9 @@ describe('gather-bundle build', () => {
     const bytes = await readFile(out);
     const verified = verifyBundle(bytes, KEYS.publicKeyPem);
     expect(stderr.split('\n')).toEqual([expect.any(String), '']);
-    expect(stderr).toContain(`Built ${out}: version ${verified.manifest.version}, sha256 ${sha256(bytes)}, 2 abuse + 1 analytics checks, `);
+    expect(stderr).toContain(
+      `Built ${out}: version ${verified.manifest.version}, sequence ${verified.manifest.sequence}, sha256 ${sha256(bytes)}, 2 abuse + 1 analytics checks, `,
+    );
     expect(stderr).toMatch(/^\[gather\] \[checks-bundler\] Built .* KiB in \d+ ms\.\n$/);
     // The CLI and the API produce the same bytes.
     const api = await buildBundle({ checksDir, privateKeyPem: KEYS.privateKeyPem, created: '2024-06-01T00:00:00Z' });
@@ -222,5 +224,20 @@ describe('gather-bundle inspect', () => {
     const notBundle = join(dir, 'x.tar');
     await writeFile(notBundle, 'hello');
     expect(run(['inspect', '--bundle', notBundle])).toMatchObject({ code: 1, stderr: expect.stringMatching(/is not a gather bundle/) });
+  });
+
+  it('refuses a --public-key that is a private key or not ed25519 with exit 2, before reading the bundle', async () => {
+    const dir = await tempDir();
+    const out = join(dir, 'check.tar');
+    await writeFile(out, 'not read');
+    const rsa = join(dir, 'rsa.pub.pem');
+    const { generateKeyPairSync } = await import('node:crypto');
+    await writeFile(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+    const privateAsPublic = run(['inspect', '--bundle', out, '--public-key', await keyFile()]);
+    expect(privateAsPublic.code).toBe(2);
+    expect(privateAsPublic.stderr).toMatch(/this is a private key; ship only the public half/);
+    const notEd25519 = run(['inspect', '--bundle', out, '--public-key', rsa]);
+    expect(notEd25519.code).toBe(2);
+    expect(notEd25519.stderr).toMatch(/rsa\.pub\.pem is not an ed25519 public key \(found an RSA public key\)/);
   });
 });

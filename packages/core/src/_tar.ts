@@ -50,6 +50,27 @@ function checkName(name: string): void {
   }
 }
 
+function isZero(bytes: Buffer): boolean {
+  for (const byte of bytes) if (byte !== 0) return false;
+  return true;
+}
+
+/**
+ * The end of the archive: two zero blocks, then nothing but zeros (tar writers may pad to a record size).
+ * Bytes after the end would be invisible to us but not to other tools, so they are refused.
+ */
+function checkEnd(archive: Buffer, offset: number): void {
+  const second = offset + BLOCK;
+  if (second + BLOCK > archive.length || !isZero(archive.subarray(second, second + BLOCK))) {
+    throw new BundleRefusedError(
+      `Bundle refused: tar has no end-of-archive marker (two zero blocks) at byte ${offset} (truncated or tampered bundle). Fetch it again.`,
+    );
+  }
+  if (!isZero(archive.subarray(second + BLOCK))) {
+    throw new BundleRefusedError(`Bundle refused: tar has non-zero bytes after its end-of-archive marker (tampered bundle).`);
+  }
+}
+
 /** Reads every member of an uncompressed ustar archive held in memory. */
 export function readTar(archive: Buffer): TarMember[] {
   const members: TarMember[] = [];
@@ -62,7 +83,10 @@ export function readTar(archive: Buffer): TarMember[] {
       );
     }
     const header = archive.subarray(offset, offset + BLOCK);
-    if (header.every((byte) => byte === 0)) return members;
+    if (isZero(header)) {
+      checkEnd(archive, offset);
+      return members;
+    }
 
     const stored = octal(header, 148, 8, 'checksum', offset);
     let sum = 0;
@@ -92,5 +116,12 @@ export function readTar(archive: Buffer): TarMember[] {
     }
     members.push({ name, data: archive.subarray(dataStart, dataStart + size) });
     offset = dataStart + Math.ceil(size / BLOCK) * BLOCK;
+    // The padding up to the next block is zeros in every writer we know; anything else hides bytes in the file.
+    if (offset > archive.length) {
+      throw new BundleRefusedError(`Bundle refused: tar is truncated in the padding of entry "${name}". Fetch it again.`);
+    }
+    if (!isZero(archive.subarray(dataStart + size, offset))) {
+      throw new BundleRefusedError(`Bundle refused: the padding after tar entry "${name}" is not zeros (tampered or corrupted bundle).`);
+    }
   }
 }

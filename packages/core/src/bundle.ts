@@ -1,8 +1,9 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import vm from 'node:vm';
 import { readTar } from './_tar.js';
+import { DURATION_RANGES, describeRange, durationProblem } from './durations.js';
 import { BundleRefusedError, ConfigError } from './errors.js';
 import {
   CATEGORIES,
@@ -16,8 +17,14 @@ export const MANIFEST_MEMBER = 'manifest.json';
 export const SIGNATURE_MEMBER = 'manifest.sig';
 export const RUNNER_MEMBER = 'runner.js';
 export const BUNDLE_FORMAT = 1;
-/** Bundles are a few hundred KiB; anything near this is not ours and is refused before parsing. */
+// The size limits of a bundle, shared by the bundler (which refuses to build past them) and the agent (which
+// refuses before reading or decompressing). Bundles are a few hundred KiB; anything near these is not ours.
+/** The bundle file, checked with stat before it is read. */
 export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
+/** The decoded checks payload (the JSON the runner inflates), declared in the signed manifest. */
+export const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+/** One check script, or checks/common. */
+export const MAX_CHECK_BYTES = 256 * 1024;
 
 export interface VerifiedBundle {
   manifest: BundleManifest;
@@ -31,22 +38,34 @@ const CHECK_ID = /^[a-z]{3}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-/** Parses an ed25519 SPKI PEM public key, with a message that says how to make one. */
+const HOW_TO_MAKE_PUBLIC_KEY =
+  'Use the public half of the bundle signing key: the --out-public file of "gather-bundle keygen", or ' +
+  '"openssl pkey -in private.pem -pubout -out public.pem".';
+
+/**
+ * Parses an ed25519 SPKI PEM public key. A private key is refused even though Node would derive the public
+ * half from it: a signing key copied to every VM is a signing key leaked.
+ */
 export function parsePublicKey(pem: string | Buffer | KeyObject, source = 'public key'): KeyObject {
-  let key: KeyObject;
-  try {
-    key = typeof pem === 'object' && 'asymmetricKeyType' in pem ? pem : createPublicKey(pem);
-  } catch (cause) {
+  const keyObject = typeof pem === 'object' && 'asymmetricKeyType' in pem ? pem : undefined;
+  if (keyObject ? keyObject.type === 'private' : /PRIVATE KEY-----/.test(pem.toString('latin1'))) {
     throw new ConfigError(
-      `Cannot read ${source} as a PEM public key. Make one with "gather-bundle keygen" or ` +
-        '"openssl pkey -in private.pem -pubout -out public.pem".',
-      { cause },
+      `${source}: this is a private key; ship only the public half ("openssl pkey -in private.pem -pubout -out public.pem") ` +
+        'and keep the private key in CI only (make a new key pair if it was copied to hosts).',
     );
   }
-  if (key.asymmetricKeyType !== 'ed25519') {
+  let key: KeyObject;
+  try {
+    key = keyObject ?? createPublicKey({ key: pem as string | Buffer, format: 'pem' });
+  } catch (cause) {
+    throw new ConfigError(`${source} is not an ed25519 public key (no PEM "BEGIN PUBLIC KEY" block could be read). ${HOW_TO_MAKE_PUBLIC_KEY}`, {
+      cause,
+    });
+  }
+  if (key.type !== 'public' || key.asymmetricKeyType !== 'ed25519') {
     throw new ConfigError(
-      `${source} is a ${key.asymmetricKeyType ?? 'unknown'} key; gather bundles are signed with ed25519. ` +
-        'Use the public key that matches the bundle signing key ("gather-bundle keygen").',
+      `${source} is not an ed25519 public key (found an ${(key.asymmetricKeyType ?? 'unknown').toUpperCase()} ${key.type} key); gather bundles are ` +
+        `signed with ed25519. ${HOW_TO_MAKE_PUBLIC_KEY}`,
     );
   }
   return key;
@@ -74,6 +93,17 @@ function parseManifest(bytes: Buffer): BundleManifest {
   }
   if (typeof m.version !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(m.version)) refuse('manifest has no valid "version".');
   if (typeof m.created !== 'string' || Number.isNaN(Date.parse(m.created))) refuse('manifest has no valid "created" date.');
+  if (m.sequence === undefined || m.payload_bytes === undefined) {
+    refuse(
+      'its manifest has no "sequence" (a bundle made by an older gather-bundle, which cannot be protected against replay). ' +
+        'Rebuild and publish it with the current gather-bundle.',
+    );
+  }
+  if (!Number.isSafeInteger(m.sequence) || (m.sequence as number) < 0) refuse('manifest "sequence" is not a non-negative integer.');
+  if (!Number.isSafeInteger(m.payload_bytes) || (m.payload_bytes as number) < 0) refuse('manifest "payload_bytes" is not a non-negative integer.');
+  if (m.expires_at !== undefined && (typeof m.expires_at !== 'string' || Number.isNaN(Date.parse(m.expires_at)))) {
+    refuse('manifest "expires_at" is not a date.');
+  }
   const checks = m.checks as Record<string, unknown> | undefined;
   if (typeof checks !== 'object' || checks === null) refuse('manifest has no "checks".');
   const ids = new Set<string>();
@@ -132,6 +162,30 @@ export function verifyBundle(bundle: Uint8Array, publicKey: string | Buffer | Ke
   return { manifest, sha256: sha256(bytes), members };
 }
 
+/**
+ * Reads a bundle file, refusing one over MAX_BUNDLE_BYTES from its size alone (a multi-GB file is never
+ * read into memory). `source` names it in messages.
+ */
+export async function readBundleFile(path: string, source: string = path): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_BUNDLE_BYTES) refuse(`${source} is ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit (not a gather bundle).`);
+    const bytes = Buffer.alloc(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await handle.read(bytes, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    // A file that grew or shrank while read is not the file that was sized.
+    if (filled !== size || (await handle.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) refuse(`${source} changed while it was read. Fetch it again.`);
+    return bytes;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes the verified members into `dir` (created with mode 0700). */
 export async function extractBundle(verified: VerifiedBundle, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -150,10 +204,15 @@ const RUNNER_TIMEOUT_MS = 10_000;
 export function loadBundlePayload(verified: VerifiedBundle): BundlePayload {
   const runner = verified.members.get(RUNNER_MEMBER);
   if (!runner) refuse(`it has no ${RUNNER_MEMBER}.`);
+  const declared = verified.manifest.payload_bytes;
+  if (declared > MAX_PAYLOAD_BYTES) {
+    refuse(`its manifest declares a ${declared}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit; it was not decompressed.`);
+  }
   let json: unknown;
   try {
+    // The runner inflates into a buffer of the declared size and fails past it, so it cannot be a zip bomb.
     json = vm.runInNewContext(
-      `${runner.toString('utf8')}\n;JSON.stringify(globalThis.gatherBundle.load());`,
+      `${runner.toString('utf8')}\n;JSON.stringify(globalThis.gatherBundle.load(${declared}));`,
       Object.create(null),
       { timeout: RUNNER_TIMEOUT_MS, filename: RUNNER_MEMBER },
     );
@@ -176,8 +235,8 @@ function validatePayload(payload: unknown, manifest: BundleManifest): BundlePayl
     if (listed.get(c.id) !== c.category) refuse(`runner check "${c.id}" (${c.category}) is not in the signed manifest.`);
     listed.delete(c.id);
     const timeoutSec = c.timeoutSec;
-    if (timeoutSec !== undefined && !(Number.isInteger(timeoutSec) && timeoutSec > 0)) {
-      refuse(`runner check "${c.id}" has an invalid timeout.`);
+    if (timeoutSec !== undefined && durationProblem(timeoutSec, DURATION_RANGES.checkTimeoutSec) !== undefined) {
+      refuse(`runner check "${c.id}" has a timeout outside ${describeRange(DURATION_RANGES.checkTimeoutSec)}.`);
     }
     checks.push({ id: c.id, category: c.category, script: c.script, ...(timeoutSec ? { timeoutSec } : {}) });
   }

@@ -45,9 +45,23 @@ export class ConfigError extends GatherError {
 /** The bundle failed verification: nothing from it was executed. */
 export class BundleRefusedError extends GatherError {
   override name = 'BundleRefusedError';
+  /** The error record's reason. */
+  readonly reason: 'bundle_refused' | 'bundle_replayed' | 'bundle_expired' = 'bundle_refused';
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_BUNDLE_REFUSED', message, options);
   }
+}
+
+/** A validly signed bundle older than one this host already accepted (replay or rollback). */
+export class BundleReplayedError extends BundleRefusedError {
+  override name = 'BundleReplayedError';
+  override readonly reason = 'bundle_replayed';
+}
+
+/** A validly signed bundle past its `expires_at`. */
+export class BundleExpiredError extends BundleRefusedError {
+  override name = 'BundleExpiredError';
+  override readonly reason = 'bundle_expired';
 }
 
 export class FetchError extends GatherError {

@@ -10,9 +10,14 @@ export {
   SIGNATURE_MEMBER,
   RUNNER_MEMBER,
   MAX_BUNDLE_BYTES,
+  MAX_PAYLOAD_BYTES,
+  MAX_CHECK_BYTES,
+  readBundleFile,
   type VerifiedBundle,
 } from './bundle.js';
 export { readTar, type TarMember } from './_tar.js';
+export { checkFreshness, createSequenceStateFile, sequenceStatePath, type SequenceState } from './sequence.js';
+export { readStateFile, writeStateFile } from './state-file.js';
 export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, MAX_PROBLEMS_KEPT, type ParsedOutput } from './output.js';
 export { executeCheck, enterIdleIoClass, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export {
@@ -33,5 +38,39 @@ export {
   type FileExporterOptions,
   type MemoryExporter,
 } from './adapters.js';
-export { redact, redactText } from './redact.js';
+export { createScrubber, MASK, MIN_SECRET_LENGTH, redact, redactText, scrubbingExporter, secretForms, type Scrubber } from './redact.js';
+export {
+  DURATION_RANGES,
+  MAX_TIMER_MS,
+  describeRange,
+  durationProblem,
+  setLongTimeout,
+  type DurationRange,
+  type DurationSetting,
+  type LongTimeout,
+} from './durations.js';
+export {
+  acquireLock,
+  bootId,
+  ownerAlive,
+  processStartTime,
+  staleReason,
+  LockBusyError,
+  type AcquireOptions,
+  type Lock,
+  type LockOwner,
+  type LockTakeover,
+} from './lock.js';
+export {
+  createExclusive,
+  ensurePrivateDir,
+  openExclusive,
+  readFileNoFollow,
+  readFileNoFollowSync,
+  writeFileAtomic,
+  UnsafeDirectoryError,
+  CREATE_EXCLUSIVE,
+  READ_NO_FOLLOW,
+} from './safe-fs.js';
+export { assertRootOwnedPath, rootOwnershipProblem } from './root-trust.js';
 export { CORE_VERSION } from './version.js';

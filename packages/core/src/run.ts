@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forEachLimited, slots } from './_pool.js';
-import { extractBundle, loadBundlePayload, MAX_BUNDLE_BYTES, parsePublicKey, verifyBundle } from './bundle.js';
+import { extractBundle, loadBundlePayload, parsePublicKey, readBundleFile, verifyBundle } from './bundle.js';
 import { AbortedError, BundleRefusedError, ConfigError, ExportError, FetchError, isGatherError } from './errors.js';
 import { openContainment, type ContainmentMode } from './contain.js';
 import { enterIdleIoClass, executeCheck, type CheckOutcome } from './execute.js';
 import { detached, parseCheckOutput } from './output.js';
+import { checkFreshness, type SequenceState } from './sequence.js';
 import type {
   BundleInfo,
   BundledCheck,
@@ -64,7 +65,12 @@ export interface RunOptions {
   onCheckDone?: (event: CheckDoneEvent) => void;
   /** Path of bash. Default "bash". */
   bash?: string;
-  /** Clock for timestamps; tests pin it. */
+  /**
+   * The highest bundle sequence accepted from this source: an older bundle is refused (`bundle_replayed`), and
+   * the sequence of a bundle about to run is recorded. Without it there is no replay protection.
+   */
+  sequenceState?: SequenceState;
+  /** Clock for timestamps and bundle expiry; tests pin it. */
   now?: () => Date;
 }
 
@@ -259,14 +265,15 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     summary.fetch = { unchanged: fetched.unchanged, bytesTransferred: fetched.bytesTransferred, source: fetched.source };
     throwIfAborted();
 
-    const size = (await stat(fetched.path)).size;
-    if (size > MAX_BUNDLE_BYTES) throw new BundleRefusedError(`Bundle refused: ${fetched.source} is ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit.`);
-    const verified = verifyBundle(await readFile(fetched.path), publicKey);
+    const verified = verifyBundle(await readBundleFile(fetched.path, fetched.source), publicKey);
     bundle = { version: verified.manifest.version, sha256: verified.sha256 };
     summary.bundle = bundle;
+    const highestAccepted = await options.sequenceState?.highest();
+    checkFreshness(verified.manifest, { highestAccepted, now: now(), source: fetched.source });
     await extractBundle(verified, join(tmp, 'bundle'));
     const payload = loadBundlePayload(verified);
     throwIfAborted();
+    await options.sequenceState?.accept(verified.manifest, verified.sha256);
 
     const checks = payload.checks.filter((check) => category === 'all' || check.category === category);
     const workDir = join(tmp, 'work');
@@ -324,7 +331,7 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     // Only the fetcher's own failures are fetch failures (wrapped above); anything else unexpected is
     // rethrown as it is, a bug the caller reports as such (the agent: exit 1), after its error record.
     const reason: ErrorReason =
-      error instanceof BundleRefusedError ? 'bundle_refused' : error instanceof FetchError ? 'fetch_failed' : 'run_failed';
+      error instanceof BundleRefusedError ? error.reason : error instanceof FetchError ? 'fetch_failed' : 'run_failed';
     const message = isGatherError(error) ? error.message : `Unexpected error: ${(error as Error)?.message ?? String(error)}`;
     summary.errors++;
     await enqueueExport(() =>

@@ -59,6 +59,8 @@ export type ErrorReason =
   | 'spawn_failed'
   | 'killed'
   | 'bundle_refused'
+  | 'bundle_replayed'
+  | 'bundle_expired'
   | 'fetch_failed'
   | 'run_failed';
 
@@ -86,7 +88,11 @@ export type RunOutcome =
   | 'checks_failed'
   | 'spooled'
   | 'export_failed'
+  /** Every document was handled, but some did not reach their index: refused (dead-lettered), dropped or unreadable. */
+  | 'export_incomplete'
   | 'bundle_refused'
+  | 'bundle_replayed'
+  | 'bundle_expired'
   | 'fetch_failed'
   | 'interrupted'
   | 'failed';
@@ -105,7 +111,7 @@ export interface RunSummaryDocument extends DocumentBase {
   results: number;
   errors: number;
   /** Totals of the exporter for this run (this document excluded). */
-  export: ExportSummary;
+  export: ExportTotals;
   /** Documents kept in the spool instead of delivered (same as `export.spooled`). */
   spooled: number;
   /** Bundle bytes downloaded (0 when the source said unchanged or the bundle is local). */
@@ -166,6 +172,24 @@ export interface ExportSummary {
   dropped?: number;
   /** Documents spooled by an earlier exporter (a previous run) and delivered by this one. */
   recovered?: number;
+  /** Lines of a damaged spool segment that could not be read back (lost); also counted in `failed`. */
+  unreadable?: number;
+}
+
+/** The exporter's totals as a run summary document carries them (`export.dead_lettered`, ...). */
+export interface ExportTotals {
+  delivered: number;
+  spooled: number;
+  failed: number;
+  retried: number;
+  /** Refused by the destination for good (kept with the reason in an errors index): not in their index. */
+  dead_lettered: number;
+  /** Dropped from a full spool: lost. */
+  dropped: number;
+  /** Unreadable lines of a damaged spool segment: lost. */
+  unreadable: number;
+  /** Spooled by an earlier run and delivered by this one. */
+  recovered: number;
 }
 
 /** Sends documents somewhere. Calls are never concurrent for one exporter instance. */
@@ -182,6 +206,8 @@ export interface Exporter {
   flush(): Promise<ExportSummary>;
   /** Flushes and releases resources. The exporter is unusable afterwards. */
   close(): Promise<ExportSummary>;
+  /** Totals so far, also after a call threw (e.g. the documents it spooled when the index was refused). */
+  summary?(): ExportSummary;
 }
 
 /** A check as decoded from a verified bundle. */
@@ -204,6 +230,15 @@ export interface BundleManifest {
   format: 1;
   version: string;
   created: string;
+  /**
+   * Increases with every bundle published for a source; agents refuse one lower than the highest they
+   * accepted (replay / rollback protection).
+   */
+  sequence: number;
+  /** Bundles past this time (ISO-8601) are refused. */
+  expires_at?: string;
+  /** Size in bytes of the decoded checks payload, so it can be refused before it is decompressed. */
+  payload_bytes: number;
   checks: Record<Category, string[]>;
   /** sha256 (hex) of every other member, by member name. */
   files: Record<string, string>;

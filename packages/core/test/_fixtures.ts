@@ -55,6 +55,11 @@ export interface BundleSpec {
   prelude?: string;
   checks: BundledCheck[];
   version?: string;
+  /** Default 1. */
+  sequence?: number;
+  expiresAt?: string;
+  /** Default: the size of the payload JSON. */
+  payloadBytes?: number;
   /** Rewrites members before the tar is made, to build tampered bundles. */
   tamper?: (members: TarEntry[]) => TarEntry[];
 }
@@ -69,6 +74,9 @@ export function makeBundle(spec: BundleSpec): Buffer {
     format: 1,
     version: spec.version ?? 'test-1',
     created: '2026-01-01T00:00:00.000Z',
+    sequence: spec.sequence ?? 1,
+    ...(spec.expiresAt ? { expires_at: spec.expiresAt } : {}),
+    payload_bytes: spec.payloadBytes ?? Buffer.byteLength(JSON.stringify({ prelude: spec.prelude ?? '', checks: spec.checks })),
     checks: {
       abuse: spec.checks.filter((c) => c.category === 'abuse').map((c) => c.id),
       analytics: spec.checks.filter((c) => c.category === 'analytics').map((c) => c.id),

@@ -1,6 +1,6 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { BundleRefusedError, ConfigError, loadBundlePayload, verifyBundle } from '../src/index.js';
+import { BundleRefusedError, ConfigError, loadBundlePayload, parsePublicKey, readTar, verifyBundle } from '../src/index.js';
 import { check, makeBundle, makeKeys, tar, type TarEntry } from './_fixtures.js';
 
 const keys = makeKeys();
@@ -94,6 +94,8 @@ describe('verifyBundle', () => {
       format: 1,
       version: 'v',
       created: '2026-01-01T00:00:00Z',
+      sequence: 1,
+      payload_bytes: 100,
       checks: { abuse: ['abc'], analytics: [] },
       files: { 'runner.js': createHash('sha256').update(runner).digest('hex') },
     });
@@ -108,6 +110,8 @@ describe('verifyBundle', () => {
       format: 1,
       version: 'v',
       created: '2026-01-01T00:00:00Z',
+      sequence: 1,
+      payload_bytes: 100,
       checks: { abuse: [], analytics: [] },
       files: { 'runner.js': createHash('sha256').update(runner).digest('hex') },
     });
@@ -123,5 +127,49 @@ describe('verifyBundle', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
     expect(() => verifyBundle(makeBundle({ keys, checks }), rsa)).toThrow(ConfigError);
     expect(() => verifyBundle(makeBundle({ keys, checks }), 'not a key')).toThrow(/gather-bundle keygen/);
+  });
+});
+
+describe('keys are what they claim', () => {
+  it('refuses a private key given as the public key, PEM text or key object', () => {
+    const pem = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(() => parsePublicKey(pem, 'key.pem')).toThrow(/key\.pem: this is a private key; ship only the public half/);
+    expect(() => parsePublicKey(keys.privateKey)).toThrow(/this is a private key/);
+    expect(() => verifyBundle(makeBundle({ keys, checks }), pem)).toThrow(ConfigError);
+  });
+
+  it('says that a readable key which is not an ed25519 public key is exactly that', () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(() => parsePublicKey(ec, 'ec.pem')).toThrow(/ec\.pem is not an ed25519 public key \(found an EC public key\)/);
+    expect(() => parsePublicKey('hello\n', 'notes.txt')).toThrow(/notes\.txt is not an ed25519 public key \(no PEM "BEGIN PUBLIC KEY" block/);
+  });
+});
+
+describe('tars are what they claim', () => {
+  const good = () => Buffer.from(makeBundle({ keys, checks }));
+  const endOf = (bundle: Buffer) => bundle.length - 1024;
+
+  it('refuses non-zero padding after a member', () => {
+    const bundle = good();
+    const entries = readTar(bundle);
+    const manifest = entries[0]!;
+    const paddingAt = manifest.data.byteOffset - bundle.byteOffset + manifest.data.length;
+    expect(paddingAt % 512).not.toBe(0);
+    bundle[paddingAt] = 0x41;
+    expect(refusal(bundle)).toMatch(/padding after tar entry "manifest.json" is not zeros/);
+  });
+
+  it('refuses a tar without its two zero end-of-archive blocks', () => {
+    const bundle = good();
+    expect(refusal(bundle.subarray(0, endOf(bundle) + 512))).toMatch(/no end-of-archive marker/);
+    const second = Buffer.from(bundle);
+    second[endOf(bundle) + 600] = 1;
+    expect(refusal(second)).toMatch(/no end-of-archive marker/);
+  });
+
+  it('refuses bytes after the end-of-archive marker, and accepts zero record padding', () => {
+    const bundle = good();
+    expect(refusal(Buffer.concat([bundle, Buffer.from('#!/bin/sh\n')]))).toMatch(/non-zero bytes after its end-of-archive marker/);
+    expect(verifyBundle(Buffer.concat([bundle, Buffer.alloc(8192)]), keys.publicKeyPem).manifest.version).toBe('test-1');
   });
 });

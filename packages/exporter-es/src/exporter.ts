@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, errors as esErrors } from '@elastic/elasticsearch';
+import { Client, errors as esErrors, type TransportRequestOptions, type TransportRequestParams } from '@elastic/elasticsearch';
 import {
   ConfigError,
+  DURATION_RANGES,
+  describeRange,
+  durationProblem,
+  createScrubber,
   ExportError,
-  redact,
   redactText,
+  type Scrubber,
   type ErrorDocument,
   type ExportSummary,
   type Exporter,
@@ -16,6 +20,8 @@ import { indexTemplate, mappingsOf, resultSource, templateName } from './mapping
 import { Spool, SpoolLockedError, type DropReport, type SpoolRecord, type SpoolSegment } from './spool.js';
 
 const SCOPE = { scope: 'exporter-es' } as const;
+/** Why documents were kept after the exporter was told to stop. */
+const STOPPED = new Error('the exporter was stopped before Elasticsearch acknowledged them');
 const MiB = 1024 * 1024;
 
 export type EsAuth = { apiKey: string | { id: string; api_key: string } } | { username: string; password: string } | { bearer: string };
@@ -65,6 +71,12 @@ export interface EsExporterOptions {
   compression?: boolean;
   /** Receives one line per notable event (outage, spooling, rejection), credentials redacted. */
   log?: (line: string) => void;
+  /**
+   * Stop waiting for Elasticsearch (e.g. the agent was told to stop and a hung cluster must not hold it):
+   * requests in flight are aborted, and what was not acknowledged, and every later document, is spooled
+   * (counted as failed without a spoolDir). The spool is not delivered after it.
+   */
+  signal?: AbortSignal;
 }
 
 /** The core summary plus what this exporter also counts. */
@@ -73,6 +85,7 @@ export interface EsExportSummary extends ExportSummary {
   deadLettered: number;
   dropped: number;
   recovered: number;
+  unreadable: number;
 }
 
 export interface EsExporter extends Exporter {
@@ -186,6 +199,14 @@ function positive(value: number | undefined, fallback: number, option: string, m
   return value;
 }
 
+/** A delay option: within core's shared range (one table for every duration gather takes). */
+function duration(value: number | undefined, fallback: number, option: keyof typeof DURATION_RANGES): number {
+  if (value === undefined) return fallback;
+  const range = DURATION_RANGES[option];
+  if (durationProblem(value, range)) throw new ConfigError(`Option "${option}" must be ${describeRange(range)} (got ${value}).`, SCOPE);
+  return value;
+}
+
 /** Every credential string that must never be printed: raw, and as sent in the Authorization header. */
 function secretsOf(options: EsExporterOptions, urls: URL[]): string[] {
   const secrets: string[] = [];
@@ -220,6 +241,7 @@ function describe(error: unknown): string {
     return `HTTP ${error.statusCode ?? '?'}${detail ? ` ${detail}` : ''}`;
   }
   if (error instanceof esErrors.TimeoutError) return 'request timed out';
+  if (error instanceof esErrors.RequestAbortedError) return 'request aborted: the exporter was stopped';
   if (error instanceof esErrors.ProductNotSupportedError) return 'the server is not Elasticsearch (no x-elastic-product header)';
   if (error instanceof Error) return error.message;
   return String(error);
@@ -251,12 +273,14 @@ class ElasticsearchExporter implements EsExporter {
   readonly name = 'elasticsearch';
   private readonly client: Client;
   private readonly secrets: string[];
+  /** Its own credentials scrubbed from every document (the agent also scrubs its whole secret set before). */
+  private readonly scrub: Scrubber;
   private readonly where: string;
   private readonly resultsIndex: string;
   private readonly errorsIndex: string;
   private readonly runsIndex: string;
   private readonly ids = new DocumentIds();
-  private readonly stats: EsExportSummary = { delivered: 0, spooled: 0, failed: 0, retried: 0, deadLettered: 0, dropped: 0, recovered: 0 };
+  private readonly stats: EsExportSummary = { delivered: 0, spooled: 0, failed: 0, retried: 0, deadLettered: 0, dropped: 0, recovered: 0, unreadable: 0 };
   private readonly opts: Required<
     Pick<
       EsExporterOptions,
@@ -305,6 +329,7 @@ class ElasticsearchExporter implements EsExporter {
       }
     });
     this.secrets = secretsOf(options, urls);
+    this.scrub = createScrubber(this.secrets);
     this.where = urls.map((url) => `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`).join(', ');
     this.resultsIndex = validateIndex(options.resultsIndex ?? DEFAULTS.resultsIndex, 'resultsIndex');
     this.errorsIndex = validateIndex(options.errorsIndex ?? DEFAULTS.errorsIndex, 'errorsIndex');
@@ -325,10 +350,10 @@ class ElasticsearchExporter implements EsExporter {
       maxBatchBytes: positive(options.maxBatchBytes, DEFAULTS.maxBatchBytes, 'maxBatchBytes', 1024),
       maxInFlight: Math.floor(positive(options.maxInFlight, DEFAULTS.maxInFlight, 'maxInFlight')),
       maxRetries: Math.floor(positive(options.maxRetries, DEFAULTS.maxRetries, 'maxRetries', 0)),
-      retryBaseDelayMs: positive(options.retryBaseDelayMs, DEFAULTS.retryBaseDelayMs, 'retryBaseDelayMs', 0),
-      retryMaxDelayMs: positive(options.retryMaxDelayMs, DEFAULTS.retryMaxDelayMs, 'retryMaxDelayMs', 0),
-      requestTimeoutMs: positive(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
-      probeIntervalMs: positive(options.probeIntervalMs, DEFAULTS.probeIntervalMs, 'probeIntervalMs', 0),
+      retryBaseDelayMs: duration(options.retryBaseDelayMs, DEFAULTS.retryBaseDelayMs, 'retryBaseDelayMs'),
+      retryMaxDelayMs: duration(options.retryMaxDelayMs, DEFAULTS.retryMaxDelayMs, 'retryMaxDelayMs'),
+      requestTimeoutMs: duration(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
+      probeIntervalMs: duration(options.probeIntervalMs, DEFAULTS.probeIntervalMs, 'probeIntervalMs'),
       spoolMaxBytes,
       spoolSegmentBytes: positive(options.spoolSegmentBytes, Math.min(DEFAULTS.spoolSegmentBytes, Math.floor(spoolMaxBytes / 4)), 'spoolSegmentBytes', 1),
       templatePriority: positive(options.templatePriority, DEFAULTS.templatePriority, 'templatePriority', 0),
@@ -356,7 +381,7 @@ class ElasticsearchExporter implements EsExporter {
   async exportResults(results: readonly ResultDocument[]): Promise<void> {
     await this.begin();
     for (const doc of results) {
-      const source = resultSource(doc);
+      const source = resultSource(this.scrub.value(doc));
       this.add({ index: this.resultsIndex, id: this.ids.result(doc), source, bytes: 0 });
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
@@ -366,7 +391,7 @@ class ElasticsearchExporter implements EsExporter {
   async exportErrors(errors: readonly ErrorDocument[]): Promise<void> {
     await this.begin();
     for (const doc of errors) {
-      const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
+      const source = JSON.stringify(this.scrub.value(doc));
       this.add({ index: this.errorsIndex, id: this.ids.error(doc), source, bytes: 0 });
       if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     }
@@ -376,7 +401,7 @@ class ElasticsearchExporter implements EsExporter {
   /** The run summary, after the run's results and errors: same batches, ids, retries and spool as they. */
   async exportRunSummary(summary: RunSummaryDocument): Promise<void> {
     await this.begin();
-    const source = JSON.stringify(this.secrets.length ? redact(summary, this.secrets) : summary);
+    const source = JSON.stringify(this.scrub.value(summary));
     this.add({ index: this.runsIndex, id: this.ids.run(summary), source, bytes: 0 });
     if (this.batch.length >= this.opts.maxBatchDocs || this.batchBytes >= this.opts.maxBatchBytes) await this.dispatch(this.takeBatch());
     this.end();
@@ -426,6 +451,8 @@ class ElasticsearchExporter implements EsExporter {
         this.spool = await Spool.open(this.options.spoolDir, {
           maxBytes: this.opts.spoolMaxBytes,
           segmentBytes: this.opts.spoolSegmentBytes,
+          onLockTakeover: ({ path, previous, reason }) =>
+            this.log(`Took over the stale spool lock ${path} (${reason}; previous owner pid ${previous?.pid ?? 'unknown'}).`),
         });
       } catch (error) {
         this.fatal = new ExportError(
@@ -465,6 +492,17 @@ class ElasticsearchExporter implements EsExporter {
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
   }
 
+  /** Told to stop waiting for Elasticsearch: nothing more is sent. */
+  private get stopped(): boolean {
+    return this.options.signal?.aborted ?? false;
+  }
+
+  /** Every request to Elasticsearch: none starts after a stop, and one in flight is aborted by it. */
+  private request<T = unknown>(params: TransportRequestParams, options: TransportRequestOptions = {}): Promise<T> {
+    if (this.stopped) return Promise.reject(STOPPED);
+    return this.client.transport.request<T>(params, this.options.signal ? { ...options, signal: this.options.signal } : options) as Promise<T>;
+  }
+
   private isDown(): boolean {
     return this.openUntil > Date.now();
   }
@@ -487,6 +525,7 @@ class ElasticsearchExporter implements EsExporter {
   /** Sends one batch of new documents, or spools it when Elasticsearch is known to be down. */
   private async dispatch(batch: Entry[]): Promise<void> {
     if (batch.length === 0) return;
+    if (this.stopped) return this.keep(batch, STOPPED);
     if (this.fatal) return this.keep(batch, this.fatal);
     if (this.spool && !this.spool.empty && !this.isDown()) {
       // The spool goes first, in order.
@@ -552,6 +591,7 @@ class ElasticsearchExporter implements EsExporter {
       return;
     }
     this.stats.spooled += n;
+    if (cause === STOPPED) this.log(`Stopped before Elasticsearch acknowledged ${n} documents: spooled to ${this.spool.dir}, delivered by the next run.`);
   }
 
   private accountDrop(segment: SpoolSegment, docs: number): void {
@@ -566,6 +606,7 @@ class ElasticsearchExporter implements EsExporter {
   /** Installs the index templates (once) and makes sure the three indices exist with the gather mappings. */
   private async ensureReady(): Promise<boolean> {
     if (this.ready) return true;
+    if (this.stopped) return false;
     if (this.options.installTemplates === false) {
       this.ready = true;
       return true;
@@ -583,21 +624,21 @@ class ElasticsearchExporter implements EsExporter {
           ...(this.options.indexSettings ? { settings: this.options.indexSettings } : {}),
         });
         // Read first: thousands of agents start runs, and a template PUT is a cluster state update.
-        const installed = await this.client.transport.request<{ index_templates?: Array<{ index_template?: Record<string, unknown> }> }>(
+        const installed = await this.request<{ index_templates?: Array<{ index_template?: Record<string, unknown> }> }>(
           { method: 'GET', path: `/_index_template/${templateName(index)}` },
           { ignore: [404] },
         );
         const current = installed.index_templates?.[0]?.index_template;
         const upToDate = (current?._meta as { hash?: string } | undefined)?.hash === (body._meta as { hash: string }).hash;
-        if (!upToDate) await this.client.transport.request({ method: 'PUT', path: `/_index_template/${templateName(index)}`, body });
-        const exists = await this.client.transport.request<unknown>({ method: 'HEAD', path: `/${index}` }, { ignore: [404], meta: true });
+        if (!upToDate) await this.request({ method: 'PUT', path: `/_index_template/${templateName(index)}`, body });
+        const exists = await this.request<{ statusCode: number }>({ method: 'HEAD', path: `/${index}` }, { ignore: [404], meta: true });
         if (exists.statusCode === 404) {
-          await this.client.transport.request({ method: 'PUT', path: `/${index}` }, { ignore: [400] });
+          await this.request({ method: 'PUT', path: `/${index}` }, { ignore: [400] });
         } else if (!upToDate) {
           // An index made before the template (e.g. by dynamic mapping): add the gather fields to it.
           const mappings = mappingsOf(kind);
           try {
-            await this.client.transport.request({ method: 'PUT', path: `/${index}/_mapping`, body: mappings });
+            await this.request({ method: 'PUT', path: `/${index}/_mapping`, body: mappings });
           } catch (error) {
             if (error instanceof esErrors.ResponseError && error.statusCode === 400) {
               this.fatal = new ExportError(
@@ -614,7 +655,7 @@ class ElasticsearchExporter implements EsExporter {
       this.ready = true;
       return true;
     } catch (error) {
-      this.fail(error, 'installing the index templates');
+      if (!this.stopped) this.fail(error, 'installing the index templates');
       return false;
     }
   }
@@ -648,7 +689,7 @@ class ElasticsearchExporter implements EsExporter {
   private async bulk(entries: readonly Entry[]): Promise<BulkResponse> {
     let body = '';
     for (const e of entries) body += `{"create":{"_index":${JSON.stringify(e.index)},"_id":${JSON.stringify(e.id)}}}\n${e.source}\n`;
-    return this.client.transport.request<BulkResponse>(
+    return this.request<BulkResponse>(
       {
         method: 'POST',
         path: '/_bulk',
@@ -670,10 +711,10 @@ class ElasticsearchExporter implements EsExporter {
     for (let attempt = 0; todo.length > 0; attempt++) {
       if (attempt > 0) {
         this.stats.retried += todo.length;
-        await sleep(backoffDelay(attempt, this.opts.retryBaseDelayMs, this.opts.retryMaxDelayMs));
-        if (this.fatal) {
+        await sleep(backoffDelay(attempt, this.opts.retryBaseDelayMs, this.opts.retryMaxDelayMs), undefined, this.options.signal ? { signal: this.options.signal } : {}).catch(() => undefined);
+        if (this.fatal || this.stopped) {
           outcome.undeliverable.push(...todo);
-          outcome.cause = this.fatal;
+          outcome.cause = this.fatal ?? STOPPED;
           break;
         }
       }
@@ -681,6 +722,11 @@ class ElasticsearchExporter implements EsExporter {
       try {
         response = await this.bulk(todo);
       } catch (error) {
+        if (this.stopped) {
+          outcome.undeliverable.push(...todo);
+          outcome.cause = STOPPED;
+          break;
+        }
         // A timeout already waited requestTimeoutMs: retry it once at most, then spool (a black-holed node).
         const limit = error instanceof esErrors.TimeoutError ? Math.min(1, this.opts.maxRetries) : this.opts.maxRetries;
         if (classify(error) === 'retry' && attempt < limit) continue;
@@ -768,7 +814,7 @@ class ElasticsearchExporter implements EsExporter {
       original,
       rejection: { status: item.status, type: item.error?.type ?? 'error', reason: item.error?.reason ?? '' },
     };
-    const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
+    const source = JSON.stringify(this.scrub.value(doc));
     return { index: this.errorsIndex, id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
   }
 
@@ -777,7 +823,7 @@ class ElasticsearchExporter implements EsExporter {
   /** Delivers the spool in order: drop reports, then segments oldest first; stops at the first outage. */
   private async drain(): Promise<void> {
     const spool = this.spool;
-    if (!spool || spool.empty || this.fatal) return;
+    if (!spool || spool.empty || this.fatal || this.stopped) return;
     if (!(await this.ensureReady())) return;
     for (const report of spool.pendingReports()) {
       const outcome = await this.send([this.dropReportEntry(report)]);
@@ -813,7 +859,7 @@ class ElasticsearchExporter implements EsExporter {
       if (current.length > 0) batches.push(current);
       const running = new Set<Promise<void>>();
       for (const batch of batches) {
-        if (total.undeliverable.length > 0 || this.fatal) break;
+        if (total.undeliverable.length > 0 || this.fatal || this.stopped) break;
         while (running.size >= this.opts.maxInFlight) await Promise.race(running);
         const task: Promise<void> = this.send(batch)
           .then((o) => {
@@ -826,7 +872,7 @@ class ElasticsearchExporter implements EsExporter {
         running.add(task);
       }
       await Promise.all(running);
-      if (total.undeliverable.length > 0 || this.fatal || total.delivered + total.deadLettered + total.failed < entries.length) {
+      if (total.undeliverable.length > 0 || this.fatal || this.stopped || total.delivered + total.deadLettered + total.failed < entries.length) {
         // Left in the spool: what was delivered answers 409 next time.
         return;
       }
@@ -838,7 +884,8 @@ class ElasticsearchExporter implements EsExporter {
       } else this.stats.recovered += total.delivered;
       this.stats.deadLettered += total.deadLettered;
       this.stats.failed += total.failed + corrupt;
-      if (corrupt > 0) this.log(`${corrupt} unreadable lines in spool segment ${segment.file} were skipped.`);
+      this.stats.unreadable += corrupt;
+      if (corrupt > 0) this.log(`${corrupt} unreadable lines in the damaged spool segment ${segment.file} were skipped: those documents are lost.`);
       this.log(`Delivered spool segment ${segment.file} (${total.delivered} documents).`);
     }
   }
@@ -858,7 +905,7 @@ class ElasticsearchExporter implements EsExporter {
       dropped_docs: report.docs,
       spool_segment: report.segment,
     };
-    const source = JSON.stringify(this.secrets.length ? redact(doc, this.secrets) : doc);
+    const source = JSON.stringify(this.scrub.value(doc));
     return { index: this.errorsIndex, id: report.id, source, bytes: source.length, deadLetter: true };
   }
 

@@ -101,8 +101,9 @@ export const RUNS_MAPPINGS = {
         spooled: { type: 'long' },
         failed: { type: 'long' },
         retried: { type: 'long' },
-        deadLettered: { type: 'long' },
+        dead_lettered: { type: 'long' },
         dropped: { type: 'long' },
+        unreadable: { type: 'long' },
         recovered: { type: 'long' },
       },
     },
@@ -131,6 +132,27 @@ export interface TemplateOptions {
   settings?: Record<string, unknown>;
 }
 
+/**
+ * Replicas follow the cluster's size: none on a single node (so it stays green), one as soon as a second data
+ * node joins (Elasticsearch adjusts existing indices too). Used unless the user's settings choose replicas.
+ */
+export const DEFAULT_INDEX_SETTINGS: Readonly<Record<string, unknown>> = { 'index.auto_expand_replicas': '0-1' };
+
+const REPLICA_SETTINGS = ['number_of_replicas', 'auto_expand_replicas'];
+
+/** Whether settings (flat `index.x`, short `x` or nested `{ index: { x } }`) say how many replicas to keep. */
+function choosesReplicas(settings: Record<string, unknown>): boolean {
+  const nested = settings.index;
+  return Object.keys(settings).some((key) => REPLICA_SETTINGS.includes(key.replace(/^index\./, '')))
+    || (typeof nested === 'object' && nested !== null && choosesReplicas(nested as Record<string, unknown>));
+}
+
+/** The settings of a template: the user's, plus the default replicas unless they choose their own. */
+export function templateSettings(user: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (user && choosesReplicas(user)) return user;
+  return { ...DEFAULT_INDEX_SETTINGS, ...user };
+}
+
 /** Name of the composable template installed for an index. */
 export function templateName(index: string): string {
   return `${index}-gather`;
@@ -142,10 +164,7 @@ export function templateName(index: string): string {
  * Elasticsearch refuses at equal priority.
  */
 export function indexTemplate(options: TemplateOptions): Record<string, unknown> {
-  const template = {
-    ...(options.settings ? { settings: options.settings } : {}),
-    mappings: mappingsOf(options.kind),
-  };
+  const template = { settings: templateSettings(options.settings), mappings: mappingsOf(options.kind) };
   // The hash tells an exporter whether the installed template is already this one (then it does not PUT).
   const hash = createHash('sha256')
     .update(JSON.stringify({ patterns: [options.index], priority: options.priority, template }))

@@ -10,8 +10,9 @@
  * created; a torn last line (a crash mid-append, never acknowledged) is ignored when reading.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { acquireLock, LockBusyError, openExclusive, readFileNoFollow, writeFileAtomic, type Lock, type LockTakeover } from '@gather/core';
 
 export interface SpoolRecord {
   /** Target index. */
@@ -52,6 +53,8 @@ export interface SpoolOptions {
   /** A segment is closed and a new one started past this size. */
   segmentBytes: number;
   now?: () => Date;
+  /** Called when a stale lock (a crashed process's, one from before a reboot) is taken over, e.g. to log it. */
+  onLockTakeover?: (takeover: LockTakeover) => void;
 }
 
 export interface AppendOutcome {
@@ -64,15 +67,6 @@ export interface AppendOutcome {
 /** The spool directory is used by another live process. */
 export class SpoolLockedError extends Error {
   override name = 'SpoolLockedError';
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 const SEGMENT = /^spool-(\d{12})\.ndjson$/;
@@ -98,7 +92,7 @@ export class Spool {
   private current: { segment: SpoolSegment; handle: FileHandle } | undefined;
   private nextSeq = 1;
   private queue: Promise<void> = Promise.resolve();
-  private locked: string | undefined;
+  private locked: Lock | undefined;
   private totalBytes = 0;
   private readonly now: () => Date;
 
@@ -119,10 +113,13 @@ export class Spool {
     for (const name of names) {
       const segment = SEGMENT.exec(name);
       const report = REPORT.exec(name);
+      // Only regular files are spool files: a symbolic link planted here is never read or written through.
+      const info = segment || report ? await lstat(join(dir, name)) : undefined;
+      if (segment || report) maxSeq = Math.max(maxSeq, Number((segment ?? report)![1]));
+      if (info && !info.isFile()) continue;
       if (segment) {
         const seq = Number(segment[1]);
-        const bytes = (await stat(join(dir, name))).size;
-        maxSeq = Math.max(maxSeq, seq);
+        const bytes = info!.size;
         if (bytes === 0) {
           await unlink(join(dir, name));
           continue;
@@ -130,9 +127,8 @@ export class Spool {
         spool.segments.push({ seq, file: join(dir, name), bytes, records: undefined, own: false });
         spool.totalBytes += bytes;
       } else if (report) {
-        maxSeq = Math.max(maxSeq, Number(report[1]));
         try {
-          spool.reports.push(JSON.parse(await readFile(join(dir, name), 'utf8')) as DropReport);
+          spool.reports.push(JSON.parse(await readFileNoFollow(join(dir, name))) as DropReport);
         } catch {
           // A report torn by a crash before its rename cannot exist (written to a temp name first); skip others.
         }
@@ -144,27 +140,23 @@ export class Spool {
 
   /**
    * One spool, one process: another one could deliver and delete a segment this one appends to. The lock
-   * file holds the owner's pid; a lock left by a process that is gone (a crash) is taken over.
+   * is core's host lock (owner pid, start time and boot id): one left by a crashed process, by a process
+   * whose pid was since reused, or from before a reboot, is taken over, so a leftover file never blocks
+   * delivery.
    */
   private async lock(): Promise<void> {
-    const file = join(this.dir, 'spool.lock');
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const handle = await open(file, 'wx', 0o600);
-        await handle.writeFile(String(process.pid));
-        await handle.close();
-        this.locked = file;
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    try {
+      this.locked = await acquireLock(join(this.dir, 'spool.lock'), {
+        purpose: 'spool',
+        waitMs: 0,
+        ...(this.options.onLockTakeover ? { onTakeover: this.options.onLockTakeover } : {}),
+      });
+    } catch (error) {
+      if (error instanceof LockBusyError) {
+        throw new SpoolLockedError(`${this.dir} is in use by process ${error.owner?.pid ?? 'unknown'}`, { cause: error });
       }
-      const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
-        throw new SpoolLockedError(`${this.dir} is in use by process ${owner}`);
-      }
-      await unlink(file).catch(() => undefined);
+      throw error;
     }
-    throw new SpoolLockedError(`${this.dir} could not be locked`);
   }
 
   /** Bytes on disk in segments. */
@@ -230,7 +222,7 @@ export class Spool {
     if (!this.current) {
       const seq = this.nextSeq++;
       const file = join(this.dir, `spool-${pad(seq)}.ndjson`);
-      const handle = await open(file, 'wx', 0o600);
+      const handle = await openExclusive(file);
       await fsyncDir(this.dir);
       const segment: SpoolSegment = { seq, file, bytes: 0, records: 0, own: true };
       this.segments.push(segment);
@@ -245,13 +237,15 @@ export class Spool {
     return { stored: true, dropped };
   }
 
-  /** Reads a segment's records in order; a torn last line is ignored, unparsable lines are counted. */
+  /** Reads a segment's records in order; a torn last record is ignored, unreadable lines are counted. */
   async read(segment: SpoolSegment): Promise<{ records: SpoolRecord[]; corrupt: number }> {
-    const text = await readFile(segment.file, 'utf8');
+    const text = await readFileNoFollow(segment.file);
     const lines = text.split('\n');
-    lines.pop(); // after the last "\n": empty, or a torn line never acknowledged
+    // After the last "\n": empty, or a record torn by a crash mid-append (never acknowledged, so never counted
+    // as spooled). Anything else there is damage, and counts as unreadable like a damaged line.
+    const tail = lines.pop()!;
     const records: SpoolRecord[] = [];
-    let corrupt = 0;
+    let corrupt = tail !== '' && !tail.startsWith('{"index":') ? 1 : 0;
     for (const line of lines) {
       try {
         const record = JSON.parse(line) as SpoolRecord;
@@ -295,7 +289,7 @@ export class Spool {
   close(): Promise<void> {
     return this.exclusive(async () => {
       await this.seal();
-      if (this.locked) await unlink(this.locked).catch(() => undefined);
+      await this.locked?.release();
       this.locked = undefined;
     });
   }
@@ -334,15 +328,7 @@ export class Spool {
       ...(doc ? { sample: { run_id: doc.run_id, host: doc.host, agent: doc.agent } } : {}),
       at: this.now().toISOString(),
     };
-    const file = join(this.dir, `dropped-${pad(seq)}.json`);
-    const handle = await open(`${file}.tmp`, 'w', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(report));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(join(this.dir, `dropped-${pad(seq)}.json`), JSON.stringify(report));
     await unlink(segment.file).catch(() => undefined);
     await fsyncDir(this.dir);
     this.forget(segment);

@@ -98,7 +98,7 @@ describe('index templates', () => {
       outcome: { type: 'keyword' },
       trigger: { type: 'keyword' },
       checks: { properties: { run: { type: 'long' }, timed_out: { type: 'long' } } },
-      export: { properties: { delivered: { type: 'long' }, deadLettered: { type: 'long' } } },
+      export: { properties: { delivered: { type: 'long' }, dead_lettered: { type: 'long' }, dropped: { type: 'long' }, unreadable: { type: 'long' } } },
       duration_ms: { type: 'double' },
       peak_rss_bytes: { type: 'long' },
       overrun: { type: 'boolean' },
@@ -134,6 +134,19 @@ describe('index templates', () => {
     const after = (await client.indices.getIndexTemplate({ name })).index_templates[0]!.index_template;
     expect(after.priority).toBe(777);
     expect(after._meta).not.toHaveProperty('marker');
+  });
+});
+
+describe('replicas by default', () => {
+  it('are none on a single node, so its indices are green (not waiting for a replica that cannot be placed)', async () => {
+    const names = indices();
+    const exporter = createEsExporter({ node: url, ...names });
+    await exporter.exportResults(results('replicas', 'rep', 1));
+    expect(await exporter.close()).toMatchObject({ delivered: 1, failed: 0 });
+    const state = await client.cluster.health({ index: names.resultsIndex, wait_for_status: 'green', timeout: '10s' });
+    expect(state.status).toBe('green');
+    const settings = await client.indices.getSettings({ index: names.resultsIndex });
+    expect(settings[names.resultsIndex]?.settings?.index?.number_of_replicas).toBe('0');
   });
 });
 

@@ -51,6 +51,10 @@ describe('options', () => {
     [{ node: 'http://127.0.0.1:9200', runsIndex: 'gather-results' }, /Options "resultsIndex" and "runsIndex" name the same index "gather-results"/],
     [{ node: 'http://127.0.0.1:9200', errorsIndex: 'x', runsIndex: 'x' }, /Options "errorsIndex" and "runsIndex" name the same index "x"/],
     [{ node: 'http://127.0.0.1:9200', maxInFlight: 0 }, /"maxInFlight" must be a number >= 1/],
+    [{ node: 'http://127.0.0.1:9200', retryBaseDelayMs: 3_600_000 }, /"retryBaseDelayMs" must be a number of milliseconds from 0 to 60000 \(got 3600000\)/],
+    [{ node: 'http://127.0.0.1:9200', retryMaxDelayMs: -1 }, /"retryMaxDelayMs" must be a number of milliseconds from 0 to 600000/],
+    [{ node: 'http://127.0.0.1:9200', requestTimeoutMs: 2 ** 31 }, /"requestTimeoutMs" must be a number of milliseconds from 1 to 3600000/],
+    [{ node: 'http://127.0.0.1:9200', probeIntervalMs: NaN }, /"probeIntervalMs" must be a number of milliseconds from 0 to 3600000/],
     [{ node: 'http://127.0.0.1:9200', auth: { user: 'x' } }, /"auth" must be \{ apiKey \}/],
   ])('refuses %j with a ConfigError saying what to fix', (options, message) => {
     expect(() => createEsExporter(options as EsExporterOptions)).toThrow(ConfigError);

@@ -52,6 +52,22 @@ describe('index template', () => {
     expect(indexTemplate({ index: 'gather-errors', kind: 'errors', priority: 250 })).toMatchObject({ template: { mappings: ERRORS_MAPPINGS } });
   });
 
+  it('keeps replicas to the cluster (0-1) unless the settings choose replicas themselves', () => {
+    const settingsOf = (settings?: Record<string, unknown>) =>
+      (indexTemplate({ index: 'gather-results', kind: 'results', priority: 200, ...(settings ? { settings } : {}) }).template as { settings: unknown }).settings;
+    expect(settingsOf()).toEqual({ 'index.auto_expand_replicas': '0-1' });
+    expect(settingsOf({ number_of_shards: 2 })).toEqual({ 'index.auto_expand_replicas': '0-1', number_of_shards: 2 });
+    for (const own of [
+      { number_of_replicas: 2 },
+      { 'index.number_of_replicas': 2 },
+      { index: { number_of_replicas: 2 } },
+      { auto_expand_replicas: '0-all' },
+      { 'index.auto_expand_replicas': false },
+    ]) {
+      expect(settingsOf(own)).toEqual(own);
+    }
+  });
+
   it('of the runs index maps every run summary field explicitly: numbers aggregatable, identity as keywords', () => {
     const template = indexTemplate({ index: 'gather-runs', kind: 'runs', priority: 200 });
     expect(template).toMatchObject({ index_patterns: ['gather-runs'], priority: 200, template: { mappings: RUNS_MAPPINGS } });
@@ -63,7 +79,7 @@ describe('index template', () => {
       for (const field of Object.values(group.properties)) expect(field.type).toBe('keyword');
     }
     expect(Object.keys(props.checks.properties).sort()).toEqual(['failed', 'ok', 'run', 'timed_out']);
-    expect(Object.keys(props.export.properties).sort()).toEqual(['deadLettered', 'delivered', 'dropped', 'failed', 'recovered', 'retried', 'spooled']);
+    expect(Object.keys(props.export.properties).sort()).toEqual(['dead_lettered', 'delivered', 'dropped', 'failed', 'recovered', 'retried', 'spooled', 'unreadable']);
     for (const field of [...Object.values(props.checks.properties), ...Object.values(props.export.properties)]) expect(field.type).toBe('long');
     for (const field of ['results', 'errors', 'spooled', 'bytes_fetched', 'peak_rss_bytes'] as const) expect(props[field].type).toBe('long');
     expect(props.duration_ms.type).toBe('double');

@@ -1,7 +1,8 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { processStartTime, type LockTakeover } from '@gather/core';
 import { Spool } from '../src/spool.js';
 
 const record = (i: number, pad = '') => JSON.stringify({ index: 'gather-results', id: `run:abc:${i}`, doc: { run_id: 'run', host: { hostname: 'vm-1' }, n: i, pad } });
@@ -65,6 +66,15 @@ describe('Spool', () => {
     expect((await spool.pending()).map((s) => s.seq)).toEqual([7, 8]);
   });
 
+  it('counts damage at the end of a segment (not a torn record) as unreadable', async () => {
+    await writeFile(join(dir, 'spool-000000000009.ndjson'), Buffer.concat([Buffer.from(`${record(0)}\n`), Buffer.from([0xde, 0xad, 0xbe, 0xef])]));
+    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const [segment] = await spool.pending();
+    const { records, corrupt } = await spool.read(segment!);
+    expect(records.map((r) => r.id)).toEqual(['run:abc:0']);
+    expect(corrupt).toBe(1);
+  });
+
   it('deletes a segment once delivered', async () => {
     const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     await spool.append([record(0)]);
@@ -112,9 +122,45 @@ describe('Spool', () => {
     await spool.close();
     await writeFile(join(dir, 'spool.lock'), '999999999');
     const taken = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
-    expect(await readFile(join(dir, 'spool.lock'), 'utf8')).toBe(String(process.pid));
+    expect(JSON.parse(await readFile(join(dir, 'spool.lock'), 'utf8'))).toMatchObject({ pid: process.pid, start: processStartTime(process.pid) });
     await taken.close();
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('takes over (and reports) a lock whose pid was reused by a live process or that predates a reboot: delivery is never blocked by a leftover file', async () => {
+    const leftovers = [
+      { pid: 1, start: '0', purpose: 'spool', since: '2020-01-01T00:00:00Z', token: 'x' }, // pid 1 is alive, but started at another time
+      { pid: process.pid, start: '0', purpose: 'spool', since: '2020-01-01T00:00:00Z', token: 'x' }, // our own pid after an unclean reboot
+      { pid: 1, start: processStartTime(1), boot: 'another-boot', purpose: 'spool', since: '2020-01-01T00:00:00Z', token: 'x' },
+    ];
+    for (const leftover of leftovers) {
+      await writeFile(join(dir, 'spool.lock'), JSON.stringify(leftover));
+      const takeovers: LockTakeover[] = [];
+      const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20, onLockTakeover: (t) => takeovers.push(t) });
+      expect(takeovers).toEqual([expect.objectContaining({ path: join(dir, 'spool.lock'), previous: expect.objectContaining({ pid: leftover.pid }) })]);
+      expect(await spool.append([record(0)])).toEqual({ stored: true, dropped: [] });
+      await spool.close();
+    }
+  });
+
+  it('never writes or reads through a symbolic link planted in the spool directory: the victim is untouched', async () => {
+    const victimDir = await mkdtemp(join(tmpdir(), 'gather-victim-'));
+    try {
+      const victim = join(victimDir, 'shadow');
+      await writeFile(victim, 'precious\n');
+      // Where old versions wrote a drop report's temp file, and a segment name the spool would read.
+      for (const name of ['dropped-000000000002.json.tmp', 'dropped-000000000003.json.tmp', 'spool-000000000001.ndjson', 'spool.lock.break']) {
+        await symlink(victim, join(dir, name));
+      }
+      const spool = await Spool.open(dir, { maxBytes: 600, segmentBytes: 300 });
+      expect(spool.empty).toBe(true); // the planted segment is not read
+      for (let i = 0; i < 6; i++) await spool.append([record(i, 'z'.repeat(150))]); // drops segments: writes reports
+      expect(spool.pendingReports().length).toBeGreaterThan(0);
+      await spool.close();
+      expect(await readFile(victim, 'utf8')).toBe('precious\n');
+    } finally {
+      await rm(victimDir, { recursive: true, force: true });
+    }
   });
 
   it('refuses (without dropping anything) records that alone exceed maxBytes', async () => {

@@ -10,6 +10,8 @@ export const VERSION_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 /** Object metadata key (x-amz-meta-sha256) holding the sha256 (hex) of the bundle. */
 export const SHA256_METADATA = 'sha256';
 export const VERSION_METADATA = 'bundle-version';
+/** Object metadata key holding the bundle's manifest sequence (rollback finds the highest published one). */
+export const SEQUENCE_METADATA = 'bundle-sequence';
 /** A pointer is a few hundred bytes; anything bigger is not one. */
 export const MAX_POINTER_BYTES = 64 * 1024;
 

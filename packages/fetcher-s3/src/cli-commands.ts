@@ -6,10 +6,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isGatherError } from '@gather/core';
+import { isGatherError, parsePublicKey } from '@gather/core';
 import { SCOPE, type S3ConnectionOptions } from './_client.js';
 import { s3OptionsFromEnv } from './env.js';
-import { publishBundle, rollbackBundle } from './publish.js';
+import { publishBundle } from './publish.js';
+import { rollbackBundle, type BundleSigner } from './rollback.js';
 
 export interface CommandIo {
   stdout: (text: string) => void;
@@ -54,14 +55,27 @@ Options:
   --multipart-threshold-mib <n>  Upload in parts from this size on (default 8)
 ${CONNECTION_HELP}`;
 
-export const ROLLBACK_USAGE = `Usage: gather-bundle rollback --to <version> --bucket <name> --prefix <prefix> [options]
+export const ROLLBACK_USAGE = `Usage: gather-bundle rollback --to <version> --key <private.pem> --bucket <name> --prefix <prefix> [options]
 
-Moves the pointer <prefix>/latest to an already published version; agents pick it up on their next
-fetch. Also rolls forward. Lists the published versions when <version> does not exist.
+Makes agents run the checks of an already published version again. Agents refuse a bundle older (lower
+sequence) than the one they run, so the old version is republished as a new version, <version>-r<sequence>,
+with a higher sequence, signed again with --key, and <prefix>/latest moves to it. A version newer than the
+current one (uploaded with publish --no-move) needs no key: the pointer just moves (roll forward).
+Lists the published versions when <version> does not exist.
 
 Options:
-  --to <version>           Published version to point to (required)
+  --to <version>           Published version whose checks should run (required)
+  --key <file>             The ed25519 signing key (PKCS#8 PEM), needed to roll back
+  --sequence <n>           Sequence of the republished bundle (default: one more than the current one)
+  --expires-in <d>         Expiry of the republished bundle, from now: 30d, 12h... (default: the old
+                           bundle's lifetime, if it had one)
 ${CONNECTION_HELP}`;
+
+/** What gather-bundle (which holds the signing code) gives the rollback command. */
+export interface RollbackCommandDeps {
+  /** Builds a signer from the --key file and --expires-in text; throws a GatherError on a bad key or duration. */
+  signer?: (options: { keyPath: string; expiresIn?: string }) => Promise<BundleSigner>;
+}
 
 const CONNECTION_OPTIONS = {
   bucket: { type: 'string' },
@@ -169,6 +183,11 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
       publicKeyPem = await readFile(path).catch((cause: NodeJS.ErrnoException) => {
         throw new UsageError(`Cannot read --public-key ${path} (${cause.code ?? cause.message}).`, PUBLISH_USAGE);
       });
+      try {
+        parsePublicKey(publicKeyPem, `--public-key ${path}`);
+      } catch (error) {
+        throw new UsageError((error as Error).message.replace(/^\[gather\] /, ''), PUBLISH_USAGE);
+      }
     }
     const result = await publishBundle({
       ...conn,
@@ -206,19 +225,45 @@ function pointerLine(result: { bucket: string; pointerKey: string; version: stri
 }
 
 /** `gather-bundle rollback ...` (argv without the command name); resolves with the exit code. */
-export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo()): Promise<number> {
+export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo(), deps: RollbackCommandDeps = {}): Promise<number> {
   try {
-    const values = parse(argv, { ...CONNECTION_OPTIONS, to: { type: 'string' } }, 'rollback', ROLLBACK_USAGE);
+    const values = parse(
+      argv,
+      { ...CONNECTION_OPTIONS, to: { type: 'string' }, key: { type: 'string' }, sequence: { type: 'string' }, 'expires-in': { type: 'string' } },
+      'rollback',
+      ROLLBACK_USAGE,
+    );
     if (values.help === true) {
       io.stdout(ROLLBACK_USAGE);
       return 0;
     }
     const to = typeof values.to === 'string' && values.to ? values.to : undefined;
     if (!to) throw new UsageError('Missing required option --to <version>.', ROLLBACK_USAGE);
-    const result = await rollbackBundle({ ...connection(values, io, ROLLBACK_USAGE), to });
+    let sequence: number | undefined;
+    if (typeof values.sequence === 'string') {
+      sequence = /^[0-9]{1,15}$/.test(values.sequence) ? Number(values.sequence) : NaN;
+      if (!Number.isSafeInteger(sequence)) throw new UsageError(`Invalid --sequence ${JSON.stringify(values.sequence)}: use a whole number.`, ROLLBACK_USAGE);
+    }
+    const keyPath = typeof values.key === 'string' && values.key ? values.key : undefined;
+    const expiresIn = typeof values['expires-in'] === 'string' ? values['expires-in'] : undefined;
+    if (expiresIn !== undefined && !keyPath) throw new UsageError('--expires-in needs --key: it is part of the re-signed manifest.', ROLLBACK_USAGE);
+    let sign: BundleSigner | undefined;
+    if (keyPath) {
+      if (!deps.signer) throw new UsageError('--key needs gather-bundle (@gather/checks-bundler), which signs bundles: run "gather-bundle rollback".', ROLLBACK_USAGE);
+      sign = await deps.signer({ keyPath, ...(expiresIn !== undefined ? { expiresIn } : {}) });
+    }
+    const result = await rollbackBundle({
+      ...connection(values, io, ROLLBACK_USAGE),
+      to,
+      ...(sign ? { sign } : {}),
+      ...(sequence !== undefined ? { sequence } : {}),
+    });
     if (values.json === true) {
       io.stdout(JSON.stringify(result) + '\n');
     } else {
+      if (result.republished) {
+        io.stdout(`Republished the checks of ${result.from} as ${result.version} (sequence ${result.sequence}) at s3://${result.bucket}/${result.key}.\n`);
+      }
       io.stdout(pointerLine(result));
     }
     return 0;

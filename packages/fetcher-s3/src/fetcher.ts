@@ -13,21 +13,34 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, open, readdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import {
   AbortedError,
+  acquireLock,
   ConfigError,
+  DURATION_RANGES,
+  describeRange,
+  durationProblem,
+  ensurePrivateDir,
   FetchError,
   isGatherError,
+  LockBusyError,
   MAX_BUNDLE_BYTES,
+  READ_NO_FOLLOW,
+  readFileNoFollow,
   redactText,
+  writeFileAtomic,
+  type DurationRange,
   type FetchOptions,
   type FetchResult,
   type Fetcher,
+  type Lock,
+  type LockTakeover,
+  UnsafeDirectoryError,
 } from '@gather/core';
 import {
   SCOPE,
@@ -83,6 +96,8 @@ export interface S3FetcherOptions extends S3ConnectionOptions {
   verifyEtag?: boolean;
   /** Called before each retry, e.g. to log it. The error message never contains credentials. */
   onRetry?: (info: { key: string; attempt: number; delayMs: number; error: string }) => void;
+  /** Called when a stale cache lock (a crashed process's, one from before a reboot) is taken over, e.g. to log it. */
+  onLockTakeover?: (takeover: LockTakeover) => void;
 }
 
 /** What the S3 fetcher returns: core's FetchResult plus details for logs and tests. */
@@ -112,6 +127,8 @@ interface CacheState {
 }
 
 const STATE_FILE = 'state.json';
+/** Held during a fetch: two processes sharing a cache never delete each other's bundle or state. */
+const CACHE_LOCK = 'cache.lock';
 const STALE_PART_MS = 60 * 60 * 1000;
 
 interface Downloaded {
@@ -135,8 +152,16 @@ function validateOptions(options: S3FetcherOptions): void {
       { scope: SCOPE },
     );
   }
-  if (options.timeoutMs !== undefined && (!Number.isFinite(options.timeoutMs) || options.timeoutMs <= 0)) {
-    throw new ConfigError(`Invalid option "timeoutMs" ${options.timeoutMs}: use a positive number of milliseconds.`, { scope: SCOPE });
+  // Delays share core's ranges (one table for every duration gather takes): none overflows a Node timer.
+  const delays: Array<[string, number | undefined, DurationRange]> = [
+    ['timeoutMs', options.timeoutMs, DURATION_RANGES.requestTimeoutMs],
+    ['retry.baseDelayMs', options.retry?.baseDelayMs, DURATION_RANGES.retryBaseDelayMs],
+    ['retry.maxDelayMs', options.retry?.maxDelayMs, DURATION_RANGES.retryMaxDelayMs],
+  ];
+  for (const [name, value, range] of delays) {
+    if (value !== undefined && durationProblem(value, range)) {
+      throw new ConfigError(`Invalid option "${name}" ${value}: use ${describeRange(range)}.`, { scope: SCOPE });
+    }
   }
   validateConnection(options);
 }
@@ -197,9 +222,10 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
   async function loadState(): Promise<CacheState | undefined> {
     if (!cacheDir) return undefined;
     try {
-      const state = JSON.parse(await readFile(join(cacheDir, STATE_FILE), 'utf8')) as CacheState;
+      // Nothing in the cache is read through a symbolic link.
+      const state = JSON.parse(await readFileNoFollow(join(cacheDir, STATE_FILE))) as CacheState;
       if (state?.format !== 1 || typeof state.bundle?.file !== 'string' || state.bundle.file.includes('/')) return undefined;
-      const info = await stat(join(cacheDir, state.bundle.file));
+      const info = await lstat(join(cacheDir, state.bundle.file));
       // A cached bundle that is not the size we stored is not trusted: fetch unconditionally.
       if (!info.isFile() || info.size !== state.bundle.size) return undefined;
       return state;
@@ -209,16 +235,14 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
   }
 
   async function saveState(state: CacheState): Promise<void> {
-    const tmp = join(cacheDir!, `.${STATE_FILE}.${randomBytes(6).toString('hex')}.part`);
-    await writeFile(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
-    await rename(tmp, join(cacheDir!, STATE_FILE));
+    await writeFileAtomic(join(cacheDir!, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
   }
 
   async function removeStaleParts(dir: string): Promise<void> {
     const now = Date.now();
     for (const name of await readdir(dir).catch(() => [] as string[])) {
-      if (!name.endsWith('.part')) continue;
-      const info = await stat(join(dir, name)).catch(() => undefined);
+      if (!name.endsWith('.part') && !name.endsWith('.tmp')) continue;
+      const info = await lstat(join(dir, name)).catch(() => undefined);
       if (info && now - info.mtimeMs > STALE_PART_MS) await rm(join(dir, name), { force: true });
     }
   }
@@ -323,7 +347,7 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
           }
         }
         if (durable) {
-          const handle = await open(tmp, 'r+');
+          const handle = await open(tmp, READ_NO_FOLLOW);
           try {
             await handle.sync();
           } finally {
@@ -344,10 +368,7 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
 
   async function fetchOnce(fetchOptions: FetchOptions, signal: AbortSignal, counter: { requests: number }): Promise<S3FetchResult> {
     const targetDir = cacheDir ?? resolve(fetchOptions.dir);
-    if (cacheDir) {
-      await mkdir(cacheDir, { recursive: true, mode: 0o700 });
-      await removeStaleParts(cacheDir);
-    }
+    if (cacheDir) await removeStaleParts(cacheDir);
     const state = await loadState();
     const fromCache = (cached: CacheState, bytes: number): S3FetchResult => ({
       path: join(cacheDir!, cached.bundle.file),
@@ -483,8 +504,23 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
       const timeout = AbortSignal.timeout(timeoutMs);
       const signal = fetchOptions.signal ? AbortSignal.any([fetchOptions.signal, timeout]) : timeout;
       const counter = { requests: 0 };
+      let lock: Lock | undefined;
       try {
         signal.throwIfAborted();
+        if (cacheDir) {
+          // Real directories, not links planted in their place; then one fetch at a time per cache.
+          await ensurePrivateDir(cacheRoot!);
+          await ensurePrivateDir(cacheDir);
+          lock = await acquireLock(join(cacheDir, CACHE_LOCK), {
+            purpose: `fetch ${sourceName}`,
+            waitMs: timeoutMs,
+            pollMs: 100,
+            signal,
+            busyHint: 'another process is fetching into this cache; give each its own cacheDir or fetch one at a time.',
+            scope: SCOPE,
+            ...(options.onLockTakeover ? { onTakeover: options.onLockTakeover } : {}),
+          });
+        }
         return await fetchOnce(fetchOptions, signal, counter);
       } catch (error) {
         if (fetchOptions.signal?.aborted) {
@@ -497,8 +533,12 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
             { scope: SCOPE, cause: error },
           );
         }
+        if (error instanceof LockBusyError) throw new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
         if (isGatherError(error)) throw error;
+        if (error instanceof UnsafeDirectoryError) throw new FetchError(error.message, { scope: SCOPE, cause: error });
         throw new FetchError(describeS3Error(error, context(sourceName.slice(`s3://${bucket}/`.length))), { scope: SCOPE, cause: error });
+      } finally {
+        await lock?.release();
       }
     },
     async close() {

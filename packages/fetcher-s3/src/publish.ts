@@ -4,7 +4,7 @@
  * 1. the bundle goes to `<prefix>/<version>.tar`, never overwritten (conditional write `If-None-Match: *`),
  *    with its sha256 in the object metadata; multipart above a threshold;
  * 2. then the pointer `<prefix>/latest` is moved to it. Agents only ever follow the pointer, so none reads a
- *    half-written bundle, and rolling back is moving the pointer to an older version.
+ *    half-written bundle. Rolling back is republishing an old version under a higher sequence (rollback.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -35,6 +35,7 @@ import {
 import { describeS3Error, isNotFound, isPreconditionFailed, isTransient } from './_errors.js';
 import {
   MAX_POINTER_BYTES,
+  SEQUENCE_METADATA,
   SHA256_METADATA,
   VERSION_METADATA,
   normalizePrefix,
@@ -107,21 +108,6 @@ export interface PublishResult {
   previousVersion?: string;
 }
 
-export interface RollbackOptions extends BucketOptions {
-  /** The version to point `latest` to; must already be published under the prefix. */
-  to: string;
-}
-
-export interface RollbackResult {
-  version: string;
-  bucket: string;
-  key: string;
-  pointerKey: string;
-  sha256?: string;
-  previousVersion?: string;
-  pointerMoved: boolean;
-}
-
 export interface PublishedVersion {
   version: string;
   key: string;
@@ -129,13 +115,14 @@ export interface PublishedVersion {
   lastModified?: Date;
 }
 
-function checkBucket(options: BucketOptions): { bucket: string; prefix: string } {
+/** @internal shared with rollback.ts */
+export function checkBucket(options: BucketOptions): { bucket: string; prefix: string } {
   if (!options?.bucket) throw new ConfigError('Missing option "bucket". Pass it (--bucket) or set GATHER_S3_BUCKET.', { scope: SCOPE });
   return { bucket: options.bucket, prefix: normalizePrefix(options.prefix) };
 }
 
 /** A client plus retried, error-mapped sends for one publish/rollback. */
-function session(options: BucketOptions, action: string) {
+export function session(options: BucketOptions, action: string) {
   const client = options.client ?? createS3Client(options);
   const policy = retryPolicy(options.retry);
   const endpoint = describeEndpoint(options);
@@ -167,9 +154,9 @@ function session(options: BucketOptions, action: string) {
   };
 }
 
-type Session = ReturnType<typeof session>;
+export type Session = ReturnType<typeof session>;
 
-async function head(s: Session, bucket: string, key: string): Promise<HeadObjectCommandOutput | undefined> {
+export async function head(s: Session, bucket: string, key: string): Promise<HeadObjectCommandOutput | undefined> {
   try {
     return await s.send(() => s.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), {}));
   } catch (error) {
@@ -179,7 +166,7 @@ async function head(s: Session, bucket: string, key: string): Promise<HeadObject
 }
 
 /** The pointer as it is now, or undefined when there is none (or it is unreadable). */
-async function readPointer(s: Session, bucket: string, prefix: string): Promise<BundlePointer | undefined> {
+export async function readPointer(s: Session, bucket: string, prefix: string): Promise<BundlePointer | undefined> {
   const key = pointerKey(prefix);
   try {
     return await s.send(async () => {
@@ -218,7 +205,7 @@ async function writePointer(s: Session, bucket: string, prefix: string, pointer:
   }
 }
 
-async function movePointer(
+export async function movePointer(
   s: Session,
   bucket: string,
   prefix: string,
@@ -324,7 +311,23 @@ function refuseOverwrite(bucket: string, key: string, version: string, existingS
   return new PublishError(
     `Version "${version}" is already published at ${s3Url(bucket, key)} with different content ` +
       `(sha256 ${existingSha ?? 'unknown'}, this bundle ${sha256}). Published versions are never overwritten: ` +
-      'build the bundle with a new version (gather-bundle build --version <new>) and publish that.',
+      'build the bundle with a new version (gather-bundle build --bundle-version <new>) and publish that.',
+  );
+}
+
+/**
+ * Agents refuse a bundle with a lower sequence than one they ran: pointing `latest` at one (a re-run of an old
+ * build) would stop every agent, so it is refused. The bundle itself stays uploaded.
+ */
+async function refuseOlderThanLatest(s: Session, bucket: string, prefix: string, sequence: number | undefined, version: string): Promise<void> {
+  const current = await readPointer(s, bucket, prefix);
+  if (!current || current.version === version) return;
+  const latest = Number((await head(s, bucket, current.key))?.Metadata?.[SEQUENCE_METADATA]);
+  if (!Number.isSafeInteger(latest) || (Number.isSafeInteger(sequence) && sequence! >= latest)) return;
+  throw new PublishError(
+    `Not moving ${s3Url(bucket, pointerKey(prefix))} to ${version}: its sequence ${sequence ?? '(none)'} is lower than ${latest}, the ` +
+      `sequence of the current bundle ${current.version}, and agents that ran it would refuse it. Build it again with ` +
+      `"gather-bundle build --sequence <n>" above ${latest}, or roll back with "gather-bundle rollback --to ${version} --key <private.pem>".`,
   );
 }
 
@@ -369,7 +372,8 @@ export async function publishBundle(options: PublishOptions): Promise<PublishRes
   const version = manifest.version;
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const key = versionKey(prefix, version);
-  const metadata = { [SHA256_METADATA]: sha256, [VERSION_METADATA]: version };
+  const metadata: Record<string, string> = { [SHA256_METADATA]: sha256, [VERSION_METADATA]: version };
+  if (Number.isSafeInteger(manifest.sequence)) metadata[SEQUENCE_METADATA] = String(manifest.sequence);
 
   const s = session(options, 'publish to');
   try {
@@ -429,6 +433,7 @@ export async function publishBundle(options: PublishOptions): Promise<PublishRes
       pointerMoved: false,
     };
     if (options.movePointer === false) return result;
+    await refuseOlderThanLatest(s, bucket, prefix, manifest.sequence, version);
     const moved = await movePointer(s, bucket, prefix, { version, sha256, size: bytes.length });
     result.pointerMoved = moved.moved;
     if (moved.previousVersion !== undefined) result.previousVersion = moved.previousVersion;
@@ -449,7 +454,7 @@ export async function listBundleVersions(options: BucketOptions): Promise<Publis
   }
 }
 
-async function listWith(s: Session, bucket: string, prefix: string): Promise<PublishedVersion[]> {
+export async function listWith(s: Session, bucket: string, prefix: string): Promise<PublishedVersion[]> {
   const versions: PublishedVersion[] = [];
   let token: string | undefined;
   do {
@@ -481,46 +486,4 @@ async function listWith(s: Session, bucket: string, prefix: string): Promise<Pub
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return versions.sort((a, b) => (b.lastModified?.getTime() ?? 0) - (a.lastModified?.getTime() ?? 0));
-}
-
-/** Moves `<prefix>/latest` to an already published version (rollback, or roll forward). */
-export async function rollbackBundle(options: RollbackOptions): Promise<RollbackResult> {
-  const { bucket, prefix } = checkBucket(options);
-  const version = validateVersion(options.to, 'version (--to)');
-  const key = versionKey(prefix, version);
-  const s = session(options, 'roll back');
-  try {
-    const existing = await head(s, bucket, key);
-    if (!existing) {
-      const known = await listWith(s, bucket, prefix).catch(() => undefined);
-      const list =
-        known === undefined
-          ? ''
-          : known.length === 0
-            ? ` No version is published under "${prefix}/".`
-            : ` Published versions (newest first): ${known
-                .slice(0, 20)
-                .map((v) => v.version)
-                .join(', ')}${known.length > 20 ? ', ...' : ''}.`;
-      throw new PublishError(`Cannot roll back to "${version}": ${s3Url(bucket, key)} does not exist.${list}`);
-    }
-    const sha256 = existing.Metadata?.[SHA256_METADATA];
-    const target = {
-      version,
-      ...(sha256 && /^[0-9a-f]{64}$/.test(sha256) ? { sha256 } : {}),
-      ...(existing.ContentLength !== undefined ? { size: existing.ContentLength } : {}),
-    };
-    const moved = await movePointer(s, bucket, prefix, target);
-    return {
-      version,
-      bucket,
-      key,
-      pointerKey: pointerKey(prefix),
-      ...(target.sha256 ? { sha256: target.sha256 } : {}),
-      ...(moved.previousVersion !== undefined ? { previousVersion: moved.previousVersion } : {}),
-      pointerMoved: moved.moved,
-    };
-  } finally {
-    s.close();
-  }
 }

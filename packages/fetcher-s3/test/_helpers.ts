@@ -24,9 +24,17 @@ export function tempDir(prefix = 'gather-s3-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** A bundle-shaped tar: manifest.json with `version`, and a runner.js padded with random bytes to ~size. */
-export function bundle(version: string, size = 4096): Buffer {
-  const manifest = JSON.stringify({ format: 1, version, created: '2026-01-01T00:00:00.000Z', checks: { abuse: [], analytics: [] }, files: {} });
+/** A bundle-shaped tar: manifest.json with `version` and `sequence`, and a runner.js padded with random bytes to ~size. */
+export function bundle(version: string, size = 4096, sequence = 1): Buffer {
+  const manifest = JSON.stringify({
+    format: 1,
+    version,
+    created: '2026-01-01T00:00:00.000Z',
+    sequence,
+    payload_bytes: 0,
+    checks: { abuse: [], analytics: [] },
+    files: {},
+  });
   const pad = Math.max(0, size - 2560 - manifest.length);
   const filler = randomBytes(Math.ceil((pad * 3) / 4) + 3).toString('base64').slice(0, pad);
   return tar([

@@ -1,11 +1,11 @@
 // The S3 fetcher against the real S3 server of tools/services (S3Proxy, SigV4), with the SDK's default
 // checksum settings unless a test says otherwise. Faults (503, early close, silence) are injected by a small
 // proxy in front of the real server; nothing here mocks S3.
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fetcherContract } from '../../core/test/contracts/fetcher.js';
-import { createS3Fetcher, publishBundle, rollbackBundle, type S3FetcherOptions } from '../src/index.js';
+import { createS3Fetcher, publishBundle, rollbackBundle, serializePointer, type S3FetcherOptions } from '../src/index.js';
 import {
   FAST_RETRY,
   bundle,
@@ -110,18 +110,19 @@ describe('fetching a published bundle (prefix mode follows <prefix>/latest)', ()
     expect(files).toEqual([second.path.split('/').pop(), 'state.json'].sort());
   });
 
-  it('follows the pointer when it is moved back (rollback) and forward again', async () => {
+  it('follows the pointer when it is moved back and forward again', async () => {
     const prefix = newPrefix('rollback');
-    const v1 = bundle('1.0.0');
-    const v2 = bundle('2.0.0');
+    const v1 = bundle('1.0.0', 4096, 1);
+    const v2 = bundle('2.0.0', 4096, 2);
     await publish(prefix, v1);
     await publish(prefix, v2);
     const cacheDir = tempDir();
     const f = fetcher({ prefix, cacheDir });
     expect(sha256(readFileSync((await f.fetch({ dir: tempDir() })).path))).toBe(sha256(v2));
 
-    const back = await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0' });
-    expect(back).toMatchObject({ version: '1.0.0', previousVersion: '2.0.0', pointerMoved: true });
+    // Moved back by hand (as someone with write access to the bucket could): the fetcher follows, the
+    // agent's sequence check is what refuses the older bundle.
+    await putObject(admin, bucket, `${prefix}/latest`, serializePointer({ format: 1, version: '1.0.0', key: `${prefix}/1.0.0.tar` }));
     const rolled = await f.fetch({ dir: tempDir() });
     expect(rolled).toMatchObject({ unchanged: false, version: '1.0.0' });
     expect(sha256(readFileSync(rolled.path))).toBe(sha256(v1));
@@ -367,5 +368,47 @@ describe('the cache directory', () => {
     const again = await fetcher({ prefix, cacheDir }).fetch({ dir: tempDir() });
     expect(again.unchanged).toBe(false);
     expect(sha256(readFileSync(again.path))).toBe(sha256(v1));
+  });
+});
+
+describe('the cache lock and planted links (root writes the cache)', () => {
+  it('takes over and reports a cache lock left by a crash whose pid was reused (pid 1, other start time)', async () => {
+    const prefix = newPrefix('stale-lock');
+    await publish(prefix, bundle('1.0.0'));
+    const cacheDir = tempDir();
+    const first = await fetcher({ prefix, cacheDir }).fetch({ dir: tempDir() });
+    const entryDir = join(cacheDir, first.path.split('/').at(-2)!);
+    expect(existsSync(join(entryDir, 'cache.lock'))).toBe(false); // released after the fetch
+    writeFileSync(join(entryDir, 'cache.lock'), JSON.stringify({ pid: 1, start: '0', purpose: 'fetch', since: '2020-01-01T00:00:00Z', token: 'x' }));
+    const takeovers: unknown[] = [];
+    const f = fetcher({ prefix, cacheDir, timeoutMs: 5000, onLockTakeover: (t) => takeovers.push(t) });
+    const again = await f.fetch({ dir: tempDir() });
+    await f.close();
+    expect(again.unchanged).toBe(true);
+    expect(takeovers).toEqual([expect.objectContaining({ reason: expect.stringMatching(/pid 1 now belongs to another process/) })]);
+  });
+
+  it('never writes through a symbolic link planted in the cache: the victim is untouched', async () => {
+    const prefix = newPrefix('planted');
+    await publish(prefix, bundle('1.0.0'));
+    const victimDir = tempDir();
+    const victim = join(victimDir, 'state.json');
+    writeFileSync(victim, 'precious\n');
+    // The entry's name is a hash of the source: learn it from a first cache, plant it in a second.
+    const probe = tempDir();
+    const entry = (await fetcher({ prefix, cacheDir: probe }).fetch({ dir: tempDir() })).path.split('/').at(-2)!;
+
+    const linkedDir = tempDir();
+    symlinkSync(victimDir, join(linkedDir, entry));
+    await expect(fetcher({ prefix, cacheDir: linkedDir }).fetch({ dir: tempDir() })).rejects.toThrow(/is a symbolic link.*nothing was written through it/);
+
+    const linkedFiles = tempDir();
+    mkdirSync(join(linkedFiles, entry), { mode: 0o700 });
+    for (const name of ['state.json', 'cache.lock']) symlinkSync(victim, join(linkedFiles, entry, name));
+    const result = await fetcher({ prefix, cacheDir: linkedFiles }).fetch({ dir: tempDir() });
+    expect(result.unchanged).toBe(false);
+    expect(lstatSync(join(linkedFiles, entry, 'state.json')).isFile()).toBe(true); // the link was replaced, not followed
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(readdirSync(victimDir)).toEqual(['state.json']);
   });
 });

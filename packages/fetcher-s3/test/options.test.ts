@@ -20,6 +20,17 @@ describe('createS3Fetcher options', () => {
     expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 0 })).toThrow('Invalid option "timeoutMs"');
   });
 
+  it('refuses delays outside core\'s shared ranges instead of overflowing or clamping them', () => {
+    expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 2 ** 31 })).toThrow(
+      'Invalid option "timeoutMs" 2147483648: use a number of milliseconds from 1 to 3600000.',
+    );
+    expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', retry: { baseDelayMs: -5 } })).toThrow(
+      'Invalid option "retry.baseDelayMs" -5: use a number of milliseconds from 0 to 60000.',
+    );
+    expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', retry: { maxDelayMs: 1e9 } })).toThrow('Invalid option "retry.maxDelayMs"');
+    expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 3_600_000, retry: { baseDelayMs: 0, maxDelayMs: 600_000 } })).not.toThrow();
+  });
+
   it('never shows a secret of an endpoint URL in messages', () => {
     expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', endpoint: 'ftp://user:hunter22@host' })).toThrow(/user:\[redacted\]@host/);
   });

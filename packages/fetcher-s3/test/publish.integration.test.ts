@@ -7,12 +7,14 @@ import {
   ListMultipartUploadsCommand,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
+import { readTar } from '@gather/core';
 import { makeBundle, makeKeys } from '../../core/test/_fixtures.js';
 import {
   createS3Fetcher,
   listBundleVersions,
   publishBundle,
   publishCommand,
+  readBundleManifest,
   rollbackBundle,
   rollbackCommand,
   type CommandIo,
@@ -23,6 +25,7 @@ import {
   connection,
   sha256,
   startProxy,
+  tar,
   s3TestScope,
   tempDir,
   type Proxy,
@@ -184,21 +187,55 @@ describe('publishBundle', () => {
   });
 });
 
+/** Stands in for gather-bundle's signer: the same bundle, under a new version and sequence. */
+async function resign(bytes: Buffer, sequence: number): Promise<Uint8Array> {
+  const members = readTar(bytes);
+  const manifest = JSON.parse(members.find((m) => m.name === 'manifest.json')!.data.toString()) as Record<string, unknown>;
+  const next = { ...manifest, version: `${String(manifest.version)}-r${sequence}`, sequence };
+  return tar(members.map((m) => (m.name === 'manifest.json' ? { name: m.name, data: JSON.stringify(next) } : { name: m.name, data: m.data })));
+}
+
 describe('rollbackBundle', () => {
-  it('moves latest to a published version, and lists the versions when asked for a missing one', async () => {
+  it('republishes an older version under a new, higher sequence (signed by the given signer) and points latest to it', async () => {
     const prefix = newPrefix('rollback');
-    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0') });
-    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('2.0.0') });
+    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 10) });
+    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('2.0.0', 4096, 20) });
     expect((await listBundleVersions({ ...connection(env), bucket, prefix })).map((v) => v.version).sort()).toEqual(['1.0.0', '2.0.0']);
 
-    const result = await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0' });
-    expect(result).toMatchObject({ version: '1.0.0', previousVersion: '2.0.0', pointerMoved: true });
-    expect(JSON.parse(await objectText(`${prefix}/latest`))).toMatchObject({ version: '1.0.0', key: `${prefix}/1.0.0.tar` });
+    // Moving the pointer back would only get the bundle refused by every agent: without the key, no rollback.
+    const unsigned = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0' }).catch((e: unknown) => e)) as Error;
+    expect(unsigned.message).toMatch(/Rolling back to "1.0.0" \(sequence 10\) needs the signing key.*sequences up to 20 are published.*--key/);
+    expect(JSON.parse(await objectText(`${prefix}/latest`)).version).toBe('2.0.0');
+
+    const result = await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0', sign: resign });
+    expect(result).toMatchObject({ version: '1.0.0-r21', from: '1.0.0', sequence: 21, republished: true, previousVersion: '2.0.0', pointerMoved: true });
+    expect(JSON.parse(await objectText(`${prefix}/latest`))).toMatchObject({ version: '1.0.0-r21', key: `${prefix}/1.0.0-r21.tar` });
+    const republished = readBundleManifest(await objectBytes(`${prefix}/1.0.0-r21.tar`));
+    expect(republished).toMatchObject({ version: '1.0.0-r21', sequence: 21 });
+
+    const low = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0', sign: resign, sequence: 21 }).catch((e: unknown) => e)) as Error;
+    expect(low.message).toMatch(/Sequence 21 is not higher than 21, the highest sequence published/);
 
     const error = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '9.9.9' }).catch((e: unknown) => e)) as Error;
     expect(error.message).toContain(`Cannot roll back to "9.9.9": s3://${bucket}/${prefix}/9.9.9.tar does not exist.`);
-    expect(error.message).toMatch(/Published versions \(newest first\): (2\.0\.0, 1\.0\.0|1\.0\.0, 2\.0\.0)\./);
-    expect(JSON.parse(await objectText(`${prefix}/latest`)).version).toBe('1.0.0');
+    expect(error.message).toMatch(/Published versions \(newest first\): .*1\.0\.0/);
+  });
+
+  it('publish refuses to point latest at a bundle older than the current one (agents would refuse it)', async () => {
+    const prefix = newPrefix('older');
+    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('2.0.0', 4096, 20) });
+    const error = (await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 10) }).catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(/Not moving .*latest to 1\.0\.0: its sequence 10 is lower than 20, the sequence of the current bundle 2\.0\.0/);
+    expect(JSON.parse(await objectText(`${prefix}/latest`)).version).toBe('2.0.0');
+    expect(await exists(`${prefix}/1.0.0.tar`)).toBe(true);
+  });
+
+  it('rolls forward to a newer uploaded version without re-signing', async () => {
+    const prefix = newPrefix('forward');
+    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 1) });
+    await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('2.0.0', 4096, 2), movePointer: false });
+    const result = await rollbackBundle({ ...connection(env), bucket, prefix, to: '2.0.0' });
+    expect(result).toMatchObject({ version: '2.0.0', sequence: 2, republished: false, previousVersion: '1.0.0', pointerMoved: true });
   });
 });
 
@@ -225,7 +262,7 @@ describe('publishCommand / rollbackCommand (gather-bundle publish / rollback)', 
   it('publishes, rolls back, and exits 1 with the reason on a missing version', async () => {
     const prefix = newPrefix('cli');
     const dir = tempDir();
-    for (const version of ['1.0.0', '1.1.0']) writeFileSync(join(dir, `${version}.tar`), bundle(version));
+    for (const [version, sequence] of [['1.0.0', 1], ['1.1.0', 2]] as const) writeFileSync(join(dir, `${version}.tar`), bundle(version, 4096, sequence));
 
     const first = io();
     expect(await publishCommand(['--bundle', join(dir, '1.0.0.tar'), '--bucket', bucket, '--prefix', prefix], first)).toBe(0);
@@ -236,9 +273,17 @@ describe('publishCommand / rollbackCommand (gather-bundle publish / rollback)', 
     expect(await publishCommand(['--bundle', join(dir, '1.1.0.tar'), '--bucket', bucket, '--prefix', prefix, '--json'], second)).toBe(0);
     expect(JSON.parse(second.out)).toMatchObject({ version: '1.1.0', previousVersion: '1.0.0', pointerMoved: true });
 
+    const noKey = io();
+    expect(await rollbackCommand(['--to', '1.0.0', '--bucket', bucket, '--prefix', prefix], noKey)).toBe(1);
+    expect(noKey.err).toMatch(/needs the signing key/);
+
     const back = io();
-    expect(await rollbackCommand(['--to', '1.0.0', '--bucket', bucket, '--prefix', prefix], back)).toBe(0);
-    expect(back.out).toBe(`Pointer s3://${bucket}/${prefix}/latest -> 1.0.0 (was 1.1.0).\n`);
+    const signer = async () => resign;
+    expect(await rollbackCommand(['--to', '1.0.0', '--key', 'k.pem', '--sequence', '7', '--bucket', bucket, '--prefix', prefix], back, { signer })).toBe(0);
+    expect(back.out).toBe(
+      `Republished the checks of 1.0.0 as 1.0.0-r7 (sequence 7) at s3://${bucket}/${prefix}/1.0.0-r7.tar.\n` +
+        `Pointer s3://${bucket}/${prefix}/latest -> 1.0.0-r7 (was 1.1.0).\n`,
+    );
 
     const missing = io();
     expect(await rollbackCommand(['--to', '0.0.1', '--bucket', bucket, '--prefix', prefix], missing)).toBe(1);

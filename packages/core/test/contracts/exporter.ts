@@ -37,7 +37,7 @@ export function sampleRunSummary(): RunSummaryDocument {
     checks: { run: 2, ok: 2, failed: 0, timed_out: 0 },
     results: 1,
     errors: 0,
-    export: { delivered: 1, spooled: 0, failed: 0 },
+    export: { delivered: 1, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 },
     spooled: 0,
     bytes_fetched: 0,
     duration_ms: 1234,

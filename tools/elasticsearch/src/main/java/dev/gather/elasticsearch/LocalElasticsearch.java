@@ -24,9 +24,12 @@ import java.util.concurrent.TimeUnit;
  *
  * <pre>
  * java -cp ... dev.gather.elasticsearch.LocalElasticsearch [--port N|0] [--home DIR] [--cluster-name NAME]
+ *     [--node-name NAME] [--transport-port N] [--seed-hosts HOST:PORT,...] [--initial-master-nodes NAME,...]
  * </pre>
  *
- * Binds HTTP and transport to 127.0.0.1, single-node discovery, no security (x-pack is not in these jars).
+ * Binds HTTP and transport to 127.0.0.1, no security (x-pack is not in these jars). Without --seed-hosts the
+ * node is a single-node cluster; with it, the node discovers the others on those loopback transport ports and
+ * the first start of the cluster elects a master among --initial-master-nodes (every node of a local cluster).
  * HTTP port: --port (default 9200; 0 picks a free one). Data in DIR/data, logs in DIR/logs, config in
  * DIR/config (DIR defaults to a new temp dir). When started, writes DIR/http.port and prints
  * "GATHER_ES_READY http://127.0.0.1:PORT" on stdout. SIGTERM closes the node cleanly.
@@ -37,13 +40,22 @@ public final class LocalElasticsearch {
         int port = 9200;
         Path home = null;
         String clusterName = "gather-local";
+        String nodeName = "gather-es";
+        int transportPort = 0;
+        String seedHosts = null;
+        String initialMasterNodes = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--port" -> port = Integer.parseInt(requireValue(args, ++i));
                 case "--home" -> home = Path.of(requireValue(args, ++i));
                 case "--cluster-name" -> clusterName = requireValue(args, ++i);
+                case "--node-name" -> nodeName = requireValue(args, ++i);
+                case "--transport-port" -> transportPort = Integer.parseInt(requireValue(args, ++i));
+                case "--seed-hosts" -> seedHosts = requireValue(args, ++i);
+                case "--initial-master-nodes" -> initialMasterNodes = requireValue(args, ++i);
                 case "--help", "-h" -> {
-                    System.out.println("usage: LocalElasticsearch [--port N|0] [--home DIR] [--cluster-name NAME]");
+                    System.out.println("usage: LocalElasticsearch [--port N|0] [--home DIR] [--cluster-name NAME] [--node-name NAME]"
+                        + " [--transport-port N] [--seed-hosts HOST:PORT,...] [--initial-master-nodes NAME,...]");
                     return;
                 }
                 default -> {
@@ -71,26 +83,34 @@ public final class LocalElasticsearch {
 
         System.setProperty("es.set.netty.runtime.available.processors", "false");
 
-        Settings settings = Settings.builder()
+        Settings.Builder builder = Settings.builder()
             .put("path.home", home.toString())
             .put("path.data", data.toString())
             .put("path.logs", logs.toString())
             .put("cluster.name", clusterName)
-            .put("node.name", "gather-es")
+            .put("node.name", nodeName)
             .put("network.host", "127.0.0.1")
             .put("http.port", port)
-            .put("transport.port", 0)
-            .put("discovery.type", "single-node")
+            .put("transport.port", transportPort)
             .put("cluster.routing.allocation.disk.threshold_enabled", false)
             .put("action.auto_create_index", true)
             .put("http.type", Netty4Plugin.NETTY_HTTP_TRANSPORT_NAME)
-            .put("transport.type", Netty4Plugin.NETTY_TRANSPORT_NAME)
-            .build();
+            .put("transport.type", Netty4Plugin.NETTY_TRANSPORT_NAME);
+        if (seedHosts == null) {
+            builder.put("discovery.type", "single-node");
+        } else {
+            builder.putList("discovery.seed_hosts", seedHosts.split(","));
+            if (initialMasterNodes != null) {
+                builder.putList("cluster.initial_master_nodes", initialMasterNodes.split(","));
+            }
+        }
+        Settings settings = builder.build();
 
         LogConfigurator.registerErrorListener();
-        Environment environment = InternalSettingsPreparer.prepareEnvironment(settings, Map.of(), config, () -> "gather-es");
+        final String finalNodeName = nodeName;
+        Environment environment = InternalSettingsPreparer.prepareEnvironment(settings, Map.of(), config, () -> finalNodeName);
         LogConfigurator.setClusterName(clusterName);
-        LogConfigurator.setNodeName("gather-es");
+        LogConfigurator.setNodeName(nodeName);
         LogConfigurator.configure(environment, true);
 
         Node node = new ClasspathPluginsNode(environment, List.of(Netty4Plugin.class, RootInfoPlugin.class));

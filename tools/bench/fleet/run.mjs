@@ -1,0 +1,109 @@
+// tools/bench/fleet: N simulated agents (default 10,000) against a real Elasticsearch (one node, or a cluster
+// of GATHER_ES_NODES nodes started by tools/services), through the measuring proxy. See simulate.mjs.
+// Prints `name: value` lines, the headline last: how many VMs the cluster absorbs at a 15-minute cadence.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, countStored, drainSpools, loadFixtures, processUsage, removeIndices, removeWork, simulateFleet, startProxy } from './simulate.mjs';
+
+const env = process.env;
+const AGENTS = Number(env.AGENTS ?? 10_000);
+const REAL_INTERVAL_SEC = Number(env.REAL_INTERVAL_SEC ?? 60);
+const CYCLES = Number(env.CYCLES ?? 2);
+const CHANGE_RATE = Number(env.CHANGE_RATE ?? 0.02);
+const MODE = env.MODE ?? 'snapshot';
+const NODES = Number(env.GATHER_ES_NODES ?? 1);
+if (MODE !== 'snapshot') {
+  console.error(`bench/fleet: MODE=${MODE} is not available: this build exports snapshots only (MODE=snapshot)`);
+  process.exit(2);
+}
+
+// Elasticsearch: GATHER_ES_URLS / GATHER_ES_URL, else tools/services (a cluster when GATHER_ES_NODES > 1,
+// in its own state dir, deleted at the end).
+let urls = (env.GATHER_ES_URLS ?? env.GATHER_ES_URL ?? '').split(',').filter(Boolean);
+let servicesEnv;
+if (urls.length === 0) {
+  servicesEnv = { ...env, GATHER_SERVICES_DIR: join(tmpdir(), `gather-fleet-services-${process.pid}`) };
+  const out = execFileSync('bash', [join(ROOT, 'tools/services'), 'start', 'elasticsearch'], { env: servicesEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  urls = (/^GATHER_ES_URLS=(.+)$/m.exec(out)?.[1] ?? /^GATHER_ES_URL=(.+)$/m.exec(out)?.[1] ?? '').trim().split(',').filter(Boolean);
+  if (urls.length === 0) throw new Error(`tools/services start printed no URL:\n${out}`);
+}
+
+const work = await mkdtemp(join(tmpdir(), 'gather-fleet-'));
+const indexPrefix = `gather-fleet-${Date.now().toString(36)}`;
+const proxy = await startProxy(urls);
+const docsPerRun = loadFixtures('abuse').reduce((n, f) => n + f.stdout.trim().split('\n').length, 0) + 1;
+try {
+  const samples = [];
+  const result = await simulateFleet({
+    esUrl: proxy.url,
+    workDir: work,
+    indexPrefix,
+    agents: AGENTS,
+    realIntervalSec: REAL_INTERVAL_SEC,
+    cycles: CYCLES,
+    changeRate: CHANGE_RATE,
+    onSample: (sample) => samples.push(sample),
+  });
+  const proxyStats = await proxy.stats();
+  const proxyUsage = await processUsage(proxy.pid);
+  const drained = await drainSpools({ esUrl: proxy.url, workDir: work, indexPrefix });
+  const stored = await countStored(urls[0], indexPrefix);
+
+  const activeSeconds = Math.max(1, (proxyStats.lastBulkAt - proxyStats.firstBulkAt) / 1000);
+  const docsPerSecond = (result.delivered + result.recovered) / activeSeconds;
+  const offeredVms = AGENTS * result.factor;
+  const keptUp = result.overruns === 0 && result.runsSpooled === 0 && result.runErrors === 0;
+  // Kept up: the offered load is a lower bound of what the cluster absorbs. Otherwise: what it delivered.
+  const absorbedVms = keptUp ? offeredVms : Math.round((docsPerSecond * 900) / docsPerRun);
+  const lines = {
+    nodes: urls.length,
+    agents: AGENTS,
+    mode: MODE,
+    time_compression: result.factor,
+    real_seconds: result.realSeconds.toFixed(1),
+    change_rate: CHANGE_RATE,
+    docs_per_run: docsPerRun,
+    runs: result.runs,
+    docs_produced: result.produced,
+    docs_stored: stored,
+    docs_lost: result.produced - stored,
+    docs_delivered: result.delivered,
+    docs_recovered_from_spools: result.recovered,
+    docs_drained_after: drained.recovered,
+    spool_bytes_left: drained.spoolBytesLeft,
+    sustained_docs_per_s: Math.round(docsPerSecond),
+    bulk_requests: proxyStats.bulk,
+    bulk_latency_p50_ms: proxyStats.bulkLatencyP50Ms.toFixed(1),
+    bulk_latency_p99_ms: proxyStats.bulkLatencyP99Ms.toFixed(1),
+    rejections_429: proxyStats.statuses['429'] ?? 0,
+    retries: result.retried,
+    failed: result.failed,
+    dead_lettered: result.deadLettered,
+    dropped: result.dropped,
+    run_errors: result.runErrors,
+    http_statuses: JSON.stringify(proxyStats.statuses),
+    max_requests_in_flight: proxyStats.maxInFlight,
+    runs_spooled: result.runsSpooled,
+    spool_peak_mb: (result.spoolPeakBytes / 1048576).toFixed(2),
+    spool_left_agents: drained.agents,
+    overruns: result.overruns,
+    run_duration_p50_sim_s: result.runDurationP50SimSec.toFixed(1),
+    run_duration_p99_sim_s: result.runDurationP99SimSec.toFixed(1),
+    simulator_cpu_s: result.simulatorCpuSeconds.toFixed(1),
+    simulator_peak_rss_mb: result.simulatorPeakRssMb.toFixed(0),
+    proxy_cpu_s: proxyUsage.cpuSeconds.toFixed(1),
+    proxy_peak_rss_mb: proxyUsage.peakRssMb.toFixed(0),
+    kept_up: keptUp,
+    offered_vms_at_15min: Math.round(offeredVms),
+    [`vms_absorbed_at_15min_${urls.length}_node${urls.length > 1 ? 's' : ''}_${MODE}`]: absorbedVms,
+  };
+  for (const [name, value] of Object.entries(lines)) console.log(`${name}: ${value}`);
+  if (stored !== result.produced) process.exitCode = 1;
+} finally {
+  await proxy.stop();
+  await removeIndices(urls[0], indexPrefix).catch(() => undefined);
+  await removeWork(work);
+  if (servicesEnv) spawnSync('bash', [join(ROOT, 'tools/services'), 'clean', 'elasticsearch'], { env: servicesEnv, stdio: 'inherit' });
+}
