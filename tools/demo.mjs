@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The main job on this machine, with no S3 and no Elasticsearch: build a bundle from checks/ signed with a
 // throw-away dev key, verify and run it with the agent, print a table and write NDJSON.
-// Usage: pnpm demo [-- extra "gather-agent run" flags, e.g. --category abuse]
+// Usage: pnpm demo [extra "gather-agent run" flags, e.g. pnpm demo --category abuse]
+// Everything it makes (key, bundle, the agent's state dir) lives in a temp dir removed at the end, so even
+// as root it creates no /var/lib/gather; only the NDJSON file (GATHER_OUT, default ./gather-results.ndjson) stays.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +30,8 @@ try {
   const bundle = join(work, 'check.tar');
   if ((status = step('gather-bundle', bundleCli, ['keygen', '--out-private', privateKey, '--out-public', publicKey])) !== 0) process.exit(status);
   if ((status = step('gather-bundle', bundleCli, ['build', '--checks', join(root, 'checks'), '--out', bundle, '--key', privateKey])) !== 0) process.exit(status);
-  status = step('gather-agent', agentCli, ['run', '--bundle', bundle, '--public-key', publicKey, '--out', out, '--table', ...process.argv.slice(2)]);
+  const stateDir = join(work, 'state');
+  status = step('gather-agent', agentCli, ['run', '--bundle', bundle, '--public-key', publicKey, '--out', out, '--state-dir', stateDir, '--table', ...process.argv.slice(2)]);
   process.stderr.write(`\nNDJSON results and error records: ${out} (exit code ${status}; see README "Exit codes")\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });

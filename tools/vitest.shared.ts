@@ -4,9 +4,16 @@ import { defineConfig, type ViteUserConfig } from 'vitest/config';
  * The one vitest configuration of every package. Packages with integration tests get two projects:
  * `unit` needs no services; `integration` (test/**\/*.integration.test.ts) runs against the real
  * Elasticsearch / S3 servers that tools/vitest-services.ts starts, or those named by GATHER_ES_URL /
- * GATHER_S3_* when set. `vitest run --project unit` runs only the unit tests and starts nothing.
+ * GATHER_S3_* when set. `vitest run --project unit` runs only the unit tests and starts nothing;
+ * GATHER_TEST_SCOPE=unit does the same for every package at once (`.ci/run` on the older Node lines).
  */
 export function gatherTestConfig(options: { services?: boolean } = {}): ViteUserConfig {
+  const unitOnly = process.env.GATHER_TEST_SCOPE === 'unit';
+  if (unitOnly && options.services) {
+    return defineConfig({
+      test: { testTimeout: 30_000, include: ['test/**/*.test.ts'], exclude: ['test/**/*.integration.test.ts', '**/node_modules/**'] },
+    });
+  }
   if (!options.services) return defineConfig({ test: { include: ['test/**/*.test.ts'], testTimeout: 30_000 } });
   return defineConfig({
     test: {

@@ -4,6 +4,7 @@
  * an agent that reads a local bundle and writes NDJSON never loads (nor needs) their SDKs.
  */
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
   createFileExporter,
@@ -21,10 +22,38 @@ import { credentialPath, CREDENTIALS } from './secrets.js';
 
 type Importer = (specifier: string) => Promise<unknown>;
 
-const defaultImporter: Importer = (specifier) => import(specifier);
+/**
+ * The single binary (tools/binary) has both adapters inside and registers them here, each evaluated only
+ * when selected; an npm install imports the packages.
+ */
+const BUNDLED_ADAPTERS = Symbol.for('gather.bundledAdapters');
+type BundledAdapters = Record<string, (() => Promise<unknown>) | undefined>;
+
+const defaultImporter: Importer = (specifier) => {
+  const bundled = (globalThis as { [BUNDLED_ADAPTERS]?: BundledAdapters })[BUNDLED_ADAPTERS]?.[specifier];
+  return bundled ? bundled() : import(specifier);
+};
+
+/**
+ * The command that installs an adapter next to this agent, told apart by where the agent's own code lives:
+ * a global npm or pnpm install, a project's node_modules, or a clone of the repository (pnpm workspace).
+ * The single binary (`pnpm build:binary`) has both adapters inside and never needs one.
+ */
+export function installHint(specifier: string, agentFile: string): string {
+  if (/[\\/]pnpm[\\/]global[\\/]/.test(agentFile)) return `pnpm add --global ${specifier}`;
+  if (/[\\/]lib[\\/]node_modules[\\/]@gather[\\/]agent[\\/]/.test(agentFile)) return `npm install --global ${specifier}`;
+  const modules = agentFile.lastIndexOf('/node_modules/');
+  if (modules >= 0) return `cd ${agentFile.slice(0, modules)} && npm install ${specifier}`;
+  return 'pnpm install (at the root of the gather repository: the workspace has every adapter)';
+}
 
 /** Imports an optional adapter package, or throws a ConfigError that says how to install it. */
-export async function importOptional<T>(specifier: string, purpose: string, importer: Importer = defaultImporter): Promise<T> {
+export async function importOptional<T>(
+  specifier: string,
+  purpose: string,
+  importer: Importer = defaultImporter,
+  agentFile: string = fileURLToPath(import.meta.url),
+): Promise<T> {
   try {
     return (await importer(specifier)) as T;
   } catch (error) {
@@ -32,7 +61,7 @@ export async function importOptional<T>(specifier: string, purpose: string, impo
     const message = (error as Error).message ?? '';
     // Only the package itself missing: a broken install of one of its own dependencies is a different problem.
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${specifier}'`)) {
-      throw new ConfigError(`Install ${specifier} to ${purpose}: npm i -g ${specifier}`, { cause: error });
+      throw new ConfigError(`Install ${specifier} to ${purpose}: ${installHint(specifier, agentFile)}`, { cause: error });
     }
     throw error;
   }
@@ -47,6 +76,16 @@ export interface AdapterOptions {
   /** Aborting it makes the exporter give up on requests in flight and spool what was not acknowledged. */
   exportSignal?: AbortSignal;
   importer?: Importer;
+  /**
+   * A one-off `gather-agent run`: no later attempt happens in this process, so an Elasticsearch outage is
+   * reported as "the next run sends them", never as a retry that the run would then not wait for.
+   */
+  oneShot?: boolean;
+}
+
+/** The exporter's outage line, reworded for a one-off run (see AdapterOptions.oneShot). */
+export function oneShotOutageLine(line: string): string {
+  return line.replace(/ and retrying in \d+ s\.$/, '; the next gather-agent run (or the daemon) sends them first.');
 }
 
 /**
@@ -67,7 +106,11 @@ export async function createFetcher(config: AgentConfig, options: AdapterOptions
   // A systemd credential (LoadCredential=aws-credentials:...) is the AWS SDK's shared credentials file.
   const awsCredentials = credentialPath(process.env, CREDENTIALS.awsCredentials);
   if (awsCredentials && !process.env.AWS_SHARED_CREDENTIALS_FILE) process.env.AWS_SHARED_CREDENTIALS_FILE = awsCredentials;
+  // GATHER_S3_ACCESS_KEY_ID + GATHER_S3_SECRET_ACCESS_KEY, as `gather-bundle publish` and tools/services use
+  // them; without both, the AWS SDK chain (AWS_* variables, profile, instance role).
+  const { credentials, credentialsSource } = s3.s3OptionsFromEnv();
   const fetcherOptions: S3FetcherOptions = {
+    ...(credentials ? { credentials, credentialsSource } : {}),
     bucket: source.bucket,
     ...(source.prefix !== undefined ? { prefix: source.prefix } : {}),
     ...(source.key !== undefined ? { key: source.key } : {}),
@@ -103,7 +146,7 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         spoolDir: config.spoolDir,
         ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
         ...(options.exportSignal ? { signal: options.exportSignal } : {}),
-        log: (line) => options.logger.warn(line, { component: 'exporter-es' }),
+        log: (line) => options.logger.warn(options.oneShot ? oneShotOutageLine(line) : line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);
     }

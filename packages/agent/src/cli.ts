@@ -119,7 +119,7 @@ class UsageError extends Error {
   }
 }
 
-/** A configuration that could not be loaded: its problems, then the usage of the command. */
+/** A configuration that could not be loaded: its problems, then a pointer to the command's --help. */
 class CommandConfigError extends Error {
   constructor(
     readonly error: ConfigError,
@@ -372,6 +372,9 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${AGENT_VERSION}\n`);
         return EXIT.OK;
       case undefined:
+        // Like gather-bundle: no command is a usage error (exit 2), with the commands on stderr.
+        process.stderr.write(USAGE.main!);
+        return EXIT.USAGE;
       case 'help':
       case '--help':
       case '-h':
@@ -386,14 +389,10 @@ export async function main(argv: string[]): Promise<number> {
 
 function report(error: unknown, secrets: readonly string[] = []): number {
   const print = (text: string) => process.stderr.write(`${redactText(text, secrets)}\n`);
-  if (error instanceof UsageError) {
-    print(`gather-agent: ${error.message}\n`);
-    process.stderr.write(USAGE[error.command] ?? USAGE.main!);
-    return EXIT.USAGE;
-  }
-  if (error instanceof CommandConfigError) {
-    print(`gather-agent: ${error.message.replace(/^\[gather\] /, '')}\n`);
-    process.stderr.write(USAGE[error.command] ?? USAGE.main!);
+  if (error instanceof UsageError || error instanceof CommandConfigError) {
+    // The problem and one pointer to the help, not the whole usage (which would bury the problem).
+    const helpCommand = error.command === 'main' ? 'gather-agent --help' : `gather-agent ${error.command} --help`;
+    print(`gather-agent: ${error.message.replace(/^\[gather\] /, '')}\nRun "${helpCommand}" for the options.`);
     return EXIT.USAGE;
   }
   if (error instanceof LockBusyError) return print(error.message), EXIT.LOCKED;

@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   CATEGORIES,
+  CHECK_SETTING_NAME,
   CONTAINMENT_MODES,
   ConfigError,
   DURATION_RANGES,
@@ -89,6 +90,8 @@ export interface AgentConfig {
   graceSec: number;
   lockWaitSec: number;
   logLevel: LogLevel;
+  /** Tuning values for the checks, passed to each as `GATHER_<NAME>` (file `checkSettings`, env `GATHER_CHECK_<NAME>`). */
+  checkSettings: Record<string, string>;
   /** Every credential value, for redaction of logs and messages. */
   secrets: string[];
 }
@@ -215,7 +218,8 @@ function flattenFile(data: unknown, file: string, problems: string[]): Map<strin
     }
     for (const [name, item] of Object.entries(value)) {
       const key = prefix ? `${prefix}.${name}` : name;
-      if (sections.has(key)) walk(item, key);
+      if (key === 'checkSettings') out.set(key, item);
+      else if (sections.has(key)) walk(item, key);
       else if (known.has(key)) out.set(key, item);
       else problems.push(`${key}: unknown setting (in ${file}); see the README's configuration table`);
     }
@@ -522,6 +526,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     graceSec: duration('graceSec', DURATION_RANGES.graceSec) ?? DEFAULTS.graceSec,
     lockWaitSec: duration('lockWaitSec', DURATION_RANGES.lockWaitSec) ?? DEFAULTS.lockWaitSec,
     logLevel: oneOf('logLevel', LOG_LEVELS) ?? options.defaultLogLevel ?? 'info',
+    checkSettings: loadCheckSettings(fileValues.get('checkSettings'), configFile, env, problems),
     secrets,
   } satisfies AgentConfig;
 
@@ -531,6 +536,31 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     });
   }
   return config;
+}
+
+const CHECK_SETTING_ENV = 'GATHER_CHECK_';
+
+/**
+ * Check settings: the file's `checkSettings` object, then `GATHER_CHECK_<NAME>` variables over it. Values are
+ * short single-line strings (numbers are written as they read); checks validate them and fall back to defaults.
+ */
+function loadCheckSettings(fromFile: unknown, file: string, env: NodeJS.ProcessEnv, problems: string[]): Record<string, string> {
+  const settings: Record<string, string> = {};
+  const add = (name: string, value: unknown, where: string) => {
+    if (!CHECK_SETTING_NAME.test(name)) {
+      problems.push(`${where}: setting names are upper case letters, digits and _ (not CATEGORY or CHECK), e.g. CPU_MIN_SEC`);
+    } else if ((typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') || /[\0\n\r]/.test(String(value)) || String(value).length > 4096) {
+      problems.push(`${where}: must be a single-line string, number or boolean of at most 4096 characters`);
+    } else settings[name] = String(value);
+  };
+  if (fromFile !== undefined && fromFile !== null) {
+    if (typeof fromFile !== 'object' || Array.isArray(fromFile)) problems.push(`checkSettings: must be an object such as {"CPU_MIN_SEC": 600} (in ${file})`);
+    else for (const [name, value] of Object.entries(fromFile)) add(name, value, `checkSettings.${name} (in ${file})`);
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith(CHECK_SETTING_ENV) && value !== undefined && value !== '') add(name.slice(CHECK_SETTING_ENV.length), value, `checkSettings (environment variable ${name})`);
+  }
+  return settings;
 }
 
 /** The configuration as logged: secrets and key material left out. */

@@ -95,6 +95,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     logger,
     append: options.append,
     exportSignal: exportStop.signal,
+    oneShot: options.trigger === 'once',
     ...(options.importer ? { importer: options.importer } : {}),
   };
   // The one redaction point of documents: every exporter receives them with the agent's secrets scrubbed.
@@ -135,6 +136,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       nice: config.nice,
       ionice: config.ionice,
       containment: config.containment,
+      checkSettings: config.checkSettings,
       handleProcessSignals: options.handleProcessSignals,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(config.concurrency ? { concurrency: config.concurrency } : {}),

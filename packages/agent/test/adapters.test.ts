@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateSigningKeyPair } from '@gather/checks-bundler';
 import { ConfigError } from '@gather/core';
-import { createExporter, createFetcher, importOptional } from '../src/adapters.js';
+import { createExporter, createFetcher, importOptional, installHint, oneShotOutageLine } from '../src/adapters.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { agent, tempDir } from './_helpers.js';
@@ -21,13 +21,30 @@ describe('optional adapters', () => {
     const config = loadConfig({ env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'http://es:9200' } });
     const error = await createExporter(config, { logger, importer: notFound('@gather/exporter-es') }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as Error).message).toBe('[gather] Install @gather/exporter-es to export to Elasticsearch: npm i -g @gather/exporter-es');
+    expect((error as Error).message).toMatch(/^\[gather\] Install @gather\/exporter-es to export to Elasticsearch: pnpm install \(at the root of the gather repository/);
   });
 
   it('says how to install the S3 fetcher when an s3:// bundle is configured but it is not installed', async () => {
     const config = loadConfig({ env: { GATHER_BUNDLE: 's3://bucket/prod', GATHER_PUBLIC_KEY: publicKey } });
     const error = await createFetcher(config, { logger, importer: notFound('@gather/fetcher-s3') }).catch((e: unknown) => e);
-    expect((error as Error).message).toBe('[gather] Install @gather/fetcher-s3 to fetch bundles from S3: npm i -g @gather/fetcher-s3');
+    expect((error as Error).message).toMatch(/^\[gather\] Install @gather\/fetcher-s3 to fetch bundles from S3: pnpm install /);
+  });
+
+  it.each([
+    ['/usr/lib/node_modules/@gather/agent/dist/adapters.js', 'npm install --global @gather/fetcher-s3'],
+    ['/usr/local/lib/node_modules/@gather/agent/dist/adapters.js', 'npm install --global @gather/fetcher-s3'],
+    ['/root/.local/share/pnpm/global/5/node_modules/@gather/agent/dist/adapters.js', 'pnpm add --global @gather/fetcher-s3'],
+    ['/srv/ops/node_modules/@gather/agent/dist/adapters.js', 'cd /srv/ops && npm install @gather/fetcher-s3'],
+    ['/home/me/gather/packages/agent/dist/adapters.js', 'pnpm install (at the root of the gather repository: the workspace has every adapter)'],
+  ])('the install hint follows how the agent was installed (%s)', (agentFile, hint) => {
+    expect(installHint('@gather/fetcher-s3', agentFile)).toBe(hint);
+  });
+
+  it('a one-off run words an Elasticsearch outage as "the next run sends them", not as a retry', () => {
+    const line = 'Elasticsearch at http://127.0.0.1:1 is unavailable (connect ECONNREFUSED); spooling to /var/spool/gather and retrying in 30 s.';
+    expect(oneShotOutageLine(line)).toBe(
+      'Elasticsearch at http://127.0.0.1:1 is unavailable (connect ECONNREFUSED); spooling to /var/spool/gather; the next gather-agent run (or the daemon) sends them first.',
+    );
   });
 
   it('does not hide a broken install of the adapter itself (one of its own dependencies missing)', async () => {

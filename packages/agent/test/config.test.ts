@@ -189,7 +189,7 @@ describe('configuration', () => {
 });
 
 describe('gather-agent with a broken configuration', () => {
-  it('prints every problem and the usage, exit 2, and runs nothing', async () => {
+  it('prints every problem and a pointer to --help, exit 2, and runs nothing', async () => {
     const configFile = file({ bundle: 's3://b/p', exporter: 'elasticsearch', schedule: { analytics: { splayPct: 300 } } });
     const result = await agent(['daemon', '--config', configFile], { env: cleanEnv({ GATHER_NICE: '-3' }) });
     expect(result.code).toBe(2);
@@ -198,7 +198,8 @@ describe('gather-agent with a broken configuration', () => {
     expect(result.stderr).toContain('  elasticsearch.url: the elasticsearch exporter needs --es-url');
     expect(result.stderr).toContain(`  schedule.analytics.splayPct: "schedule.analytics.splayPct" in ${configFile} must be a number of percent from 0 to 100 (got 300); set it within that range`);
     expect(result.stderr).toContain('  nice: GATHER_NICE must be an integer from 0 to 19 (got "-3")');
-    expect(result.stderr).toMatch(/Usage: gather-agent daemon/);
+    expect(result.stderr).toMatch(/\nRun "gather-agent daemon --help" for the options\.\n$/);
+    expect(result.stderr).not.toMatch(/Usage: gather-agent daemon/);
   });
 });
 

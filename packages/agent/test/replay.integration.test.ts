@@ -79,7 +79,7 @@ describe('replay through S3', () => {
     const replayed = await agent(['run'], { env });
     expect(replayed.code).toBe(3);
     expect(replayed.stderr).toMatch(/bundle v1 with sequence 1000, older than sequence 2000 already accepted/);
-    expect(ndjson(replayed.stdout)).toMatchObject([{ kind: 'error', reason: 'bundle_replayed' }, { kind: 'run', outcome: 'bundle_refused' }]);
+    expect(ndjson(replayed.stdout)).toMatchObject([{ kind: 'error', reason: 'bundle_replayed' }, { kind: 'run', outcome: 'bundle_replayed' }]);
     expect((await agent(['verify'], { env })).code).toBe(3);
 
     // The way back: the old checks, re-signed under a higher sequence.

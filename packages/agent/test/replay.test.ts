@@ -39,7 +39,7 @@ describe('replay protection', () => {
     expect(replayed.stderr).toMatch(/older than sequence 200.*gather-bundle rollback/);
     expect(ndjson(replayed.stdout)).toMatchObject([
       { kind: 'error', reason: 'bundle_replayed' },
-      { kind: 'run', outcome: 'bundle_refused', checks: { run: 0 } },
+      { kind: 'run', outcome: 'bundle_replayed', checks: { run: 0 } },
     ]);
     expect(existsSync(join(dir, 'older-ran'))).toBe(false);
 

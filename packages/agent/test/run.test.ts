@@ -121,17 +121,34 @@ describe('gather-agent run', () => {
     [['run', '--bundle', 'x', '--public-key', 'y', '--concurrency', '0'], /--concurrency must be a positive integer/],
     [['run', '--nope'], /Unknown option '--nope'/],
     [['frobnicate'], /Unknown command "frobnicate"/],
-  ])('usage error %j prints the problem and usage, exit 2', async (args, message) => {
+  ])('usage error %j prints the problem and a pointer to --help, not the whole usage, exit 2', async (args, message) => {
     const result = await agent(args);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).toMatch(/Usage: gather-agent/);
+    expect(result.stderr).toMatch(/Run "gather-agent (run )?--help" for the options\.\n$/);
+    expect(result.stderr).not.toMatch(/Usage: gather-agent/);
+  });
+
+  it('no command is a usage error: the commands on stderr, exit 2', async () => {
+    const result = await agent([]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^Usage: gather-agent <command>/);
   });
 
   it.each([[['--help']], [['run', '--help']], [['verify', '--help']], [['version', '--help']]])('%j prints help, exit 0', async (args) => {
     const result = await agent(args);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Usage: gather-agent/);
+  });
+
+  it('against an unreachable Elasticsearch, a one-off run spools and says the next run sends them (no "retrying in")', async () => {
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const spoolDir = tempDir('gather-agent-spool-');
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--exporter', 'elasticsearch', '--es-url', 'http://127.0.0.1:1', '--spool-dir', spoolDir]);
+    expect(result.code).toBe(7);
+    expect(result.stderr).toContain('the next gather-agent run (or the daemon) sends them first');
+    expect(result.stderr).not.toMatch(/retrying in/);
   });
 
   it('names the public key file it cannot read', async () => {

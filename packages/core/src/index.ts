@@ -28,7 +28,7 @@ export {
   type ContainmentMode,
   type CheckContainer,
 } from './contain.js';
-export { run, checkEnvironment, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export { run, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,
   createFileExporter,

@@ -63,6 +63,11 @@ export interface RunOptions {
   handleProcessSignals?: boolean;
   /** Called after each check, e.g. to print a table row. */
   onCheckDone?: (event: CheckDoneEvent) => void;
+  /**
+   * Tuning values for the checks (thresholds, search bounds), e.g. `{ CPU_MIN_SEC: '600' }`: each is passed to
+   * every check as `GATHER_<NAME>`. Names are `[A-Z][A-Z0-9_]*`; `CATEGORY` and `CHECK` are the runner's own.
+   */
+  checkSettings?: Readonly<Record<string, string>>;
   /** Path of bash. Default "bash". */
   bash?: string;
   /**
@@ -92,11 +97,21 @@ const ERROR_OUTPUT_CHARS = 4096;
 
 // Only these reach a check: the agent's own settings and secrets (AWS_*, GATHER_*, ES credentials) never do.
 const PASSED_ENV = /^(PATH|HOME|LANG|LANGUAGE|TERM|LC_[A-Z_]+)$/;
+/** A check setting's name; GATHER_CATEGORY and GATHER_CHECK stay the runner's. */
+export const CHECK_SETTING_NAME = /^(?!(CATEGORY|CHECK)$)[A-Z][A-Z0-9_]{0,63}$/;
 
-export function checkEnvironment(parent: NodeJS.ProcessEnv, category: Category, check: string): Record<string, string> {
+export function checkEnvironment(
+  parent: NodeJS.ProcessEnv,
+  category: Category,
+  check: string,
+  settings: Readonly<Record<string, string>> = {},
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(parent)) {
     if (value !== undefined && PASSED_ENV.test(name)) env[name] = value;
+  }
+  for (const [name, value] of Object.entries(settings)) {
+    if (CHECK_SETTING_NAME.test(name)) env[`GATHER_${name}`] = value;
   }
   env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
   env.GATHER_CATEGORY = category;
@@ -295,7 +310,7 @@ export async function run(options: RunOptions): Promise<RunSummary> {
           timeoutMs: checkTimeoutSec * 1000,
           stdoutCapBytes,
           stderrCapBytes,
-          env: checkEnvironment(process.env, check.category, check.id),
+          env: checkEnvironment(process.env, check.category, check.id, options.checkSettings),
           cwd: workDir,
           signal: abort.signal,
           containment,

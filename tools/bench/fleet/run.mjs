@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, countStored, drainSpools, loadFixtures, processUsage, removeIndices, removeWork, simulateFleet, startProxy } from './simulate.mjs';
+import { ROOT, countStored, drainSpools, loadFixtures, processUsage, removeIndices, removeWork, simulateFleet, startProxy, storeBytesPerDoc } from './simulate.mjs';
 
 const env = process.env;
 const AGENTS = Number(env.AGENTS ?? 10_000);
@@ -50,6 +50,7 @@ try {
   const proxyUsage = await processUsage(proxy.pid);
   const drained = await drainSpools({ esUrl: proxy.url, workDir: work, indexPrefix });
   const stored = await countStored(urls[0], indexPrefix);
+  const bytesPerDoc = await storeBytesPerDoc(urls[0], indexPrefix);
 
   const activeSeconds = Math.max(1, (proxyStats.lastBulkAt - proxyStats.firstBulkAt) / 1000);
   const docsPerSecond = (result.delivered + result.recovered) / activeSeconds;
@@ -73,6 +74,7 @@ try {
     docs_recovered_from_spools: result.recovered,
     docs_drained_after: drained.recovered,
     spool_bytes_left: drained.spoolBytesLeft,
+    store_bytes_per_doc: Math.round(bytesPerDoc),
     sustained_docs_per_s: Math.round(docsPerSecond),
     bulk_requests: proxyStats.bulk,
     bulk_latency_p50_ms: proxyStats.bulkLatencyP50Ms.toFixed(1),

@@ -391,6 +391,15 @@ export async function countStored(esUrl, indexPrefix) {
   return body.count;
 }
 
+/** Primary store bytes per stored document in the agents' indices (after a forced merge to one segment). */
+export async function storeBytesPerDoc(esUrl, indexPrefix) {
+  const pattern = `${indexPrefix}-*`;
+  await fetch(`${esUrl}/${pattern}/_forcemerge?max_num_segments=1`, { method: 'POST' });
+  const stats = await (await fetch(`${esUrl}/${pattern}/_stats/store,docs`)).json();
+  const primaries = stats?._all?.primaries;
+  return primaries?.docs?.count ? primaries.store.size_in_bytes / primaries.docs.count : 0;
+}
+
 export async function removeIndices(esUrl, indexPrefix) {
   const listed = await (await fetch(`${esUrl}/_cat/indices/${indexPrefix}-*?format=json&h=index`)).json().catch(() => []);
   for (const { index } of Array.isArray(listed) ? listed : []) await fetch(`${esUrl}/${index}`, { method: 'DELETE' });
