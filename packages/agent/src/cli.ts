@@ -51,6 +51,7 @@ variables, then these flags, each overriding the one before (see the README's co
   --timeout <seconds>      Per-check timeout; a check may override it (default: 60)   [GATHER_TIMEOUT]
   --nice <0-19>            Niceness of the checks (default: 10)   [GATHER_NICE]
   --ionice / --no-ionice   Checks in the idle I/O class where ionice exists (default: on)   [GATHER_IONICE]
+  --containment <how>      auto, cgroup or pgroup: what kills what a check leaves (default: auto)   [GATHER_CONTAINMENT]
   --state-dir <dir>        Locks and bundle cache (default: /var/lib/gather as root)   [GATHER_STATE_DIR]
   --spool-dir <dir>        Elasticsearch spool (default: /var/spool/gather as root)   [GATHER_SPOOL_DIR]
   --lock-wait <seconds>    How long to wait for another run to finish (default: 60)   [GATHER_LOCK_WAIT_SEC]
@@ -157,6 +158,7 @@ const CONFIG_FLAGS: Options = {
   timeout: s,
   nice: s,
   ionice: b,
+  containment: s,
   'state-dir': s,
   'spool-dir': s,
   'lock-wait': s,

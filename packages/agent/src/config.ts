@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import {
   CATEGORIES,
   CHECK_SETTING_NAME,
+  CONTAINMENT_MODES,
   ConfigError,
   DURATION_RANGES,
   durationProblem,
@@ -16,6 +17,7 @@ import {
   parsePublicKey,
   rootOwnershipProblem,
   type Category,
+  type ContainmentMode,
   type DurationRange,
 } from '@gather/core';
 import { credentialPath, CREDENTIALS, environmentSecrets } from './secrets.js';
@@ -88,6 +90,8 @@ export interface AgentConfig {
   timeoutSec: number | undefined;
   nice: number;
   ionice: boolean;
+  /** How checks are contained: `auto` (a cgroup where possible, else process groups), `cgroup` or `pgroup`. */
+  containment: ContainmentMode;
   stateDir: string;
   spoolDir: string;
   /** Bound of the Elasticsearch spool on disk; the exporter's default when unset. */
@@ -129,6 +133,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'timeoutSec', env: 'GATHER_TIMEOUT', flag: 'timeout', type: 'number' },
   { key: 'nice', env: 'GATHER_NICE', flag: 'nice', type: 'number' },
   { key: 'ionice', env: 'GATHER_IONICE', flag: 'ionice', type: 'boolean' },
+  { key: 'containment', env: 'GATHER_CONTAINMENT', flag: 'containment', type: 'string' },
   { key: 'stateDir', env: 'GATHER_STATE_DIR', flag: 'state-dir', type: 'string' },
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', type: 'string' },
   { key: 'spoolMaxBytes', env: 'GATHER_SPOOL_MAX_BYTES', type: 'number' },
@@ -536,6 +541,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
     timeoutSec: duration('timeoutSec', DURATION_RANGES.checkTimeoutSec),
     nice: num('nice', { integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }) ?? DEFAULTS.nice,
     ionice: bool('ionice') ?? DEFAULTS.ionice,
+    containment: oneOf('containment', CONTAINMENT_MODES) ?? 'auto',
     stateDir,
     spoolDir,
     spoolMaxBytes: num('spoolMaxBytes', { integer: true, min: 1024, label: 'a number of bytes >= 1024' }),

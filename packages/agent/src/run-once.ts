@@ -140,6 +140,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
       runId,
       nice: config.nice,
       ionice: config.ionice,
+      containment: config.containment,
       checkSettings: config.checkSettings,
       handleProcessSignals: options.handleProcessSignals,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -213,6 +214,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     trigger: options.trigger,
     ...(config.results === 'differential' ? differential.summaryFields() : {}),
     ...history,
+    ...(summary?.containment ? { containment: summary.containment } : {}),
     ...(options.overrunAfterMs !== undefined ? { overrun: Date.now() - (options.dueAt ?? started) > options.overrunAfterMs } : {}),
   };
 

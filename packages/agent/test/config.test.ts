@@ -70,6 +70,7 @@ describe('configuration', () => {
       exporter: 'stdout',
       nice: 10,
       ionice: true,
+      containment: 'auto',
       stateDir: '/var/lib/gather',
       spoolDir: '/var/spool/gather',
       graceSec: 30,
@@ -80,6 +81,14 @@ describe('configuration', () => {
     const user = load({ flags: { bundle: '/srv/check.tar', 'public-key': publicKey }, uid: 1000, home: '/home/alice' });
     expect(user).toMatchObject({ stateDir: '/home/alice/.local/state/gather', spoolDir: '/home/alice/.local/state/gather/spool' });
     expect(load({ flags: { bundle: 'x', 'public-key': publicKey, out: '/tmp/r.ndjson' } }).exporter).toBe('file');
+  });
+
+  it('takes the containment of checks from a flag or GATHER_CONTAINMENT, and refuses an unknown one', () => {
+    expect(load({ flags: { bundle: 'x', 'public-key': publicKey, containment: 'pgroup' } }).containment).toBe('pgroup');
+    expect(load({ env: { GATHER_CONTAINMENT: 'cgroup' }, flags: { bundle: 'x', 'public-key': publicKey } }).containment).toBe('cgroup');
+    expect(problemsOf({ env: { GATHER_CONTAINMENT: 'pidns' }, flags: { bundle: 'x', 'public-key': publicKey } })).toEqual([
+      'containment: GATHER_CONTAINMENT must be one of auto, cgroup, pgroup (got "pidns")',
+    ]);
   });
 
   it('lists every problem at once, each as "path: message" naming where the value came from', () => {

@@ -51,6 +51,26 @@ describe('gather-agent run', () => {
     expect(docs[2]!.peak_rss_bytes).toBeGreaterThan(10 * 1024 * 1024);
   });
 
+  it('keeps a run whose check prints a value nested 100,000 levels deep: exit 5, every other result exported', async () => {
+    const deep = `python3 -c "print('{\\"name\\":\\"deep\\",\\"type\\":\\"array\\",\\"value\\":' + '['*100000 + ']'*100000 + '}')"`;
+    const fx = await makeBundleFile({
+      'abuse/run-abc': `output before number 1; ${deep}; output after number 2`,
+      'abuse/run-def': 'output other number 3',
+    });
+    const out = join(tempDir(), 'results.ndjson');
+    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--table']);
+    expect(result.code).toBe(5);
+    const docs = ndjson(readFileSync(out, 'utf8'));
+    expect(docs.filter((d) => d.kind === 'result').map((d) => d.name).sort()).toEqual(['after', 'before', 'other']);
+    expect(docs.find((d) => d.kind === 'error')).toMatchObject({ check: 'abc', reason: 'invalid_output', message: expect.stringMatching(/nested deeper than 20 levels/) });
+    expect(docs.at(-1)).toMatchObject({ kind: 'run', outcome: 'checks_failed', checks: { run: 2, ok: 1, failed: 1 }, results: 3, containment: { mechanism: 'cgroup', killed_after_exit: 0 } });
+    expect(result.stderr).toMatch(/2 checks: 1 ok, 1 failed/);
+    // Forced to the fallback, the summary says so.
+    const fallback = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--containment', 'pgroup']);
+    expect(fallback.code).toBe(5);
+    expect(ndjson(readFileSync(out, 'utf8')).at(-1)).toMatchObject({ kind: 'run', containment: { mechanism: 'pgroup', killed_after_exit: 0 } });
+  });
+
   it('runs only the category asked for and exits 0 when every check is fine', async () => {
     const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1', 'analytics/run-def': 'exit 1' });
     const out = join(tempDir(), 'results.ndjson');

@@ -13,3 +13,28 @@ export async function forEachLimited<T>(
   });
   await Promise.all(lanes);
 }
+
+/** A counting semaphore: at most `limit` holders at once, served in order. */
+export interface Slot {
+  acquire(): Promise<void>;
+  release(): void;
+}
+
+export function slots(limit: number): Slot {
+  let free = Math.max(1, limit);
+  const waiting: Array<() => void> = [];
+  return {
+    acquire: () => {
+      if (free > 0) {
+        free--;
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => waiting.push(resolve));
+    },
+    release: () => {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    },
+  };
+}

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { execFile, spawn } from 'node:child_process';
+import { getPriority, setPriority } from 'node:os';
 import type { Writable } from 'node:stream';
-import type { BundledCheck } from './types.js';
+import type { Slot } from './_pool.js';
+import { processGroupContainer, type Containment } from './contain.js';
+import type { BundledCheck, ContainmentMechanism } from './types.js';
 
 export interface ExecuteOptions {
   prelude: string;
@@ -14,13 +15,19 @@ export interface ExecuteOptions {
   cwd: string;
   /** Path of bash; defaults to "bash" from the agent's PATH. */
   bash?: string;
-  /** Added to the check's niceness (0-19); 0 leaves it unchanged. */
-  nice?: number;
   /**
-   * Run the check in the idle I/O scheduling class (`ionice -c3`) when `ionice` is on the check's PATH; it
-   * gets disk time only when no other process wants it. Default false.
+   * Niceness of the check (0-19), set with setpriority() on the spawned bash before it reads its script, so
+   * the check and its children run at it; a check never runs less nice than the agent. 0 leaves it as is.
    */
-  ionice?: boolean;
+  nice?: number;
+  /** The run's containment (see contain.ts); without one the check leads its own process group. */
+  containment?: Containment;
+  /**
+   * A slot among the checks allowed to run at once. bash is spawned and moved into its cgroup before the
+   * slot is taken, so that setup overlaps the checks running meanwhile; the script is sent, and the
+   * timeout starts, once the slot is held. It is released when the check ends.
+   */
+  slot?: Slot;
   signal?: AbortSignal;
 }
 
@@ -35,85 +42,71 @@ export interface CheckOutcome {
   stdoutOverflow: boolean;
   aborted: boolean;
   spawnError?: Error;
+  /** How the check was contained. */
+  containment: ContainmentMechanism;
+  /** Processes still alive when the check's main process exited, killed then. */
+  killedAfterExit: number;
 }
 
-// Background children of a check keep its pipes open; once bash itself exited and its group was killed,
-// waiting longer than this for the pipes to close means something escaped the group.
+// Once bash exited and everything it left was killed, waiting longer than this for the pipes to close
+// means a process survived the kill (pgroup fallback: it left the process group).
 const PIPE_CLOSE_GRACE_MS = 1_000;
 
 // Node hands children socketpairs, which cannot be reopened through /dev/fd, so bash reads the script
 // from fd 3 with a builtin (no extra process), closes fd 3 so the check's children don't inherit it, and
-// evaluates it. The variable is unset by the evaluated text itself, so the check never sees it.
+// evaluates it. The variable is unset by the evaluated text itself, so the check never sees it. Until the
+// script arrives bash does nothing, which is when the agent moves it into its cgroup and sets its niceness.
 const READ_SCRIPT_FROM_FD3 = `IFS= read -r -d '' __gather_script <&3; exec 3<&-; eval "unset __gather_script; $__gather_script"`;
 
-const ioniceCache = new Map<string, string | undefined>();
-
-/** Absolute path of `ionice` on this PATH, or undefined (looked up once per PATH). */
-export function findIonice(path: string | undefined): string | undefined {
-  const key = path ?? '';
-  if (ioniceCache.has(key)) return ioniceCache.get(key);
-  let found: string | undefined;
-  for (const dir of key.split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, 'ionice'), constants.X_OK);
-      found = join(dir, 'ionice');
-      break;
-    } catch {
-      // not here
-    }
-  }
-  ioniceCache.set(key, found);
-  return found;
-}
+let idleIoClass: Promise<boolean> | undefined;
 
 /**
- * The command line of a check: bash, optionally behind `ionice -c3 -t` and `nice -n N`. Both exec the next
- * program, so the spawned pid stays the process group leader that a timeout kills. `-t`: if the idle class
- * cannot be set (e.g. some containers), the check still runs.
+ * Puts this process (and so every check it starts afterwards) in the idle I/O scheduling class, once per
+ * process: Node has no ioprio_set(), so `ionice -c3 -p <own pid>` runs once instead of wrapping every check
+ * in `ionice`. Resolves false where `ionice` is missing or the class cannot be set (e.g. some containers).
  */
-export function checkCommand(bash: string, bashArgs: string[], options: { nice?: number; ionice?: boolean; path?: string }): [string, string[]] {
-  let command: [string, string[]] = [bash, bashArgs];
-  if (options.nice) command = ['nice', ['-n', String(options.nice), command[0], ...command[1]]];
-  const ionice = options.ionice ? findIonice(options.path) : undefined;
-  if (ionice) command = [ionice, ['-c3', '-t', command[0], ...command[1]]];
-  return command;
+export function enterIdleIoClass(): Promise<boolean> {
+  idleIoClass ??= new Promise((resolve) => {
+    execFile('ionice', ['-c3', '-p', String(process.pid)], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (error) => resolve(!error));
+  });
+  return idleIoClass;
 }
 
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
+/** Sets the niceness of `pid` to at least `nice` (a process may only lower its priority). */
+function renice(pid: number, nice: number): void {
   try {
-    process.kill(-pid, 'SIGKILL');
+    if (getPriority(pid) < nice) setPriority(pid, nice);
   } catch {
-    // ESRCH: the whole group is already gone.
+    // The check runs at the agent's niceness: better than not running.
   }
 }
 
 /**
  * Runs one check: `prelude + script` is written to bash through fd 3 (never argv, never disk), stdin is
- * /dev/null, and the check leads its own process group so a timeout kills everything it started.
+ * /dev/null. The check leads its own process group and, where possible, its own cgroup (see contain.ts):
+ * when bash exits, on timeout and on abort, every process it started is killed.
  */
 export function executeCheck(check: BundledCheck, options: ExecuteOptions): Promise<CheckOutcome> {
-  const started = performance.now();
+  let started = performance.now();
+  const container = options.containment?.forCheck(check.id) ?? processGroupContainer();
+  // Taken in the order checks are started, so they run in that order whatever their setup takes.
+  const slotGranted = options.slot?.acquire();
   return new Promise((resolve) => {
     let child;
-    const bash = options.bash ?? 'bash';
-    const bashArgs = ['--noprofile', '--norc', '-c', READ_SCRIPT_FROM_FD3, `gather-${check.id}`];
-    const [command, args] = checkCommand(bash, bashArgs, {
-      ...(options.nice ? { nice: options.nice } : {}),
-      ...(options.ionice ? { ionice: true, path: options.env.PATH } : {}),
-    });
     try {
-      child = spawn(command, args, {
+      child = spawn(options.bash ?? 'bash', ['--noprofile', '--norc', '-c', READ_SCRIPT_FROM_FD3, `gather-${check.id}`], {
         stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
         env: options.env,
         cwd: options.cwd,
         detached: true,
       });
     } catch (error) {
-      resolve(failedSpawn(check, error as Error, started));
+      void slotGranted?.then(() => options.slot!.release());
+      void container.release().then(() => resolve(failedSpawn(check, error as Error, started)));
       return;
     }
+    const pid = child.pid;
+    if (pid !== undefined && options.nice) renice(pid, options.nice);
 
     const stdout: Buffer[] = [];
     let stdoutBytes = 0;
@@ -124,38 +117,44 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
     let aborted = false;
     let spawnError: Error | undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let killedAfterExit = 0;
     let settled = false;
+    let holdsSlot = false;
 
     const finish = () => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       clearTimeout(graceTimer);
+      if (holdsSlot) options.slot?.release();
+      holdsSlot = false;
       options.signal?.removeEventListener('abort', onAbort);
       child.stdout?.destroy();
       child.stderr?.destroy();
-      resolve({
-        check,
-        exitCode: exit?.code ?? null,
-        signal: exit?.signal ?? null,
-        stdout: Buffer.concat(stdout).toString('utf8'),
-        stderr: Buffer.concat(stderr).toString('utf8'),
-        durationMs: Math.round(performance.now() - started),
-        timedOut,
-        stdoutOverflow,
-        aborted,
-        ...(spawnError ? { spawnError } : {}),
-      });
+      if (!exit) container.killAll();
+      void container.release().then(() =>
+        resolve({
+          check,
+          exitCode: exit?.code ?? null,
+          signal: exit?.signal ?? null,
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+          durationMs: Math.round(performance.now() - started),
+          timedOut,
+          stdoutOverflow,
+          aborted,
+          ...(spawnError ? { spawnError } : {}),
+          containment: container.mechanism,
+          killedAfterExit,
+        }),
+      );
     };
 
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child.pid);
-    }, options.timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
     let graceTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
       aborted = true;
-      killGroup(child.pid);
+      container.killAll();
     };
     if (options.signal?.aborted) onAbort();
     else options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -167,7 +166,7 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
         // The output is unusable once cut, so keep nothing and stop the check instead of draining it.
         stdoutOverflow = true;
         stdout.length = 0;
-        killGroup(child.pid);
+        container.killAll();
         return;
       }
       stdout.push(chunk);
@@ -183,7 +182,27 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
     const scriptPipe = child.stdio[3] as Writable;
     // bash may exit before reading the whole script (e.g. `exit` early): EPIPE is expected then.
     scriptPipe.on('error', () => {});
-    scriptPipe.end(`${options.prelude}\n${check.script}`);
+    // The script goes out once bash is in its cgroup (until then it cannot start anything) and the check
+    // holds a slot; its duration and timeout count from then.
+    const start = async () => {
+      if (pid !== undefined) await container.adopt(pid);
+      if (options.slot) {
+        await slotGranted;
+        holdsSlot = true;
+        if (settled) {
+          holdsSlot = false;
+          options.slot.release();
+          return;
+        }
+      }
+      started = performance.now();
+      timer = setTimeout(() => {
+        timedOut = true;
+        container.killAll();
+      }, options.timeoutMs);
+      scriptPipe.end(`${options.prelude}\n${check.script}`);
+    };
+    void start();
 
     child.on('error', (error) => {
       spawnError = error;
@@ -191,7 +210,7 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
     });
     child.on('exit', (code, signal) => {
       exit = { code, signal };
-      killGroup(child.pid);
+      killedAfterExit = container.afterExit();
       graceTimer = setTimeout(finish, PIPE_CLOSE_GRACE_MS);
     });
     child.on('close', finish);
@@ -210,5 +229,7 @@ function failedSpawn(check: BundledCheck, error: Error, started: number): CheckO
     stdoutOverflow: false,
     aborted: false,
     spawnError: error,
+    containment: 'pgroup',
+    killedAfterExit: 0,
   };
 }

@@ -18,9 +18,17 @@ export {
 export { readTar, type TarMember } from './_tar.js';
 export { checkFreshness, createSequenceStateFile, sequenceStatePath, type SequenceState } from './sequence.js';
 export { readStateFile, writeStateFile } from './state-file.js';
-export { parseCheckOutput, resultProblem, type ParsedOutput } from './output.js';
-export { executeCheck, checkCommand, findIonice, type CheckOutcome, type ExecuteOptions } from './execute.js';
-export { run, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, MAX_PROBLEMS_KEPT, type ParsedOutput } from './output.js';
+export { executeCheck, enterIdleIoClass, type CheckOutcome, type ExecuteOptions } from './execute.js';
+export {
+  openContainment,
+  ownCgroupDir,
+  CONTAINMENT_MODES,
+  type Containment,
+  type ContainmentMode,
+  type CheckContainer,
+} from './contain.js';
+export { run, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,
   createFileExporter,

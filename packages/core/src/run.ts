@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { forEachLimited } from './_pool.js';
+import { forEachLimited, slots } from './_pool.js';
 import { extractBundle, loadBundlePayload, parsePublicKey, readBundleFile, verifyBundle } from './bundle.js';
 import { AbortedError, BundleRefusedError, ConfigError, ExportError, FetchError, isGatherError } from './errors.js';
-import { executeCheck, type CheckOutcome } from './execute.js';
-import { parseCheckOutput } from './output.js';
+import { openContainment, type ContainmentMode } from './contain.js';
+import { enterIdleIoClass, executeCheck, type CheckOutcome } from './execute.js';
+import { detached, parseCheckOutput } from './output.js';
 import { checkFreshness, type SequenceState } from './sequence.js';
 import type {
   BundleInfo,
@@ -38,10 +39,15 @@ export interface RunOptions {
   stdoutCapBytes?: number;
   /** Stderr kept per check; the rest is discarded. Default 64 KiB. */
   stderrCapBytes?: number;
-  /** Niceness added to checks (0 = unchanged). Default 0. */
+  /** Niceness of the checks (0-19; a check never runs less nice than the agent). Default 0: unchanged. */
   nice?: number;
-  /** Run checks in the idle I/O scheduling class (`ionice -c3`) where `ionice` exists. Default false. */
+  /**
+   * Run checks in the idle I/O scheduling class where `ionice` exists. Default false. The class is set once
+   * on this process (`ionice -c3 -p <pid>`, see enterIdleIoClass) and inherited by every check it starts.
+   */
   ionice?: boolean;
+  /** How checks are contained: `auto` (cgroup where possible, else process group), `cgroup` or `pgroup`. */
+  containment?: ContainmentMode;
   /** ECS `user.name` of every document. */
   username?: string;
   /** ECS `cloud.instance.id` of every document. */
@@ -117,8 +123,9 @@ export function checkEnvironment(
   return env;
 }
 
+/** A short copy: error records must not keep a check's whole output alive (a slice would). */
 function truncate(text: string): string {
-  return text.length > ERROR_OUTPUT_CHARS ? `${text.slice(0, ERROR_OUTPUT_CHARS)}…[truncated]` : text;
+  return detached(text.length > ERROR_OUTPUT_CHARS ? `${text.slice(0, ERROR_OUTPUT_CHARS)}…[truncated]` : text);
 }
 
 function formatMiB(bytes: number): string {
@@ -139,9 +146,9 @@ export function classifyOutcome(outcome: CheckOutcome, timeoutSec: number, stdou
   const parsed = parseCheckOutput(outcome.stdout);
   if (outcome.timedOut) return { results: parsed.results, error: { reason: 'timeout', message: `timed out after ${timeoutSec} s` } };
   if (outcome.aborted) return { results: parsed.results, error: { reason: 'killed', message: 'stopped because the run was interrupted' } };
-  if (parsed.problems.length > 0) {
-    const more = parsed.problems.length > 3 ? ` (and ${parsed.problems.length - 3} more)` : '';
-    return { results: parsed.results, error: { reason: 'invalid_output', message: parsed.problems.slice(0, 3).join('; ') + more } };
+  if (parsed.problemCount > 0) {
+    const more = parsed.problemCount > parsed.problems.length ? ` (and ${parsed.problemCount - parsed.problems.length} more)` : '';
+    return { results: parsed.results, error: { reason: 'invalid_output', message: parsed.problems.join('; ') + more } };
   }
   if (parsed.values === 0) {
     const how = outcome.signal ? `was killed by ${outcome.signal}` : `exited with code ${outcome.exitCode}`;
@@ -152,10 +159,52 @@ export function classifyOutcome(outcome: CheckOutcome, timeoutSec: number, stdou
 }
 
 /**
+ * The documents of one check: its results and at most one error record. Whatever the check printed, this
+ * does not throw: a failure to process the output becomes the check's error record, so one check can never
+ * change another's results or how the run ends (beyond "checks failed").
+ */
+export function checkDocuments(
+  check: BundledCheck,
+  outcome: CheckOutcome,
+  context: { base: DocumentBase; bundle: BundleInfo; timeoutSec: number; stdoutCapBytes: number },
+): { results: ResultDocument[]; error: ErrorDocument | undefined } {
+  let classified: Classified;
+  try {
+    classified = classifyOutcome(outcome, context.timeoutSec, context.stdoutCapBytes);
+  } catch (caught) {
+    classified = { results: [], error: { reason: 'invalid_output', message: `the output could not be processed: ${(caught as Error)?.message ?? String(caught)}` } };
+  }
+  const results: ResultDocument[] = classified.results.map((result) => ({
+    kind: 'result',
+    ...context.base,
+    bundle: context.bundle,
+    category: check.category,
+    check: check.id,
+    duration_ms: outcome.durationMs,
+    ...result,
+  }));
+  const error: ErrorDocument | undefined = classified.error && {
+    kind: 'error',
+    ...context.base,
+    category: check.category,
+    check: check.id,
+    reason: classified.error.reason,
+    message: classified.error.message,
+    exit_code: outcome.exitCode,
+    signal: outcome.signal,
+    stdout: truncate(outcome.stdout),
+    stderr: truncate(outcome.stderr),
+    duration_ms: outcome.durationMs,
+  };
+  return { results, error };
+}
+
+/**
  * The whole job: fetch the bundle, verify it, run the checks of a category, export results and error
  * records. The private temp dir is removed on every path, including errors and SIGINT/SIGTERM.
  * Throws a GatherError (BundleRefusedError, FetchError, AbortedError) when the run could not complete; the
- * error is exported first as an error record when the exporter still works. An exporter failure does not
+ * error is exported first as an error record when the exporter still works. Any other error is a bug and is
+ * rethrown unchanged, also after its error record (`run_failed`). An exporter failure does not
  * throw: the summary says `export_failed` so the caller can still report what ran.
  */
 export async function run(options: RunOptions): Promise<RunSummary> {
@@ -251,70 +300,67 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     const checks = payload.checks.filter((check) => category === 'all' || check.category === category);
     const workDir = join(tmp, 'work');
     await mkdir(workDir, { mode: 0o700 });
+    if (options.ionice) await enterIdleIoClass();
 
-    await forEachLimited(checks, concurrency, async (check) => {
-      if (abort.signal.aborted) return;
-      const checkTimeoutSec = check.timeoutSec ?? timeoutSec;
-      const outcome = await executeCheck(check, {
-        prelude: payload.prelude,
-        timeoutMs: checkTimeoutSec * 1000,
-        stdoutCapBytes,
-        stderrCapBytes,
-        env: checkEnvironment(process.env, check.category, check.id, options.checkSettings),
-        cwd: workDir,
-        signal: abort.signal,
-        ...(options.bash ? { bash: options.bash } : {}),
-        ...(options.nice ? { nice: options.nice } : {}),
-        ...(options.ionice ? { ionice: true } : {}),
+    const containment = openContainment({ mode: options.containment ?? 'auto', runId });
+    summary.containment = { mechanism: containment.mechanism, killed_after_exit: 0 };
+    // Up to `concurrency` more checks than run are spawned and moved into their cgroups ahead (a cgroup
+    // migration waits for the kernel), so that setup overlaps the running checks; the slots keep
+    // `concurrency` checks running at once.
+    const running = slots(concurrency);
+    try {
+      await forEachLimited(checks, concurrency * 2, async (check) => {
+        if (abort.signal.aborted) return;
+        const checkTimeoutSec = check.timeoutSec ?? timeoutSec;
+        const outcome = await executeCheck(check, {
+          prelude: payload.prelude,
+          timeoutMs: checkTimeoutSec * 1000,
+          stdoutCapBytes,
+          stderrCapBytes,
+          env: checkEnvironment(process.env, check.category, check.id, options.checkSettings),
+          cwd: workDir,
+          signal: abort.signal,
+          containment,
+          slot: running,
+          ...(options.bash ? { bash: options.bash } : {}),
+          ...(options.nice ? { nice: options.nice } : {}),
+        });
+        summary.containment!.killed_after_exit += outcome.killedAfterExit;
+        if (outcome.containment === 'pgroup') summary.containment!.mechanism = 'pgroup';
+        const { results, error } = checkDocuments(check, outcome, { base: base(), bundle: bundle!, timeoutSec: checkTimeoutSec, stdoutCapBytes });
+        summary.checks_run++;
+        summary.results += results.length;
+        if (error) {
+          summary.errors++;
+          if (error.reason === 'timeout') summary.checks_timed_out++;
+          else summary.checks_failed++;
+        } else summary.checks_ok++;
+        try {
+          options.onCheckDone?.({ check, results, error, durationMs: outcome.durationMs });
+        } catch {
+          // A display callback (e.g. the table) must not change what is exported nor how the run ends.
+        }
+        await enqueueExport(async () => {
+          if (results.length > 0) await options.exporter.exportResults(results);
+          if (error) await options.exporter.exportErrors([error]);
+        });
       });
-      const classified = classifyOutcome(outcome, checkTimeoutSec, stdoutCapBytes);
-      const documentBase = base();
-      const results: ResultDocument[] = classified.results.map((result) => ({
-        kind: 'result',
-        ...documentBase,
-        bundle: bundle!,
-        category: check.category,
-        check: check.id,
-        duration_ms: outcome.durationMs,
-        ...result,
-      }));
-      const error: ErrorDocument | undefined = classified.error && {
-        kind: 'error',
-        ...documentBase,
-        category: check.category,
-        check: check.id,
-        reason: classified.error.reason,
-        message: classified.error.message,
-        exit_code: outcome.exitCode,
-        signal: outcome.signal,
-        stdout: truncate(outcome.stdout),
-        stderr: truncate(outcome.stderr),
-        duration_ms: outcome.durationMs,
-      };
-      summary.checks_run++;
-      summary.results += results.length;
-      if (error) {
-        summary.errors++;
-        if (error.reason === 'timeout') summary.checks_timed_out++;
-        else summary.checks_failed++;
-      } else summary.checks_ok++;
-      options.onCheckDone?.({ check, results, error, durationMs: outcome.durationMs });
-      await enqueueExport(async () => {
-        if (results.length > 0) await options.exporter.exportResults(results);
-        if (error) await options.exporter.exportErrors([error]);
-      });
-    });
+    } finally {
+      containment.close();
+    }
     if (abort.signal.aborted) throw new AbortedError(`Run interrupted after ${summary.checks_run} of ${checks.length} checks; the results collected so far were exported.`);
   } catch (error) {
-    const failure = isGatherError(error) ? error : new FetchError(String((error as Error)?.message ?? error), { cause: error });
+    // Only the fetcher's own failures are fetch failures (wrapped above); anything else unexpected is
+    // rethrown as it is, a bug the caller reports as such (the agent: exit 1), after its error record.
     const reason: ErrorReason =
-      failure instanceof BundleRefusedError ? failure.reason : failure instanceof FetchError ? 'fetch_failed' : 'run_failed';
+      error instanceof BundleRefusedError ? error.reason : error instanceof FetchError ? 'fetch_failed' : 'run_failed';
+    const message = isGatherError(error) ? error.message : `Unexpected error: ${(error as Error)?.message ?? String(error)}`;
     summary.errors++;
     await enqueueExport(() =>
-      options.exporter.exportErrors([{ kind: 'error', ...base(), ...(category === 'all' ? {} : { category }), reason, message: failure.message }]),
+      options.exporter.exportErrors([{ kind: 'error', ...base(), ...(category === 'all' ? {} : { category }), reason, message }]),
     );
     await finishExport();
-    throw failure;
+    throw error;
   } finally {
     options.signal?.removeEventListener('abort', onParentAbort);
     if (handleSignals) {

@@ -147,6 +147,8 @@ export interface RunSummaryDocument extends DocumentBase {
   first_seen?: string;
   /** ...and the last run of each category before this one. */
   last_runs?: Partial<Record<Category, { '@timestamp': string; run_id: string; outcome: RunOutcome }>>;
+  /** How the checks were contained and how many processes outlived their check (killed). */
+  containment?: ContainmentSummary;
 }
 
 /** Where a fetcher put the bundle. */
@@ -264,6 +266,17 @@ export interface BundleManifest {
   files: Record<string, string>;
 }
 
+/** How a check's processes are contained: its own cgroup v2, or (fallback) its own process group. */
+export type ContainmentMechanism = 'cgroup' | 'pgroup';
+
+/** How the checks of a run were contained, in the run summary. */
+export interface ContainmentSummary {
+  /** The weakest mechanism any check of the run got (`pgroup` when one check could not get a cgroup). */
+  mechanism: ContainmentMechanism;
+  /** Processes still alive when their check's main process exited (daemons, `setsid` children...), killed then. */
+  killed_after_exit: number;
+}
+
 /** Outcome of one `run()`. */
 export interface RunSummary {
   run_id: string;
@@ -282,4 +295,6 @@ export interface RunSummary {
   /** What the exporter failure was, credentials redacted by the exporter. */
   export_error?: string;
   fetch: { unchanged: boolean; bytesTransferred: number; source: string } | undefined;
+  /** Set once checks were started. */
+  containment?: ContainmentSummary;
 }

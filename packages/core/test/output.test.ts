@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { parseCheckOutput } from '../src/index.js';
+import { MAX_VALUE_DEPTH, parseCheckOutput } from '../src/index.js';
 
 const r = (name: string, type: string, value: unknown) => ({ name, type, value });
 
 describe('parseCheckOutput', () => {
   it('reads one object', () => {
-    expect(parseCheckOutput('{"name":"a","type":"number","value":3}\n')).toEqual({ results: [r('a', 'number', 3)], values: 1, problems: [] });
+    expect(parseCheckOutput('{"name":"a","type":"number","value":3}\n')).toEqual({ results: [r('a', 'number', 3)], values: 1, problems: [], problemCount: 0 });
   });
 
   it('reads an array of objects', () => {
@@ -48,15 +48,53 @@ describe('parseCheckOutput', () => {
   });
 
   it('returns nothing for empty output', () => {
-    expect(parseCheckOutput(' \n')).toEqual({ results: [], values: 0, problems: [] });
+    expect(parseCheckOutput(' \n')).toEqual({ results: [], values: 0, problems: [], problemCount: 0 });
   });
 
   it('accepts an empty array as an explicit "no results"', () => {
-    expect(parseCheckOutput('[]\n')).toEqual({ results: [], values: 1, problems: [] });
+    expect(parseCheckOutput('[]\n')).toEqual({ results: [], values: 1, problems: [], problemCount: 0 });
   });
 
   it('reads the original gather layout, the value under a key named after its type', () => {
     const parsed = parseCheckOutput('{"name":"a","type":"boolean","boolean":1}\n{"name":"b","type":"number","number":12}');
-    expect(parsed).toEqual({ results: [r('a', 'boolean', true), r('b', 'number', 12)], values: 2, problems: [] });
+    expect(parsed).toEqual({ results: [r('a', 'boolean', true), r('b', 'number', 12)], values: 2, problems: [], problemCount: 0 });
+  });
+
+  describe('depth limit', () => {
+    const nested = (levels: number) => '['.repeat(levels) + '1' + ']'.repeat(levels);
+
+    it(`accepts a value nested ${MAX_VALUE_DEPTH} levels deep and refuses one level more, keeping the other results`, () => {
+      expect(MAX_VALUE_DEPTH).toBe(20);
+      const atLimit = `{"name":"ok","type":"array","value":${nested(MAX_VALUE_DEPTH)}}`;
+      const tooDeep = `{"name":"deep","type":"array","value":${nested(MAX_VALUE_DEPTH + 1)}}`;
+      const parsed = parseCheckOutput(`${atLimit}\n${tooDeep}\n{"name":"n","type":"number","value":1}\n`);
+      expect(parsed.results.map((x) => x.name)).toEqual(['ok', 'n']);
+      expect(parsed.problemCount).toBe(1);
+      expect(parsed.problems[0]).toMatch(/^at offset \d+: nested deeper than 20 levels/);
+      const objects = `{"name":"o","type":"object","value":${'{"a":'.repeat(MAX_VALUE_DEPTH)}1${'}'.repeat(MAX_VALUE_DEPTH)}}`;
+      expect(parseCheckOutput(objects).results).toHaveLength(1);
+    });
+
+    it('refuses a value nested 200,000 levels deep without throwing, inside an array of good results', () => {
+      const deep = `{"name":"deep","type":"array","value":${nested(200_000)}}`;
+      const parsed = parseCheckOutput(`[{"name":"a","type":"number","value":1},${deep},{"name":"b","type":"number","value":2}]`);
+      expect(parsed.results.map((x) => x.name)).toEqual(['a', 'b']);
+      expect(parsed.problems).toEqual([expect.stringMatching(/^at offset 0\[1\]: nested deeper than 20 levels: \{"name":"deep"/)]);
+    });
+  });
+
+  it('parses the elements of an array one by one: a bad element costs only itself', () => {
+    const parsed = parseCheckOutput('[{"name":"a","type":"number","value":1}, {"name":"b","type":"number"}, nope, {"name":"c","type":"number","value":3}]');
+    expect(parsed.results.map((x) => x.name)).toEqual(['a', 'c']);
+    expect(parsed.values).toBe(1);
+    expect(parsed.problems).toEqual([expect.stringMatching(/^at offset 0\[1\]: "b": "value" is missing/), expect.stringMatching(/^at offset 0\[2\]: invalid JSON/)]);
+  });
+
+  it('keeps the first 3 problems and counts the rest, however many items are invalid', () => {
+    const parsed = parseCheckOutput(`[${Array.from({ length: 300_000 }, () => '1').join(',')}]`);
+    expect(parsed.problemCount).toBe(300_000);
+    expect(parsed.problems).toHaveLength(3);
+    expect(parsed.problems[2]).toBe('at offset 0[2]: expected a {name, type, value} object, got number');
   });
 });
+

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -15,6 +15,19 @@ import {
 import { check, makeBundle, makeKeys, tempDir, type TarEntry } from './_fixtures.js';
 
 const keys = makeKeys();
+
+function processesNamed(marker: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith(marker);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 function setup(checks: BundledCheck[], overrides: Partial<RunOptions> & { tamper?: (m: TarEntry[]) => TarEntry[] } = {}) {
   const dir = tempDir();
@@ -68,6 +81,47 @@ describe('run', () => {
       },
     ]);
     expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('reports in the summary how checks were contained and counts the processes killed after their check exited', async () => {
+    const marker = `gather-run-daemon-${process.pid}-${Date.now()}`;
+    const daemon = `setsid -f bash -c 'exec -a ${marker} sleep 1000' </dev/null >/dev/null 2>&1; emit a 1`;
+    try {
+      const contained = await run(setup([check('abc', daemon), check('def', 'emit b 2')]).options);
+      expect(contained.containment).toEqual({ mechanism: 'cgroup', killed_after_exit: 1 });
+      expect(processesNamed(marker)).toEqual([]);
+      const fallback = await run(setup([check('def', 'emit b 2')], { containment: 'pgroup' }).options);
+      expect(fallback.containment).toEqual({ mechanism: 'pgroup', killed_after_exit: 0 });
+    } finally {
+      for (const pid of processesNamed(marker)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('keeps the other results of a check printing a too deep value, and the other checks, whatever a callback does', async () => {
+    const deep = `printf '{"name":"deep","type":"array","value":%s%s}\\n' "$(printf '[%.0s' {1..50000})" "$(printf ']%.0s' {1..50000})"`;
+    const { options, exporter } = setup([check('abc', `emit a 1; ${deep}; emit b 2`), check('def', 'emit c 3')], {
+      concurrency: 1,
+      onCheckDone: () => {
+        throw new RangeError('Maximum call stack size exceeded');
+      },
+    });
+    const summary = await run(options);
+    expect(summary).toMatchObject({ checks_run: 2, checks_ok: 1, checks_failed: 1, results: 3, export_failed: false });
+    expect(exporter.results.map((r) => r.name)).toEqual(['a', 'b', 'c']);
+    expect(exporter.errors).toEqual([expect.objectContaining({ check: 'abc', reason: 'invalid_output', message: expect.stringMatching(/nested deeper than 20 levels/) })]);
+  });
+
+  it('rethrows an unexpected error as it is, not as a fetch failure, after exporting it as run_failed', async () => {
+    const dir = tempDir();
+    const { options, exporter } = setup([check('abc', 'emit a 1')], {
+      // A fetcher that hands back a directory: reading it fails, which is no fetch failure but a bug.
+      fetcher: { name: 'broken', fetch: async () => ({ path: dir, unchanged: false, bytesTransferred: 0, source: 'broken' }) },
+    });
+    const failure = await run(options).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure).not.toBeInstanceOf(FetchError);
+    expect((failure as NodeJS.ErrnoException).code).toBe('EISDIR');
+    expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^Unexpected error: EISDIR/) })]);
   });
 
   it('turns every kind of misbehaving check into an error record and keeps going', async () => {

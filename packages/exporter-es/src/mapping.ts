@@ -131,6 +131,8 @@ export const RUNS_MAPPINGS = {
         mode: keyword,
       },
     },
+    /** How the checks were contained (`cgroup` / `pgroup`) and how many processes outlived their check. */
+    containment: { properties: { mechanism: keyword, killed_after_exit: { type: 'long' } } },
   },
 } as const;
 
