@@ -26,6 +26,7 @@ async function importBuilt(path) {
 const { classifyOutcome } = await importBuilt('packages/core/dist/index.js');
 const { createEsExporter } = await importBuilt('packages/exporter-es/dist/index.js');
 const { Scheduler } = await importBuilt('packages/agent/dist/scheduler.js');
+const { DifferentialResults } = await importBuilt('packages/agent/dist/differential.js');
 
 /** The recorded checks of one category: [{ category, check, duration_ms, stdout }]. */
 export function loadFixtures(category = 'abuse') {
@@ -155,8 +156,11 @@ async function spoolBytes(dir) {
  *                  outage are compressed like the schedule unless given here)
  *   at             [{ simSec, action: async () => {} }] fault injections at simulated seconds after start
  *   onSample       called every `sampleEveryMs` (1000) with the live counters
+ *   mode           'snapshot' (every result every run) or 'differential' (the agent's DifferentialResults
+ *                  in front of the exporter, its state in the agent's dir: only added/changed/removed)
+ * Like the agent with Elasticsearch, the exporter also keeps the current state (<prefix>-latest, -hosts).
  * Returns the counters; documents produced are every result, error and run summary the agents handed to
- * their exporters (each has a deterministic id, so Elasticsearch holds each at most once).
+ * their Elasticsearch exporters (each has a deterministic id, so Elasticsearch holds each at most once).
  */
 export async function simulateFleet(options) {
   const agents = options.agents ?? 10_000;
@@ -166,6 +170,7 @@ export async function simulateFleet(options) {
   const cycles = options.cycles ?? 2;
   const spec = { everySec: intervalSec, splayPct: options.splayPct ?? 10, firstDelaySec: options.firstDelaySec ?? 30 };
   const changeRate = options.changeRate ?? 0.02;
+  const mode = options.mode ?? 'snapshot';
   const fixtures = loadFixtures('abuse');
   const indices = { resultsIndex: `${options.indexPrefix}-results`, errorsIndex: `${options.indexPrefix}-errors`, runsIndex: `${options.indexPrefix}-runs` };
   const bundle = { version: 'fleet-sim', sha256: createHash('sha256').update('fleet-sim').digest('hex') };
@@ -197,6 +202,9 @@ export async function simulateFleet(options) {
       node: options.esUrl,
       ...indices,
       spoolDir: join(agentDir, 'spool'),
+      currentState: true,
+      latestIndex: `${options.indexPrefix}-latest`,
+      hostsIndex: `${options.indexPrefix}-hosts`,
       retryBaseDelayMs: compressed(200),
       retryMaxDelayMs: compressed(5000),
       probeIntervalMs: compressed(30_000),
@@ -204,14 +212,27 @@ export async function simulateFleet(options) {
     });
 
   async function runAgent(i, slot, dueAt) {
-    const host = { hostname: `sim-${String(i).padStart(5, '0')}`, instance_id: `i-${(0x10000000 + i).toString(16)}` };
+    const host = { hostname: `sim-${String(i).padStart(5, '0')}`, id: `sim-machine-id-${i}` };
+    const cloud = { instance: { id: `i-${(0x10000000 + i).toString(16)}` } };
     const agentDir = join(options.workDir, `agent-${i}`);
     const runId = randomUUID();
     const started = clock.now();
     counters.runs++;
     counters.inFlightRuns++;
     counters.maxInFlightRuns = Math.max(counters.maxInFlightRuns, counters.inFlightRuns);
-    const exporter = exporterFor(agentDir);
+    const es = exporterFor(agentDir);
+    // What reaches the Elasticsearch exporter is what was produced (after the differential filter).
+    const counting = {
+      name: es.name,
+      exportResults: (docs) => ((counters.produced += docs.length), es.exportResults(docs)),
+      exportErrors: (docs) => ((counters.produced += docs.length), es.exportErrors(docs)),
+      exportRunSummary: (doc) => (counters.produced++, es.exportRunSummary(doc)),
+      flush: () => es.flush(),
+      close: () => es.close(),
+      summary: () => es.summary(),
+    };
+    const differential = mode === 'differential' ? new DifferentialResults({ stateDir: join(agentDir, 'state'), mode, snapshotIntervalSec: 86_400 }) : undefined;
+    const exporter = differential ? differential.wrap(counting) : counting;
     try {
       let results = 0;
       for (const fixture of fixtures) {
@@ -227,20 +248,19 @@ export async function simulateFleet(options) {
           aborted: false,
         };
         const classified = classifyOutcome(outcome, 60, 1024 * 1024);
-        const base = { '@timestamp': new Date(clock.now()).toISOString(), run_id: runId, host, agent: { version: 'fleet-sim' }, bundle };
+        const base = { '@timestamp': new Date(clock.now()).toISOString(), run_id: runId, host, cloud, agent: { version: 'fleet-sim' }, bundle };
         const docs = classified.results.map((result) => ({ kind: 'result', ...base, category: fixture.category, check: fixture.check, duration_ms: fixture.duration_ms, ...result }));
         results += docs.length;
-        counters.produced += docs.length;
         await exporter.exportResults(docs);
       }
       const totals = await exporter.flush();
       const elapsedMs = clock.now() - started;
-      counters.produced++;
       await exporter.exportRunSummary({
         kind: 'run',
         '@timestamp': new Date(clock.now()).toISOString(),
         run_id: runId,
         host,
+        cloud,
         agent: { version: 'fleet-sim' },
         bundle,
         category: 'abuse',
@@ -248,7 +268,8 @@ export async function simulateFleet(options) {
         checks: { run: fixtures.length, ok: fixtures.length, failed: 0, timed_out: 0 },
         results,
         errors: 0,
-        export: { delivered: totals.delivered, spooled: totals.spooled, failed: totals.failed },
+        export: { delivered: totals.delivered, spooled: totals.spooled, failed: totals.failed, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 },
+        ...(differential ? differential.summaryFields() : {}),
         spooled: totals.spooled,
         bytes_fetched: 0,
         bundle_unchanged: true,
@@ -258,7 +279,8 @@ export async function simulateFleet(options) {
         overrun: clock.now() - dueAt > intervalSec * 1000,
       });
     } finally {
-      const summary = await exporter.close().catch(() => exporter.summary());
+      const summary = await exporter.close().catch(() => es.summary());
+      await differential?.commit(summary, summary.failed > 0);
       counters.delivered += summary.delivered;
       counters.recovered += summary.recovered;
       counters.failed += summary.failed;
@@ -381,9 +403,9 @@ export async function drainSpools(options) {
   return { agents, recovered, spoolBytesLeft, seconds: (Date.now() - started) / 1000 };
 }
 
-/** Documents in the agents' indices (every day, if the indices are daily), after a refresh. */
+/** Documents of the agents' runs (results, errors, run summaries; every daily index), after a refresh. */
 export async function countStored(esUrl, indexPrefix) {
-  const pattern = `${indexPrefix}-*`;
+  const pattern = ['results', 'errors', 'runs'].map((kind) => `${indexPrefix}-${kind}-*`).join(',');
   await fetch(`${esUrl}/${pattern}/_refresh`, { method: 'POST' });
   const response = await fetch(`${esUrl}/${pattern}/_count`);
   const body = await response.json();
@@ -391,9 +413,9 @@ export async function countStored(esUrl, indexPrefix) {
   return body.count;
 }
 
-/** Primary store bytes per stored document in the agents' indices (after a forced merge to one segment). */
+/** Primary store bytes per stored run document (results, errors, runs; after a forced merge to one segment). */
 export async function storeBytesPerDoc(esUrl, indexPrefix) {
-  const pattern = `${indexPrefix}-*`;
+  const pattern = ['results', 'errors', 'runs'].map((kind) => `${indexPrefix}-${kind}-*`).join(',');
   await fetch(`${esUrl}/${pattern}/_forcemerge?max_num_segments=1`, { method: 'POST' });
   const stats = await (await fetch(`${esUrl}/${pattern}/_stats/store,docs`)).json();
   const primaries = stats?._all?.primaries;
@@ -403,7 +425,8 @@ export async function storeBytesPerDoc(esUrl, indexPrefix) {
 export async function removeIndices(esUrl, indexPrefix) {
   const listed = await (await fetch(`${esUrl}/_cat/indices/${indexPrefix}-*?format=json&h=index`)).json().catch(() => []);
   for (const { index } of Array.isArray(listed) ? listed : []) await fetch(`${esUrl}/${index}`, { method: 'DELETE' });
-  for (const kind of ['results', 'errors', 'runs']) await fetch(`${esUrl}/_index_template/${indexPrefix}-${kind}-gather`, { method: 'DELETE' });
+  const templates = await (await fetch(`${esUrl}/_index_template/${indexPrefix}-*`)).json().catch(() => ({}));
+  for (const { name } of templates.index_templates ?? []) await fetch(`${esUrl}/_index_template/${name}`, { method: 'DELETE' });
 }
 
 export async function removeWork(dir) {
