@@ -226,10 +226,12 @@ describe('gather-agent run stopped by a signal', () => {
       expectCleanStop(result, staged);
 
       const records = spooled(staged.spoolDir);
-      const results = records.filter((r) => r.index === indices.results);
+      // Daily indices: <index>-YYYY.MM.DD.
+      const inIndex = (r: { index: string }, base: string) => r.index.startsWith(`${base}-`);
+      const results = records.filter((r) => inIndex(r, indices.results));
       expect(results.map((r) => r.doc.name).sort()).toEqual(['a.one', 'a.two', 'd.one']);
       const runId = results[0]!.doc.run_id;
-      expect(records.find((r) => r.index === indices.runs)?.doc).toMatchObject({ run_id: runId, outcome: 'interrupted', spooled: 3 });
+      expect(records.find((r) => inIndex(r, indices.runs))?.doc).toMatchObject({ run_id: runId, outcome: 'interrupted', spooled: 3 });
 
       // Nothing lost: the next run, with Elasticsearch back, delivers the spool first.
       const delivered = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: { ...esEnv(staged, esUrl!), TMPDIR: tempDir() } });

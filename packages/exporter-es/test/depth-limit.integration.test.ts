@@ -48,7 +48,8 @@ describe(`values nested ${MAX_VALUE_DEPTH} levels deep`, () => {
 
     const [run] = await readAll(client, names.runsIndex);
     expect(run!.source).toMatchObject({ containment: { mechanism: 'cgroup', killed_after_exit: 2 } });
-    const mapping = (await client.indices.getMapping({ index: names.runsIndex }))[names.runsIndex]!.mappings;
+    // The runs index is a daily index behind the alias `names.runsIndex`.
+    const mapping = Object.values(await client.indices.getMapping({ index: names.runsIndex }))[0]!.mappings;
     expect(mapping.properties?.containment).toEqual({ properties: { mechanism: { type: 'keyword', ignore_above: 1024 }, killed_after_exit: { type: 'long' } } });
   });
 
