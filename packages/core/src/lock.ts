@@ -229,25 +229,32 @@ export async function acquireLock(path: string, options: AcquireOptions): Promis
   }
 }
 
-function makeLock(path: string, owner: LockOwner, content: string): Lock {
-  let released = false;
-  // A crash of node itself still releases it: the next contender sees the dead pid. A normal exit removes it.
-  const onExit = () => {
-    if (released) return;
+// Locks this process holds, removed by one exit listener (a process may hold many: a run, spools, caches).
+const heldLocks = new Map<string, string>();
+
+function removeHeldLocks(): void {
+  for (const [path, content] of heldLocks) {
     try {
       if (readFileNoFollowSync(path) === content) unlinkSync(path);
     } catch {
       // already gone
     }
-  };
-  process.once('exit', onExit);
+  }
+}
+
+function makeLock(path: string, owner: LockOwner, content: string): Lock {
+  let released = false;
+  // A crash of node itself still releases it: the next contender sees the dead pid. A normal exit removes it.
+  if (heldLocks.size === 0) process.once('exit', removeHeldLocks);
+  heldLocks.set(path, content);
   return {
     path,
     owner,
     async release() {
       if (released) return;
       released = true;
-      process.off('exit', onExit);
+      heldLocks.delete(path);
+      if (heldLocks.size === 0) process.off('exit', removeHeldLocks);
       const now = await readFileNoFollow(path).catch(() => undefined);
       if (now === content) await unlink(path).catch(() => undefined);
     },
