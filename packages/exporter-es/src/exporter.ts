@@ -657,7 +657,7 @@ class ElasticsearchExporter implements EsExporter {
       );
       return;
     }
-    for (const { segment, docs } of outcome.dropped) this.accountDrop(segment, docs);
+    for (const { segment, docs, currentState } of outcome.dropped) this.accountDrop(segment, docs, currentState);
     if (!outcome.stored) {
       this.stats.failed += n;
       this.stats.dropped += n;
@@ -672,11 +672,12 @@ class ElasticsearchExporter implements EsExporter {
     if (cause === STOPPED) this.log(`Stopped before Elasticsearch acknowledged ${n} documents: spooled to ${this.spool.dir}, delivered by the next run.`);
   }
 
-  private accountDrop(segment: SpoolSegment, docs: number): void {
+  private accountDrop(segment: SpoolSegment, docs: number, currentState: number): void {
     this.stats.dropped += docs;
     if (segment.own) {
-      this.stats.spooled -= docs;
-      this.stats.failed += docs;
+      // Current-state writes were never counted as spooled (nor as anything else): only the run's documents move.
+      this.stats.spooled -= docs - currentState;
+      this.stats.failed += docs - currentState;
     }
     this.log(`Spool full (spoolMaxBytes ${this.opts.spoolMaxBytes}): dropped its oldest segment with ${docs} documents; an error document will report it.`);
   }

@@ -61,7 +61,7 @@ export interface AppendOutcome {
   /** True when the records are on disk (fsynced). False when they alone exceed `maxBytes`. */
   stored: boolean;
   /** Segments dropped to make room, oldest first. */
-  dropped: Array<{ segment: SpoolSegment; docs: number }>;
+  dropped: Array<{ segment: SpoolSegment; docs: number; currentState: number }>;
 }
 
 /** The spool directory is used by another live process. */
@@ -216,7 +216,7 @@ export class Spool {
     while (this.totalBytes + size > this.options.maxBytes && this.segments.length > 0) {
       const oldest = this.segments[0]!;
       if (this.current?.segment === oldest) await this.seal();
-      dropped.push({ segment: oldest, docs: await this.drop(oldest) });
+      dropped.push({ segment: oldest, ...(await this.drop(oldest)) });
     }
     if (this.current && this.current.segment.bytes > 0 && this.current.segment.bytes + size > this.options.segmentBytes) await this.seal();
     if (!this.current) {
@@ -303,13 +303,16 @@ export class Spool {
   }
 
   /** Drops a segment for room and leaves a report of it, to be delivered as an error document. */
-  private async drop(segment: SpoolSegment): Promise<number> {
+  private async drop(segment: SpoolSegment): Promise<{ docs: number; currentState: number }> {
     let docs = segment.records;
+    let currentState = 0;
     let first: SpoolRecord | undefined;
     let last: SpoolRecord | undefined;
     try {
       const { records } = await this.read(segment);
       docs = segment.records;
+      // Current-state writes (gather-latest, gather-hosts: records with an `op`) count in no total of a run.
+      currentState = records.filter((r) => (r as { op?: unknown }).op !== undefined).length;
       first = records[0];
       last = records[records.length - 1];
     } catch {
@@ -333,6 +336,6 @@ export class Spool {
     await fsyncDir(this.dir);
     this.forget(segment);
     this.reports.push(report);
-    return report.docs;
+    return { docs: report.docs, currentState };
   }
 }

@@ -85,6 +85,16 @@ describe('Spool', () => {
     expect(await readdir(dir)).toEqual(['spool.lock']);
   });
 
+  it('tells how many records of a dropped segment are current-state writes (they count in no total of a run)', async () => {
+    const latest = JSON.stringify({ index: 'gather-latest', id: 'vm-1:a', op: 'index', version: 1, doc: { pad: 'x'.repeat(200) } });
+    const line = record(0, 'x'.repeat(200));
+    const size = Buffer.byteLength(line) + Buffer.byteLength(latest) + 2;
+    const spool = await Spool.open(dir, { maxBytes: size, segmentBytes: size, now: fixedNow });
+    expect((await spool.append([line, latest])).dropped).toEqual([]);
+    const outcome = await spool.append([record(1, 'x'.repeat(200))]);
+    expect(outcome.dropped.map((d) => [d.segment.seq, d.docs, d.currentState])).toEqual([[1, 2, 1]]);
+  });
+
   it('stays within maxBytes by dropping the oldest segment, and leaves a report of the drop', async () => {
     const line = record(0, 'x'.repeat(200));
     const size = Buffer.byteLength(line) + 1;
