@@ -48,10 +48,18 @@ function credentialsDir(files: Record<string, string>): string {
 }
 
 const es = new Client({ node: esUrl, requestTimeout: 60_000 });
-const indices = { results: `p9e-secrets-results-${id}`, errors: `p9e-secrets-errors-${id}`, runs: `p9e-secrets-runs-${id}` };
+const indices = {
+  results: `p9e-secrets-results-${id}`,
+  errors: `p9e-secrets-errors-${id}`,
+  runs: `p9e-secrets-runs-${id}`,
+  latest: `p9e-secrets-latest-${id}`,
+  hosts: `p9e-secrets-hosts-${id}`,
+};
+/** Every index the agent writes: results, errors and runs go to daily indices <index>-YYYY.MM.DD. */
+const written = [`${indices.results}-2*`, `${indices.errors}-2*`, `${indices.runs}-2*`, indices.latest, indices.hosts];
 afterAll(async () => {
   for (const index of Object.values(indices)) {
-    await es.indices.delete({ index, ignore_unavailable: true }).catch(() => undefined);
+    await es.indices.delete({ index: [index, `${index}-2*`], ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
     await es.indices.deleteIndexTemplate({ name: `${index}-gather` }).catch(() => undefined);
   }
   await es.close();
@@ -105,6 +113,8 @@ describe('secrets never leave in results', () => {
       GATHER_ES_RESULTS_INDEX: indices.results,
       GATHER_ES_ERRORS_INDEX: indices.errors,
       GATHER_ES_RUNS_INDEX: indices.runs,
+      GATHER_ES_LATEST_INDEX: indices.latest,
+      GATHER_ES_HOSTS_INDEX: indices.hosts,
       GATHER_SPOOL_DIR: tempDir('gather-spool-'),
       GATHER_LOG_LEVEL: 'debug',
     });
@@ -114,11 +124,18 @@ describe('secrets never leave in results', () => {
     const viaEnv = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: { ...env, GATHER_ES_API_KEY: secrets.apiKey } });
     expect(viaEnv.code, viaEnv.stderr).toBe(5);
 
-    await es.indices.refresh({ index: Object.values(indices) });
-    const hits = (await es.search({ index: Object.values(indices), size: 1000, query: { match_all: {} } })).hits.hits;
-    const indexed = JSON.stringify(hits.map((hit) => hit._source));
-    expect(hits.filter((hit) => hit._index === indices.results)).toHaveLength(8);
-    expect(hits.filter((hit) => hit._index === indices.runs)).toHaveLength(2);
+    await es.indices.refresh({ index: written });
+    const hits = (await es.search({ index: written, size: 1000, query: { match_all: {} } })).hits.hits;
+    // Ids too: gather-latest's are made of host and result name (a leaked name would show there).
+    const indexed = JSON.stringify(hits.map((hit) => [hit._index, hit._id, hit._source]));
+    const of = (base: string) => hits.filter((hit) => hit._index === base || hit._index.startsWith(`${base}-2`));
+    expect(of(indices.results)).toHaveLength(8);
+    expect(of(indices.runs)).toHaveLength(2);
+    expect(of(indices.errors).length).toBeGreaterThan(0);
+    // The current state: one document per result name of the host (4), one per host.
+    expect(of(indices.latest)).toHaveLength(4);
+    expect(of(indices.hosts)).toHaveLength(1);
+    expect(JSON.stringify(of(indices.latest).map((hit) => hit._source))).toContain('[redacted]');
     expect(indexed).toContain('[redacted]');
     for (const value of Object.values(secrets)) {
       expect(indexed).not.toContain(value);
