@@ -304,6 +304,11 @@ class ElasticsearchExporter implements EsExporter {
   private readonly runsIndex: string;
   private readonly latestIndex: string;
   private readonly hostsIndex: string;
+  /**
+   * Indices whose daily indices carry the alias of their plain name (no concrete index of that name exists):
+   * spooled records of an older gather naming the plain index are sent to the daily index instead.
+   */
+  private readonly plainIndices = new Set<string>();
   /** Snapshots exported: once delivered, the host's older documents of the category leave gather-latest. */
   private readonly snapshots = new Map<string, SnapshotMark>();
   private readonly ids = new DocumentIds();
@@ -687,6 +692,7 @@ class ElasticsearchExporter implements EsExporter {
     if (this.ready) return true;
     if (this.stopped) return false;
     if (this.options.installTemplates === false) {
+      for (const index of [this.resultsIndex, this.errorsIndex, this.runsIndex]) this.plainIndices.add(index);
       this.ready = true;
       return true;
     }
@@ -701,6 +707,7 @@ class ElasticsearchExporter implements EsExporter {
         // An index of the plain name (an older gather wrote there) keeps its data; the alias is left out.
         const plain = await this.request<Record<string, unknown>>({ method: 'GET', path: `/${index}/_settings` }, { ignore: [404] });
         const alias = !Object.keys(plain ?? {}).includes(index);
+        if (alias) this.plainIndices.add(index);
         templates.push([index, dailyTemplate({ index, kind, priority: this.opts.templatePriority, alias, ...settings })]);
       }
       for (const [index, kind] of this.options.currentState ? ([
@@ -919,7 +926,10 @@ class ElasticsearchExporter implements EsExporter {
       const entries = records.map((r): Entry => {
         const source = JSON.stringify(r.doc);
         const { dead_letter: deadLetter, op, version } = r as { dead_letter?: boolean; op?: BulkOp; version?: number };
-        return { index: r.index, id: r.id, source, bytes: source.length + r.id.length + 60, ...(deadLetter ? { deadLetter } : {}), ...(op ? { op } : {}), ...(version !== undefined ? { version } : {}) };
+        // A record spooled by a gather before daily indices names the plain index: written there, it would make a
+        // concrete index of the name the daily indices' alias needs (and every new document of the day is refused).
+        const index = this.plainIndices.has(r.index) ? dailyIndex(r.index, r.doc?.['@timestamp']) : r.index;
+        return { index, id: r.id, source, bytes: source.length + r.id.length + 60, ...(deadLetter ? { deadLetter } : {}), ...(op ? { op } : {}), ...(version !== undefined ? { version } : {}) };
       });
       const total: BatchOutcome = { delivered: 0, deadLettered: 0, failed: 0, undeliverable: [] };
       const batches: Entry[][] = [];

@@ -1,7 +1,7 @@
 // The Elasticsearch exporter against the real Elasticsearch of tools/services (GATHER_ES_URL).
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@elastic/elasticsearch';
@@ -405,6 +405,24 @@ describe('spool written by an earlier run', () => {
     await next.exportResults(results('crash-2', 'abc', 5));
     expect(await next.close()).toMatchObject({ delivered: 5, recovered: 300, spooled: 0, failed: 0 });
     expect(await count(client, names.resultsIndex)).toBe(305);
+    expect(await readdir(spoolDir)).toEqual([]);
+  });
+
+  it('of a gather before daily indices (records for the plain index) goes to the daily indices, and the alias stays', async () => {
+    const names = indices();
+    const spoolDir = await mkdtemp(join(tmpdir(), 'gather-es-spool-'));
+    tmpDirs.push(spoolDir);
+    const old = results('before-daily', 'abc', 3);
+    const lines = old.map((d, i) => `{"index":"${names.resultsIndex}","id":"before-daily:abc:${i}","doc":${resultSource(d)}}\n`);
+    await writeFile(join(spoolDir, 'spool-000000000001.ndjson'), lines.join(''));
+
+    const next = exporterFor(names, { spoolDir });
+    await next.exportResults(results('after-daily', 'abc', 2));
+    expect(await next.close()).toMatchObject({ recovered: 3, delivered: 2, deadLettered: 0, spooled: 0, failed: 0 });
+    expect(await count(client, names.resultsIndex)).toBe(5);
+    // No concrete index of the plain name was made: it is the alias of the daily indices, and reads them all.
+    expect(Object.keys(await client.indices.getAlias({ name: names.resultsIndex })).every((index) => index.startsWith(`${names.resultsIndex}-2`))).toBe(true);
+    expect((await client.count({ index: names.resultsIndex })).count).toBe(5);
     expect(await readdir(spoolDir)).toEqual([]);
   });
 
