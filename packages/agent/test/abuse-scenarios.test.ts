@@ -2,7 +2,7 @@
 // this machine as root (loopback sockets only), runs the abuse checks through the built agent, asserts which
 // kinds are flagged and with what evidence, and removes what it staged, also when it fails. The detection
 // table in checks/README.md is this run's output: GATHER_UPDATE_TABLE=1 rewrites it, otherwise it must match.
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +59,7 @@ async function runAbuseChecks(stage: Stage): Promise<Map<string, { detected: boo
   // HOMES points the home-dir walks at the scenario's home (the test machine's /root is large and not under test)
   const env = cleanEnv({ ...TUNING, GATHER_CHECK_HOMES: stage.home, PATH: `${stage.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}` });
   const result = await agent(['run', '--bundle', bundle, '--public-key', publicKey, '--category', 'abuse', '--exporter', 'file', '--out', out], { env });
+  if (!existsSync(out)) throw new Error(`gather-agent run wrote no results (exit ${result.code}, signal ${result.signal}):\n${result.stderr}`);
   const docs = ndjson(readFileSync(out, 'utf8'));
   rmSync(outDir, { recursive: true, force: true });
   expect(docs.filter((d) => d.kind === 'error'), result.stderr).toEqual([]);
