@@ -3,7 +3,7 @@
 // or spooled (and deliverable later), temp dir and every lock removed, exit 130.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join, relative } from 'node:path';
@@ -137,7 +137,9 @@ describe('gather-agent run stopped by a signal', () => {
       env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
       onSpawn: (p) => track((pid = p)),
     });
-    await waitFor(() => processesWith(marker).length >= 2, 20_000, 'the sleeping check');
+    // Signalled once the quick check's result is written (checks run side by side) and the slow one sleeps.
+    const earlyWritten = () => existsSync(staged.out) && readFileSync(staged.out, 'utf8').includes('early.result');
+    await waitFor(() => processesWith(marker).length >= 2 && earlyWritten(), 20_000, 'the sleeping check and the early result');
     process.kill(pid, signal);
     const result = await running;
     expectCleanStop(result, staged, marker);
