@@ -207,7 +207,7 @@ describe('containment', () => {
     for (let i = 0; i < 100 && processesWith(marker).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(processesWith(marker)).toHaveLength(1);
     open('auto');
-    for (let i = 0; i < 100 && processesWith(marker).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let i = 0; i < 500 && processesWith(marker).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(processesWith(marker)).toEqual([]);
     // The sweep removes what it emptied; a cgroup still emptying is removed by the next run.
     for (let i = 0; i < 100 && existsSync(stale); i++) {
