@@ -1,4 +1,5 @@
-export { createS3Fetcher, type S3Fetcher, type S3FetcherOptions, type S3FetchResult } from './fetcher.js';
+export { createS3Fetcher, type S3Fetcher, type S3FetchResult } from './fetcher.js';
+export type { S3FetcherOptions } from './options.js';
 export {
   publishBundle,
   listBundleVersions,
