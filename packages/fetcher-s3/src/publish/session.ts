@@ -50,7 +50,6 @@ export interface PublishedVersion {
   lastModified?: Date;
 }
 
-/** @internal shared with rollback.ts */
 export function checkBucket(options: BucketOptions): { bucket: string; prefix: string } {
   if (!options?.bucket) throw new ConfigError('Missing option "bucket". Pass it (--bucket) or set GATHER_S3_BUCKET.', { scope: SCOPE });
   return { bucket: options.bucket, prefix: normalizePrefix(options.prefix) };
