@@ -68,12 +68,16 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
   const { bucket, target, timeoutMs, sourceName, at } = settings;
   const cacheDir = settings.cacheRoot ? cacheDirFor(settings.cacheRoot, options.endpoint, bucket, target) : undefined;
   let client: S3Client | undefined;
+  const { onRetry } = options;
   const get = createConditionalGet({
     bucket,
     client: () => (client ??= createS3Client(options, { timeoutMs })),
     policy: settings.policy,
-    ...(options.onRetry
-      ? { onRetry: (key: string, error: unknown, attempt: number, delayMs: number) => options.onRetry!({ key, attempt, delayMs, error: describeS3Error(error, context(key)) }) }
+    ...(onRetry
+      ? {
+          onRetry: (key: string, error: unknown, attempt: number, delayMs: number) =>
+            onRetry({ key, attempt, delayMs, error: describeS3Error(error, context(key)) }),
+        }
       : {}),
   });
 
