@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildBundle, generateSigningKeyPair } from '@gather/checks-bundler';
-import { publishBundle } from '@gather/fetcher-s3';
+import { publishBundle } from '@gather/fetcher-s3/publish';
 import { AGENT_CLI, agent, makeChecksDir, tempDir } from './_helpers.js';
 import { processesWith, waitFor } from './_process.js';
 

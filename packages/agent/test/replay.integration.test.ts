@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildBundle, generateSigningKeyPair } from '@gather/checks-bundler';
-import { publishBundle } from '@gather/fetcher-s3';
+import { publishBundle } from '@gather/fetcher-s3/publish';
 import { agent, cleanEnv, makeChecksDir, ndjson, tempDir } from './_helpers.js';
 
 function required(name: string): string {

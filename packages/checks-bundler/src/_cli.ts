@@ -310,11 +310,13 @@ function packageVersion(): string {
 }
 
 // The AWS SDK is only needed to publish, so it stays an optional peer: building bundles does not pull it in.
-async function loadS3Commands(): Promise<typeof import('@gather/fetcher-s3')> {
+async function loadS3Commands(): Promise<typeof import('@gather/fetcher-s3/publish')> {
   try {
-    return await import('@gather/fetcher-s3');
+    return await import('@gather/fetcher-s3/publish');
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw cause;
+    const code = (cause as NodeJS.ErrnoException).code;
+    // An @gather/fetcher-s3 from before the /publish entry existed says "not exported": same fix, a current one.
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') throw cause;
     throw new ConfigError('publish and rollback need @gather/fetcher-s3. Install it next to @gather/checks-bundler: npm i -D @gather/fetcher-s3.', { scope: SCOPE, cause });
   }
 }

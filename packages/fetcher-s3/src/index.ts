@@ -1,27 +1,7 @@
-export { createS3Fetcher, type S3Fetcher, type S3FetcherOptions, type S3FetchResult } from './fetcher.js';
-export {
-  publishBundle,
-  listBundleVersions,
-  PublishError,
-  DEFAULT_MULTIPART_THRESHOLD,
-  DEFAULT_PART_BYTES,
-  MIN_PART_BYTES,
-  type BucketOptions,
-  type PublishOptions,
-  type PublishResult,
-  type PublishedVersion,
-} from './publish.js';
-export { rollbackBundle, type BundleSigner, type RollbackOptions, type RollbackResult } from './rollback.js';
-export { publishCommand, rollbackCommand, PUBLISH_USAGE, ROLLBACK_USAGE, type CommandIo, type RollbackCommandDeps } from './cli-commands.js';
+// @gather/fetcher-s3: what an agent needs to fetch bundles. Publishing and rolling back (CI code) are the
+// `@gather/fetcher-s3/publish` subpath, which this entry never imports.
+export { createS3Fetcher, type S3Fetcher, type S3FetchResult } from './fetcher.js';
+export type { S3FetcherOptions } from './options.js';
 export { s3OptionsFromEnv, type S3EnvOptions } from './env.js';
 export type { ChecksumSetting, S3ConnectionOptions, S3Credentials } from './_client.js';
-export type { RetryOptions } from './_retry.js';
-export {
-  POINTER_NAME,
-  pointerKey,
-  versionKey,
-  parsePointer,
-  serializePointer,
-  type BundlePointer,
-} from './_layout.js';
-export { readBundleManifest } from './_manifest.js';
+export type { RetryOptions } from '@gather/core';

@@ -5,7 +5,8 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fetcherContract } from '../../core/test/contracts/fetcher.js';
-import { createS3Fetcher, publishBundle, rollbackBundle, serializePointer, type S3FetcherOptions } from '../src/index.js';
+import { createS3Fetcher, type S3FetcherOptions } from '../src/index.js';
+import { publishBundle, rollbackBundle, serializePointer } from '../src/publish/index.js';
 import {
   FAST_RETRY,
   bundle,

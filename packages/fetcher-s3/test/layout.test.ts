@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeBundle, makeKeys } from '../../core/test/_fixtures.js';
 import { normalizePrefix, parsePointer, pointerKey, serializePointer, versionKey } from '../src/_layout.js';
-import { readBundleManifest } from '../src/_manifest.js';
+import { readBundleManifest } from '../src/publish/manifest.js';
 import { bundle, tar } from './_helpers.js';
 
 const SHA = 'a'.repeat(64);

@@ -1,6 +1,7 @@
 // Options and command lines that are wrong are refused before any request, with a message that says how to fix them.
 import { describe, expect, it } from 'vitest';
-import { createS3Fetcher, publishBundle, publishCommand, rollbackCommand, s3OptionsFromEnv, type CommandIo } from '../src/index.js';
+import { createS3Fetcher, s3OptionsFromEnv } from '../src/index.js';
+import { publishBundle, publishCommand, rollbackCommand, type CommandIo } from '../src/publish/index.js';
 
 describe('createS3Fetcher options', () => {
   it('needs a bucket', () => {

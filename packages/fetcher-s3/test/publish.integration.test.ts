@@ -9,8 +9,8 @@ import {
 import { describe, expect, it } from 'vitest';
 import { readTar } from '@gather/core';
 import { makeBundle, makeKeys } from '../../core/test/_fixtures.js';
+import { createS3Fetcher } from '../src/index.js';
 import {
-  createS3Fetcher,
   listBundleVersions,
   publishBundle,
   publishCommand,
@@ -18,7 +18,7 @@ import {
   rollbackBundle,
   rollbackCommand,
   type CommandIo,
-} from '../src/index.js';
+} from '../src/publish/index.js';
 import {
   FAST_RETRY,
   bundle,

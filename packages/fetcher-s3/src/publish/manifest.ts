@@ -1,8 +1,8 @@
 // Reads manifest.json out of a bundle (an uncompressed ustar archive) without verifying the signature:
 // publish only needs the version. Core's verifyBundle is used instead when a public key is given.
 import { ConfigError, readTar, verifyBundle, type BundleManifest } from '@gather/core';
-import { SCOPE } from './_client.js';
-import { validateVersion } from './_layout.js';
+import { SCOPE } from '../_client.js';
+import { validateVersion } from '../_layout.js';
 
 function notABundle(source: string, why: string): ConfigError {
   return new ConfigError(`${source} is not a gather bundle (${why}). Build one with "gather-bundle build".`, { scope: SCOPE });
