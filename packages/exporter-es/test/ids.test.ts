@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DocumentIds, backoffDelay, boundedId } from '../src/exporter.js';
+import { DocumentIds, backoffDelay, boundedId } from '../src/index.js';
 
 describe('deterministic document ids', () => {
   it('numbers results per run and check, in arrival order: <run_id>:<check>:<n>', () => {
