@@ -74,3 +74,15 @@ export {
 } from './safe-fs.js';
 export { assertRootOwnedPath, rootOwnershipProblem } from './root-trust.js';
 export { CORE_VERSION } from './version.js';
+export {
+  backoffDelay,
+  retryPolicy,
+  sleep,
+  withRetry,
+  RetriesExhausted,
+  DEFAULT_RETRY,
+  MAX_RETRY_ATTEMPTS,
+  type BackoffSettings,
+  type RetryOptions,
+  type RetryPolicy,
+} from './retry.js';

@@ -1,6 +1,5 @@
 // Turns AWS SDK and network errors into messages that name the bucket and key and say what to do.
-import { redactText } from '@gather/core';
-import { RetriesExhausted } from './_retry.js';
+import { RetriesExhausted, redactText } from '@gather/core';
 
 interface SdkErrorShape {
   name?: string;

@@ -33,6 +33,8 @@ import {
   READ_NO_FOLLOW,
   readFileNoFollow,
   redactText,
+  retryPolicy,
+  withRetry,
   writeFileAtomic,
   type DurationRange,
   type FetchOptions,
@@ -40,6 +42,8 @@ import {
   type Fetcher,
   type Lock,
   type LockTakeover,
+  type RetryOptions,
+  type RetryPolicy,
   UnsafeDirectoryError,
 } from '@gather/core';
 import {
@@ -68,7 +72,6 @@ import {
   pointerKey,
   type BundlePointer,
 } from './_layout.js';
-import { retryPolicy, withRetry, type RetryOptions, type RetryPolicy } from './_retry.js';
 
 export interface S3FetcherOptions extends S3ConnectionOptions {
   /** The bucket. Required. */

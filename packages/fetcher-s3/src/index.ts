@@ -15,7 +15,7 @@ export { rollbackBundle, type BundleSigner, type RollbackOptions, type RollbackR
 export { publishCommand, rollbackCommand, PUBLISH_USAGE, ROLLBACK_USAGE, type CommandIo, type RollbackCommandDeps } from './cli-commands.js';
 export { s3OptionsFromEnv, type S3EnvOptions } from './env.js';
 export type { ChecksumSetting, S3ConnectionOptions, S3Credentials } from './_client.js';
-export type { RetryOptions } from './_retry.js';
+export type { RetryOptions } from '@gather/core';
 export {
   POINTER_NAME,
   pointerKey,

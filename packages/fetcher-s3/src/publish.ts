@@ -22,7 +22,7 @@ import {
   type HeadObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { ConfigError, GatherError, MAX_BUNDLE_BYTES } from '@gather/core';
+import { ConfigError, GatherError, MAX_BUNDLE_BYTES, retryPolicy, withRetry, type RetryOptions } from '@gather/core';
 import {
   SCOPE,
   createS3Client,
@@ -47,7 +47,6 @@ import {
   type BundlePointer,
 } from './_layout.js';
 import { readBundleManifest } from './_manifest.js';
-import { retryPolicy, withRetry, type RetryOptions } from './_retry.js';
 
 const MiB = 1024 * 1024;
 /** S3's minimum part size (except for the last part). */

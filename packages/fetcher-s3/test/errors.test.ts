@@ -3,7 +3,7 @@
 // integration tests.
 import { describe, expect, it } from 'vitest';
 import { IntegrityError, TruncatedBodyError, describeS3Error, isNotFound, isNotModified, isTransient, type ErrorContext } from '../src/_errors.js';
-import { RetriesExhausted } from '../src/_retry.js';
+import { RetriesExhausted } from '@gather/core';
 
 function s3Error(name: string, status: number, message = 'x'): Error {
   return Object.assign(new Error(message), { name, Code: name, $fault: status >= 500 ? 'server' : 'client', $metadata: { httpStatusCode: status } });

@@ -1,5 +1,5 @@
-// Bounded retries with exponential backoff and full jitter (delay = random(0, min(max, base * 2^(n-1)))),
-// so thousands of agents that failed together do not retry together.
+// The one retry helper of gather: bounded attempts, exponential backoff, full jitter, abortable sleeps.
+// Adapters (the S3 fetcher, the Elasticsearch exporter) use it instead of writing their own loop.
 
 export interface RetryOptions {
   /** Total attempts, first one included. Default 3. */
@@ -16,8 +16,17 @@ export interface RetryPolicy extends Required<RetryOptions> {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 3, baseDelayMs: 200, maxDelayMs: 5000 };
+/** What `backoffDelay` needs of a policy; `random` defaults to Math.random. */
+export interface BackoffSettings {
+  baseDelayMs: number;
+  maxDelayMs: number;
+  random?: () => number;
+}
 
+export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 3, baseDelayMs: 200, maxDelayMs: 5000 };
+export const MAX_RETRY_ATTEMPTS = 10;
+
+/** Resolves after `ms`; rejects with the signal's reason as soon as `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
@@ -33,10 +42,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Fills in the defaults; refuses attempts outside 1..10 so a setting cannot retry forever. */
 export function retryPolicy(options: RetryOptions = {}, overrides: Partial<RetryPolicy> = {}): RetryPolicy {
   const attempts = options.attempts ?? DEFAULT_RETRY.attempts;
-  if (!Number.isInteger(attempts) || attempts < 1 || attempts > 10) {
-    throw new RangeError(`retry.attempts must be an integer from 1 to 10, got ${attempts}`);
+  if (!Number.isInteger(attempts) || attempts < 1 || attempts > MAX_RETRY_ATTEMPTS) {
+    throw new RangeError(`retry.attempts must be an integer from 1 to ${MAX_RETRY_ATTEMPTS}, got ${attempts}`);
   }
   return {
     attempts,
@@ -48,10 +58,20 @@ export function retryPolicy(options: RetryOptions = {}, overrides: Partial<Retry
   };
 }
 
-/** Delay before attempt `failed + 1`, after `failed` (1-based) attempts failed: full jitter. */
-export function backoffDelay(failed: number, policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs' | 'random'>): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (failed - 1));
-  return Math.floor(policy.random() * ceiling);
+/**
+ * Delay before the next attempt after `failed` (1-based) attempts failed:
+ * random(0, min(maxDelayMs, baseDelayMs * 2^(failed-1))).
+ *
+ * Full jitter, deliberately: the agents of a fleet fail together (an S3 or Elasticsearch outage, a deploy)
+ * and would otherwise retry together. Drawing the whole delay at random spreads their retries over the
+ * window best and, as the AWS Architecture Blog's "Exponential Backoff And Jitter" measured, costs the
+ * fewest calls for the same completion time; equal jitter ("half plus a random half") keeps half of every
+ * delay in lockstep.
+ */
+export function backoffDelay(failed: number, settings: BackoffSettings): number {
+  const random = settings.random ?? Math.random;
+  const ceiling = Math.min(settings.maxDelayMs, settings.baseDelayMs * 2 ** Math.max(0, failed - 1));
+  return Math.floor(random() * ceiling);
 }
 
 /** The last error of a retried operation, with how many attempts were made. */

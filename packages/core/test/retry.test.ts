@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RetriesExhausted, backoffDelay, retryPolicy, withRetry } from '../src/_retry.js';
+import { RetriesExhausted, backoffDelay, retryPolicy, sleep, withRetry } from '../src/index.js';
 
 describe('backoff with full jitter', () => {
   const policy = { baseDelayMs: 200, maxDelayMs: 5000 };
@@ -10,6 +10,14 @@ describe('backoff with full jitter', () => {
     expect(backoffDelay(3, { ...policy, random: () => 0.5 })).toBe(400);
     expect(backoffDelay(10, { ...policy, random: () => 0.999 })).toBe(4995);
     expect(backoffDelay(3, { ...policy, random: () => 0 })).toBe(0);
+  });
+
+  it('uses Math.random when no random source is given, staying below the ceiling', () => {
+    for (let failed = 1; failed <= 8; failed++) {
+      const delay = backoffDelay(failed, policy);
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThan(Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (failed - 1)));
+    }
   });
 
   it('defaults to 3 attempts, 200 ms base; refuses unbounded settings', () => {
@@ -87,5 +95,15 @@ describe('withRetry', () => {
     );
     await expect(pending).rejects.toThrow('transient');
     expect(calls).toBe(1);
+  });
+});
+
+describe('sleep', () => {
+  it('rejects with the abort reason as soon as the signal aborts, and at once when it already has', async () => {
+    const controller = new AbortController();
+    const pending = sleep(60_000, controller.signal);
+    controller.abort(new Error('stopping'));
+    await expect(pending).rejects.toThrow('stopping');
+    await expect(sleep(60_000, controller.signal)).rejects.toThrow('stopping');
   });
 });
