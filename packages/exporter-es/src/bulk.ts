@@ -3,7 +3,7 @@
  * items and failed requests are retried with backoff, other item errors are dead-lettered (sent to the
  * errors index with the document and the reason).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay, sleep } from '@gather/core';
 import type { ExportContext } from './context.js';
 import { deadLetterEntry } from './dead-letters.js';
 import type { BatchOutcome, BulkItem, Entry } from './entry.js';
@@ -12,12 +12,6 @@ import { classify, isTimeout, STOPPED } from './transport.js';
 interface BulkResponse {
   errors?: boolean;
   items?: Array<Record<string, BulkItem>>;
-}
-
-/** Exponential backoff with jitter: between half and all of min(max, base * 2^(attempt-1)). */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
 /** The NDJSON body of a bulk request: an action line per entry, and its source unless it is a delete. */
@@ -49,8 +43,9 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
   for (let attempt = 0; todo.length > 0; attempt++) {
     if (attempt > 0) {
       ctx.stats.retried += todo.length;
-      const delay = backoffDelay(attempt, settings.retryBaseDelayMs, settings.retryMaxDelayMs);
-      await sleep(delay, undefined, ctx.signal ? { signal: ctx.signal } : {}).catch(() => undefined);
+      // core's one backoff (full jitter): a fleet that failed together does not retry together.
+      const delay = backoffDelay(attempt, { baseDelayMs: settings.retryBaseDelayMs, maxDelayMs: settings.retryMaxDelayMs });
+      await sleep(delay, ctx.signal).catch(() => undefined);
       if (outage.fatal || transport.stopped) {
         outcome.undeliverable.push(...todo);
         outcome.cause = outage.fatal ?? STOPPED;

@@ -1,6 +1,5 @@
 export { createEsExporter, type EsExporter, type EsExportSummary } from './exporter.js';
 export type { EsAuth, EsExporterOptions, EsLogLevel } from './options.js';
-export { backoffDelay } from './bulk.js';
 export { boundedId, DocumentIds } from './ids.js';
 export { currentStateTemplate, hostEntry, hostKey, latestEntry, staleLatestQuery, HOSTS_MAPPINGS, LATEST_MAPPINGS, type BulkOp, type CurrentStateEntry, type SnapshotMark } from './latest.js';
 export { dailyIndex, dailyPattern, dailyTemplate, dayOf, dayOfIndex, expiredIndices, type DailyTemplateOptions } from './daily.js';

@@ -56,7 +56,7 @@ export interface EsExporterOptions {
   maxInFlight?: number;
   /** Retries of a request or of an item answered 429/5xx before the documents are spooled (default 4). */
   maxRetries?: number;
-  /** First retry delay in ms (default 200), doubled at each retry up to `retryMaxDelayMs` (default 5000), with jitter. */
+  /** First retry delay in ms (default 200), doubled at each retry up to `retryMaxDelayMs` (default 5000), with full jitter (core's backoffDelay). */
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
   /** Timeout of one HTTP request in ms (default 30000). */
