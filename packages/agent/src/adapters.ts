@@ -146,6 +146,7 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.latestIndex ? { latestIndex: es.latestIndex } : {}),
         ...(es.hostsIndex ? { hostsIndex: es.hostsIndex } : {}),
         spoolDir: config.spoolDir,
+        stateDir: config.stateDir,
         ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
         ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         currentState: true,

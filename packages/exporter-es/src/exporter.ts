@@ -84,6 +84,7 @@ class ElasticsearchExporter implements EsExporter {
     this.ctx = ctx;
     this.templates = new Templates(ctx, {
       installTemplates: options.installTemplates !== false,
+      stateDir: options.stateDir,
       indexSettings: options.indexSettings,
       currentState: options.currentState ?? false,
     });

@@ -42,6 +42,11 @@ export interface EsExporterOptions {
   templatePriority?: number;
   /** Index settings put into the templates, e.g. `{ number_of_replicas: 0 }`. */
   indexSettings?: Record<string, unknown>;
+  /**
+   * Directory where the exporter remembers which templates it installed (`es-templates.json`), so a later
+   * exporter with the same settings checks them with one request (the agent passes its stateDir).
+   */
+  stateDir?: string;
   /** Directory of the on-disk spool. Without it, documents Elasticsearch cannot take count as failed. */
   spoolDir?: string;
   /** Bound of the spool on disk (default 256 MiB); when full, the oldest segment is dropped (and reported). */
