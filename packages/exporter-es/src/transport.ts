@@ -19,7 +19,7 @@ import type { EsAuth, EsExporterOptions, EsSettings } from './options.js';
  * of RSS); TLS and zlib are loaded only for an https node or compression.
  */
 function builtin<T>(id: string): T {
-  return (process.getBuiltinModule?.(id) ?? createRequire(import.meta.url)(id)) as T;
+  return (process.getBuiltinModule?.(id) ?? createRequire(process.execPath)(id)) as T;
 }
 
 /** Why documents were kept after the exporter was told to stop. */
