@@ -146,10 +146,12 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.latestIndex ? { latestIndex: es.latestIndex } : {}),
         ...(es.hostsIndex ? { hostsIndex: es.hostsIndex } : {}),
         spoolDir: config.spoolDir,
+        stateDir: config.stateDir,
         ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),
         ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         currentState: true,
-        log: (line) => options.logger.warn(options.oneShot ? oneShotOutageLine(line) : line, { component: 'exporter-es' }),
+        // At the exporter's level (spool delivery is info, an outage warn); an older exporter passes none: warn.
+        log: (line, level) => options.logger[level ?? 'warn'](options.oneShot ? oneShotOutageLine(line) : line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);
     }

@@ -47,6 +47,24 @@ describe('optional adapters', () => {
     );
   });
 
+  it("logs the Elasticsearch exporter's lines at their level (spool delivery is info, not a warning)", async () => {
+    const config = loadConfig({ env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'http://127.0.0.1:1' } });
+    const seen: Array<[string, string]> = [];
+    const at = (level: string) => (msg: string) => seen.push([level, msg]);
+    const recording = { ...logger, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    let log: ((line: string, level: 'debug' | 'info' | 'warn' | 'error') => void) | undefined;
+    const fakeModule = { createEsExporter: (options: { log?: typeof log }) => ((log = options.log), { name: 'elasticsearch' }) };
+    await createExporter(config, { logger: recording, importer: async () => fakeModule });
+    log!('Delivered spool segment spool-1.ndjson (3 documents).', 'info');
+    log!('Elasticsearch is unavailable.', 'warn');
+    log!('Spool full: dropped.', 'error');
+    expect(seen).toEqual([
+      ['info', 'Delivered spool segment spool-1.ndjson (3 documents).'],
+      ['warn', 'Elasticsearch is unavailable.'],
+      ['error', 'Spool full: dropped.'],
+    ]);
+  });
+
   it('does not hide a broken install of the adapter itself (one of its own dependencies missing)', async () => {
     const error = await importOptional('@gather/exporter-es', 'export to Elasticsearch', notFound('@elastic/transport')).catch((e: unknown) => e);
     expect(error).not.toBeInstanceOf(ConfigError);

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ResultDocument, RunSummaryDocument } from '@gather/core';
-import { boundedId as boundedIdOf } from './exporter.js';
+import { boundedId as boundedIdOf } from './ids.js';
 import { identityProperties, indexTemplate, mappingsOf, resultSource, RESULTS_MAPPINGS } from './mapping.js';
 
 const keyword = { type: 'keyword', ignore_above: 1024 } as const;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DocumentIds, backoffDelay, boundedId } from '../src/exporter.js';
+import { DocumentIds, boundedId } from '../src/index.js';
 
 describe('deterministic document ids', () => {
   it('numbers results per run and check, in arrival order: <run_id>:<check>:<n>', () => {
@@ -45,12 +45,3 @@ describe('deterministic document ids', () => {
   });
 });
 
-describe('retry backoff', () => {
-  it('doubles from the base delay up to the max, with jitter between half and all of it', () => {
-    expect(backoffDelay(1, 200, 5000, () => 0)).toBe(100);
-    expect(backoffDelay(1, 200, 5000, () => 1)).toBe(200);
-    expect(backoffDelay(3, 200, 5000, () => 1)).toBe(800);
-    expect(backoffDelay(10, 200, 5000, () => 1)).toBe(5000);
-    expect(backoffDelay(10, 200, 5000, () => 0)).toBe(2500);
-  });
-});

@@ -1,0 +1,75 @@
+/**
+ * Elasticsearch's health as one exporter sees it: down for a while (an outage window during which documents
+ * go straight to the spool, then it is tried again), or failed for good (credentials, a refused request:
+ * every later call reports it).
+ */
+import { ExportError } from '@gather/core';
+import { SCOPE, type EsLogLevel, type EsSettings } from './options.js';
+import { classify, describe, statusOf } from './transport.js';
+
+export class Outage {
+  /** Elasticsearch is considered down until then (ms since epoch); 0 when it is not. */
+  private openUntil = 0;
+  /** When the current window opened (ms since epoch). */
+  openedAt = 0;
+  /** What made it open. */
+  lastCause: unknown;
+  /** A failure no retry fixes (credentials, a mapping gather cannot use): every call reports it. */
+  fatal: ExportError | undefined;
+
+  constructor(
+    private readonly settings: EsSettings,
+    /** The spool's directory once it is open. */
+    private readonly spoolDir: () => string | undefined,
+    private readonly log: (level: EsLogLevel, line: string) => void,
+    private readonly text: (message: string) => string,
+  ) {}
+
+  isDown(): boolean {
+    return this.openUntil > Date.now();
+  }
+
+  /** Closes the window early: Elasticsearch is tried again now. */
+  probeNow(): void {
+    this.openUntil = 0;
+  }
+
+  markDown(cause: unknown): void {
+    const wasDown = this.isDown();
+    this.lastCause = cause;
+    this.openedAt = Date.now();
+    this.openUntil = this.openedAt + this.settings.probeIntervalMs;
+    if (!wasDown) {
+      const spoolDir = this.spoolDir();
+      this.log(
+        'warn',
+        `Elasticsearch at ${this.settings.where} is unavailable (${this.text(describe(cause))}); ` +
+          (spoolDir ? `spooling to ${spoolDir} and retrying in ${Math.round(this.settings.probeIntervalMs / 1000)} s.` : 'no spoolDir: documents are lost.'),
+      );
+    }
+  }
+
+  /** Records a request failure: Elasticsearch down (retry later) or fatal (credentials, refused request). */
+  fail(error: unknown, doing: string): void {
+    const kind = classify(error);
+    if (kind === 'retry') return this.markDown(error);
+    const { where, resultsIndex, errorsIndex, runsIndex, latestIndex, hostsIndex } = this.settings;
+    const detail = this.text(describe(error));
+    let message: string;
+    if (kind === 'auth' && statusOf(error) === 401) {
+      message =
+        `Elasticsearch at ${where} rejected the credentials while ${doing} (${detail}). ` +
+        'Check the auth option (apiKey, username/password or bearer token): it must be valid and not expired.';
+    } else if (kind === 'auth') {
+      message =
+        `Elasticsearch at ${where} refused access while ${doing} (${detail}). Grant the credentials the privileges ` +
+        `create_doc and create_index on ${resultsIndex}-*, ${errorsIndex}-* and ${runsIndex}-*, index on ${latestIndex} and ${hostsIndex}, and manage_index_templates ` +
+        '(or set installTemplates: false and install the templates yourself).';
+    } else {
+      message = `Elasticsearch at ${where} refused the request while ${doing} (${detail}).`;
+    }
+    const spoolDir = this.spoolDir();
+    this.fatal ??= new ExportError(message + (spoolDir ? ` Documents are kept in the spool (${spoolDir}) until a run succeeds.` : ''), SCOPE);
+    this.log('error', this.fatal.message);
+  }
+}
