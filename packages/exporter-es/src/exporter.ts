@@ -6,6 +6,7 @@ import {
   DURATION_RANGES,
   describeRange,
   durationProblem,
+  indexNameProblem,
   createScrubber,
   ExportError,
   redactText,
@@ -204,15 +205,9 @@ export class DocumentIds {
   }
 }
 
-const INDEX_NAME = /^[a-z0-9][a-z0-9._-]*$/;
-
 function validateIndex(name: string, option: string): string {
-  if (!INDEX_NAME.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > 255) {
-    throw new ConfigError(
-      `Option "${option}" is not a valid index name: "${name}". Use lowercase letters, digits, ".", "_" and "-", not starting with "_" or "-".`,
-      SCOPE,
-    );
-  }
+  const problem = indexNameProblem(name);
+  if (problem) throw new ConfigError(`Option "${option}" ${problem}`, SCOPE);
   return name;
 }
 
