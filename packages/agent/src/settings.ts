@@ -66,9 +66,9 @@ export const SCHEDULE_DEFAULTS: Record<Category, { enabled: boolean; everySec: n
  * SETTINGS for the parser, one README row each.
  */
 export const CATEGORY_SETTINGS: readonly Setting[] = [
-  { key: 'schedule.<c>.everySec', env: 'GATHER_<C>_EVERY_SEC', flag: '<c>-every', arg: '<seconds>', rule: duration(DURATION_RANGES.everySec), commands: ['daemon'], help: 'Interval of the <c> checks' },
-  { key: 'schedule.<c>.splayPct', env: 'GATHER_<C>_SPLAY_PCT', rule: duration(DURATION_RANGES.splayPct), help: 'each run starts up to this % of the interval late (random), so a fleet spreads out' },
-  { key: 'schedule.<c>.firstDelaySec', env: 'GATHER_<C>_FIRST_DELAY_SEC', rule: duration(DURATION_RANGES.firstDelaySec), help: 'first run after start, plus a jitter of up to min(splay, this)' },
+  { key: 'schedule.<c>.everySec', env: 'GATHER_<C>_EVERY_SEC', flag: '<c>-every', arg: '<seconds>', rule: duration(DURATION_RANGES.everySec), commands: ['daemon'], help: 'daemon: interval of the <c> checks' },
+  { key: 'schedule.<c>.splayPct', env: 'GATHER_<C>_SPLAY_PCT', rule: duration(DURATION_RANGES.splayPct), help: 'daemon: each run starts up to this % of the interval late (random), so a fleet spreads out' },
+  { key: 'schedule.<c>.firstDelaySec', env: 'GATHER_<C>_FIRST_DELAY_SEC', rule: duration(DURATION_RANGES.firstDelaySec), help: 'daemon: the first run comes this long after start, plus a jitter of up to min(splay, this)' },
   { key: 'schedule.<c>.enabled', rule: boolean, help: 'daemon: schedule this category at all' },
 ];
 
@@ -106,9 +106,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'elasticsearch.latestIndex', env: 'GATHER_ES_LATEST_INDEX', rule: indexName, default: 'gather-latest', help: 'current state: one document per host × result' },
   { key: 'elasticsearch.hostsIndex', env: 'GATHER_ES_HOSTS_INDEX', rule: indexName, default: 'gather-hosts', help: 'current state: one document per host' },
   // 1024 is Elasticsearch's own limit of primary shards per index.
-  { key: 'elasticsearch.shards', env: 'GATHER_ES_SHARDS', rule: { kind: 'number', integer: true, min: 1, max: 1024, label: 'an integer from 1 to 1024' }, defaultDoc: '1', help: "primary shards of each index gather's templates create", more: ' (`index.number_of_shards`; from the next daily index on)' },
+  { key: 'elasticsearch.shards', env: 'GATHER_ES_SHARDS', rule: { kind: 'number', integer: true, min: 1, max: 1024, label: 'an integer from 1 to 1024' }, defaultDoc: '`1`', help: "primary shards of each index gather's templates create", more: ' (`index.number_of_shards`; from the next daily index on)' },
   // More copies than nodes leaves every index yellow; 32 is far beyond any cluster a fleet of VMs needs.
-  { key: 'elasticsearch.replicas', env: 'GATHER_ES_REPLICAS', rule: { kind: 'number', integer: true, min: 0, max: 32, label: 'an integer from 0 to 32' }, defaultDoc: '0 on one node, else 1', help: 'replicas of each index gather\'s templates create', more: ' (`index.number_of_replicas`, replacing the default `index.auto_expand_replicas: "0-1"`)' },
+  { key: 'elasticsearch.replicas', env: 'GATHER_ES_REPLICAS', rule: { kind: 'number', integer: true, min: 0, max: 32, label: 'an integer from 0 to 32' }, defaultDoc: '`0` on one node, else `1`', help: 'replicas of each index gather\'s templates create', more: ' (`index.number_of_replicas`, replacing the default `index.auto_expand_replicas: "0-1"`)' },
   { key: 'results', env: 'GATHER_RESULTS', flag: 'results', arg: '<mode>', rule: { kind: 'oneOf', values: RESULTS_MODES }, defaultDoc: '`differential` with `elasticsearch`, else `snapshot`', help: '`differential`: only added, changed and removed results between full snapshots; `snapshot`: every result every run' },
   { key: 'snapshotIntervalSec', env: 'GATHER_SNAPSHOT_INTERVAL_SEC', flag: 'snapshot-interval', arg: '<s>', rule: { kind: 'number', min: 60, label: 'a number of seconds >= 60' }, default: 86_400, help: 'differential: a full snapshot at least this often' },
   { key: 'hostId', env: 'GATHER_HOST_ID', flag: 'host-id', arg: '<id>', rule: text, defaultDoc: '`/etc/machine-id`', help: '`host.id` of every document: the stable identity of the VM', more: ' (set it on clones sharing a machine id)' },
@@ -118,10 +118,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'username', env: 'GATHER_USERNAME', flag: 'username', arg: '<u>', rule: text, help: 'owner of this VM, added to every document as `user.name`' },
   { key: 'instanceId', env: 'GATHER_INSTANCE_ID', flag: 'instance-id', arg: '<id>', rule: text, help: 'id of this VM, added to every document as `cloud.instance.id`' },
   { key: 'concurrency', env: 'GATHER_CONCURRENCY', flag: 'concurrency', arg: '<n>', rule: { kind: 'number', integer: true, min: 1, label: 'a positive integer' }, defaultDoc: 'CPUs', help: 'checks run at once' },
-  { key: 'timeoutSec', env: 'GATHER_TIMEOUT', flag: 'timeout', arg: '<seconds>', rule: duration(DURATION_RANGES.checkTimeoutSec), defaultDoc: '60', help: 'per-check timeout; a check may set its own with `# gather: timeout=N`, same range' },
+  { key: 'timeoutSec', env: 'GATHER_TIMEOUT', flag: 'timeout', arg: '<seconds>', rule: duration(DURATION_RANGES.checkTimeoutSec), defaultDoc: '`60`', help: 'per-check timeout; a check may set its own with `# gather: timeout=N`, same range' },
   { key: 'nice', env: 'GATHER_NICE', flag: 'nice', arg: '<0-19>', rule: { kind: 'number', integer: true, min: 0, max: 19, label: 'an integer from 0 to 19' }, default: 10, help: 'niceness of the checks, set on each check with setpriority()' },
   { key: 'ionice', env: 'GATHER_IONICE', flag: 'ionice', rule: boolean, default: true, help: 'checks in the idle I/O class where `ionice` exists', more: ': the agent puts itself there once (`ionice -c3 -p <pid>`) and its checks inherit it' },
-  { key: 'containment', env: 'GATHER_CONTAINMENT', flag: 'containment', arg: '<how>', rule: { kind: 'oneOf', values: CONTAINMENT_MODES }, default: 'auto', help: 'what kills the processes a check leaves (`auto`: a cgroup where possible)', more: '; see [Security](#security)' },
+  { key: 'containment', env: 'GATHER_CONTAINMENT', flag: 'containment', arg: '<how>', rule: { kind: 'oneOf', values: CONTAINMENT_MODES }, default: 'auto', help: 'what kills the processes a check leaves; `auto`: a cgroup where possible', more: '; see [Security](#security)' },
   { key: 'stateDir', env: 'GATHER_STATE_DIR', flag: 'state-dir', arg: '<dir>', rule: text, commands: EVERY_COMMAND, defaultDoc: '`/var/lib/gather` (root)', help: 'locks, the bundle cache, the differential state and the highest bundle sequence accepted per source', more: ' (`bundle-sequence/`); as root: root\'s alone, see [Security](#security)' },
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', arg: '<dir>', rule: text, defaultDoc: '`/var/spool/gather` (root)', help: 'documents kept while Elasticsearch is unreachable' },
   { key: 'spoolMaxBytes', env: 'GATHER_SPOOL_MAX_BYTES', rule: { kind: 'number', integer: true, min: 1024, label: 'a number of bytes >= 1024' }, defaultDoc: '256 MiB', help: 'bound of the spool on disk', more: '; when full, its oldest segment is dropped (counted, reported, exit 6)' },
