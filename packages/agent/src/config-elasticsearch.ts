@@ -4,7 +4,7 @@
  * here, while loading, so a bad value is a configuration error (exit 2) before anything runs.
  */
 import { readFileSync } from 'node:fs';
-import { rank, type SettingValues } from './config-sources.js';
+import { parseHttpUrl, rank, type SettingValues } from './config-sources.js';
 import { credentialPath, CREDENTIALS } from './secrets.js';
 
 export interface EsConfig {
@@ -42,13 +42,8 @@ export function loadEsConfig({ values, env, configFile, problems, trusted, secre
   const url = values.string('elasticsearch.url');
   if (url === undefined) problems.push(`elasticsearch.url: the elasticsearch exporter needs --es-url (or GATHER_ES_URL, or "elasticsearch.url" in ${configFile})`);
   else {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(url);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    const parsed = parseHttpUrl(url);
+    if (!parsed) {
       problems.push(`elasticsearch.url: ${values.where('elasticsearch.url')} must be an http(s) URL such as https://es.example.com:9200`);
     } else if (parsed.password) secrets.push(parsed.password, decodeURIComponent(parsed.password));
   }

@@ -98,6 +98,16 @@ export function mergeSources(fileValues: Map<string, unknown>, configFile: strin
   return raw;
 }
 
+/** The URL when `text` is an http(s) URL (the test the adapters apply to their endpoints), else undefined. */
+export function parseHttpUrl(text: string): URL | undefined {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const asNumber = (value: string | number | boolean): number =>
   typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
 

@@ -12,6 +12,7 @@ import {
   CONTAINMENT_MODES,
   ConfigError,
   isGatherError,
+  keyPrefixProblem,
   parsePublicKey,
   rootOwnershipProblem,
   type Category,
@@ -19,7 +20,7 @@ import {
 } from '@gather/core';
 import { loadCheckSettings } from './check-settings.js';
 import { loadEsConfig, type EsConfig } from './config-elasticsearch.js';
-import { mergeSources, readConfigFile, SettingValues, type Flags } from './config-sources.js';
+import { mergeSources, parseHttpUrl, readConfigFile, SettingValues, type Flags } from './config-sources.js';
 import { environmentSecrets } from './secrets.js';
 import {
   DEFAULT_CONFIG_FILE,
@@ -126,7 +127,10 @@ export function parseBundleSource(text: string): BundleSource | string {
     const path = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
     if (!bucket) return 'has no bucket: use s3://bucket/prefix';
     if (!path) return 'has no prefix: use s3://bucket/prefix (the agent follows <prefix>/latest)';
-    return path.endsWith('.tar') ? { kind: 's3', bucket, key: path } : { kind: 's3', bucket, prefix: path };
+    if (path.endsWith('.tar')) return { kind: 's3', bucket, key: path };
+    // fetcher-s3's own rule, so that the daemon refuses it at start rather than at every run.
+    const problem = keyPrefixProblem(path);
+    return problem ? `has a prefix that ${problem}: use s3://bucket/prefix` : { kind: 's3', bucket, prefix: path };
   }
   if (text.startsWith('file:')) {
     const path = text.slice('file:'.length).replace(/^\/\/(?=\/)/, '');
@@ -200,7 +204,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   const elasticsearch = exporter === 'elasticsearch' ? loadEsConfig({ values, env, configFile, problems, trusted, secrets }) : undefined;
 
   const s3Endpoint = values.string('s3.endpoint');
-  if (s3Endpoint !== undefined && !/^https?:\/\/[^/]/.test(s3Endpoint)) {
+  if (s3Endpoint !== undefined && !parseHttpUrl(s3Endpoint)) {
     problems.push(`s3.endpoint: ${values.where('s3.endpoint')} must be an http(s) URL such as https://s3.example.com:9000`);
   }
   const s3Region = values.string('s3.region');

@@ -70,6 +70,20 @@ describe('Elasticsearch index names', () => {
   });
 });
 
+describe('the S3 bundle source', () => {
+  it('refuses, while loading, a prefix or an endpoint fetcher-s3 would refuse', () => {
+    const base = { GATHER_EXPORTER: 'stdout' };
+    expect(problemsOf({ env: { ...base, GATHER_BUNDLE: 's3://bucket/gather//prod' } })).toEqual([
+      'bundle: GATHER_BUNDLE "s3://bucket/gather//prod" has a prefix that has an empty, "." or ".." path segment: use s3://bucket/prefix',
+    ]);
+    expect(problemsOf({ env: { ...base, GATHER_BUNDLE: 's3://bucket/../prod' } })).toHaveLength(1);
+    expect(problemsOf({ env: { ...base, GATHER_BUNDLE: 's3://bucket/prod', GATHER_S3_ENDPOINT: 'http://[::1' } })).toEqual([
+      's3.endpoint: GATHER_S3_ENDPOINT must be an http(s) URL such as https://s3.example.com:9000',
+    ]);
+    expect(load({ env: { ...base, GATHER_BUNDLE: 's3://bucket/gather/prod/', GATHER_S3_ENDPOINT: 'http://[::1]:9300' } }).source).toEqual({ kind: 's3', bucket: 'bucket', prefix: 'gather/prod' });
+  });
+});
+
 describe('shards and replicas of the indices', () => {
   it('passes elasticsearch.shards / .replicas to the exporter as the templates\' index settings', async () => {
     expect((await exporterOptions({ GATHER_ES_SHARDS: '3', GATHER_ES_REPLICAS: '2' })).indexSettings).toEqual({

@@ -74,4 +74,5 @@ export {
 } from './safe-fs.js';
 export { assertRootOwnedPath, rootOwnershipProblem } from './root-trust.js';
 export { indexNameProblem, INDEX_NAME_RULE } from './index-name.js';
+export { keyPrefixProblem } from './key-prefix.js';
 export { CORE_VERSION } from './version.js';
