@@ -6,19 +6,16 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readFileSync } from 'node:fs';
 import {
   CATEGORIES,
   CONTAINMENT_MODES,
   ConfigError,
-  isGatherError,
-  keyPrefixProblem,
-  parsePublicKey,
   rootOwnershipProblem,
   type Category,
   type ContainmentMode,
 } from '@gather/core';
 import { loadCheckSettings } from './check-settings.js';
+import { loadBundleSettings, type BundleSource } from './config-bundle.js';
 import { loadEsConfig, type EsConfig } from './config-elasticsearch.js';
 import { mergeSources, parseHttpUrl, readConfigFile, SettingValues, type Flags } from './config-sources.js';
 import { environmentSecrets } from './secrets.js';
@@ -27,20 +24,15 @@ import {
   EXPORTERS,
   LOG_LEVELS,
   RESULTS_MODES,
-  SCHEDULE_DEFAULTS,
   type ExporterKind,
   type LogLevel,
   type ResultsMode,
 } from './settings.js';
 
 export { DEFAULT_CONFIG_FILE, EXPORTERS, LOG_LEVELS, RESULTS_MODES, SCHEDULE_DEFAULTS, SETTINGS, type ExporterKind, type LogLevel, type ResultsMode } from './settings.js';
+export { parseBundleSource, type BundleSource } from './config-bundle.js';
 export type { EsConfig } from './config-elasticsearch.js';
 export type { Flags } from './config-sources.js';
-
-export type BundleSource =
-  | { kind: 'file'; path: string }
-  /** `s3://bucket/prefix` follows `<prefix>/latest`; `s3://bucket/key.tar` names one object. */
-  | { kind: 's3'; bucket: string; prefix?: string; key?: string };
 
 export interface ScheduleConfig {
   /** Run this category (default true). */
@@ -118,29 +110,6 @@ export function defaultDirs(uid: number, home: string, env: NodeJS.ProcessEnv): 
   return { stateDir: state, spoolDir: join(state, 'spool') };
 }
 
-/** Parses `file:/path`, a plain path or `s3://bucket/prefix` (a key ending in `.tar` names one object). */
-export function parseBundleSource(text: string): BundleSource | string {
-  if (text.startsWith('s3://')) {
-    const rest = text.slice('s3://'.length);
-    const slash = rest.indexOf('/');
-    const bucket = slash < 0 ? rest : rest.slice(0, slash);
-    const path = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
-    if (!bucket) return 'has no bucket: use s3://bucket/prefix';
-    if (!path) return 'has no prefix: use s3://bucket/prefix (the agent follows <prefix>/latest)';
-    if (path.endsWith('.tar')) return { kind: 's3', bucket, key: path };
-    // fetcher-s3's own rule, so that the daemon refuses it at start rather than at every run.
-    const problem = keyPrefixProblem(path);
-    return problem ? `has a prefix that ${problem}: use s3://bucket/prefix` : { kind: 's3', bucket, prefix: path };
-  }
-  if (text.startsWith('file:')) {
-    const path = text.slice('file:'.length).replace(/^\/\/(?=\/)/, '');
-    if (!path) return 'has no path: use file:/path/to/check.tar';
-    return { kind: 'file', path: resolve(path) };
-  }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) return `has an unsupported scheme: use file:/path or s3://bucket/prefix`;
-  return { kind: 'file', path: resolve(text) };
-}
-
 /** Loads, merges and validates the configuration; throws a ConfigError listing every problem. */
 export function loadConfig(options: LoadOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
@@ -158,36 +127,7 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   const file = readConfigFile(configFile, explicitFile !== undefined, trusted, problems);
   const values = new SettingValues(mergeSources(file.values, configFile, env, options.flags ?? {}, problems), problems);
 
-  const bundle = values.string('bundle');
-  let source: BundleSource | undefined;
-  if (bundle === undefined) {
-    problems.push(`bundle: Missing --bundle <path|file:/path|s3://bucket/prefix> (or GATHER_BUNDLE, or "bundle" in ${configFile})`);
-  } else {
-    const parsed = parseBundleSource(bundle);
-    if (typeof parsed === 'string') problems.push(`bundle: ${values.where('bundle')} "${bundle}" ${parsed}`);
-    else source = parsed;
-  }
-
-  // Every bundle is verified: there is no unsigned mode, local or remote.
-  const publicKeyPath = values.string('publicKey');
-  let publicKey: string | undefined;
-  if (publicKeyPath === undefined) {
-    problems.push(`publicKey: Missing --public-key <file> (or GATHER_PUBLIC_KEY, or "publicKey" in ${configFile}): every bundle is verified`);
-  } else if (trusted('publicKey', publicKeyPath, 'the public key')) {
-    try {
-      publicKey = readFileSync(publicKeyPath, 'utf8');
-      parsePublicKey(publicKey, `public key file ${publicKeyPath}`);
-    } catch (error) {
-      // A file that cannot be read has an errno code; one that is not an ed25519 public key says so itself.
-      const code = isGatherError(error) ? undefined : (error as NodeJS.ErrnoException).code;
-      problems.push(
-        code
-          ? `publicKey: Cannot read the public key file ${publicKeyPath} (${code}) named by ${values.where('publicKey')}`
-          : `publicKey: ${(error as Error).message.replace(/^\[gather\] /, '')}`,
-      );
-      publicKey = undefined;
-    }
-  }
+  const { bundle, source, publicKeyPath, publicKey } = loadBundleSettings(values, configFile, problems, trusted);
 
   const category = values.choice('category', [...CATEGORIES, 'all'] as const) ?? 'all';
   const out = values.string('out');
@@ -209,13 +149,14 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   }
   const s3Region = values.string('s3.region');
 
+  // Each category's defaults are its settings' defaults (settings.ts).
   const schedule = {} as Record<Category, ScheduleConfig>;
   for (const c of CATEGORIES) {
     schedule[c] = {
-      enabled: values.boolean(`schedule.${c}.enabled`) ?? SCHEDULE_DEFAULTS[c].enabled,
-      everySec: values.number(`schedule.${c}.everySec`) ?? SCHEDULE_DEFAULTS[c].everySec,
-      splayPct: values.number(`schedule.${c}.splayPct`) ?? SCHEDULE_DEFAULTS[c].splayPct,
-      firstDelaySec: values.number(`schedule.${c}.firstDelaySec`) ?? SCHEDULE_DEFAULTS[c].firstDelaySec,
+      enabled: values.boolean(`schedule.${c}.enabled`)!,
+      everySec: values.number(`schedule.${c}.everySec`)!,
+      splayPct: values.number(`schedule.${c}.splayPct`)!,
+      firstDelaySec: values.number(`schedule.${c}.firstDelaySec`)!,
     };
   }
 
