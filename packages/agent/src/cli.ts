@@ -48,8 +48,8 @@ Fetches, verifies and runs the checks once, exports results, error records and a
 SIGINT, SIGTERM or SIGHUP at any moment: running checks are killed, what was collected is exported (or
 spooled when Elasticsearch does not answer within 5 s), temp dir and locks are removed; exit 130.
 
-  --dry-run                   Fetch and verify the bundle and list the checks that would run; run and export nothing
-  --table / --no-table        Print a human table on stderr (default: when stderr is a terminal)
+  --dry-run                    Fetch and verify the bundle and list the checks that would run; run and export nothing
+  --table / --no-table         Print a human table on stderr (default: when stderr is a terminal)
 
 ${settingsHelp('run')}`,
   daemon: `Usage: gather-agent daemon [--config <file>] [options]

@@ -55,7 +55,7 @@ function helpLine(setting: Setting & { flag: string }): string {
     defaultOf(setting) === 'required' ? 'required' : defaultOf(setting) ? `default: ${defaultOf(setting)}` : undefined,
   ].filter((note) => note !== undefined);
   const text = plain(`${setting.help}${notes.length ? ` (${notes.join('; ')})` : ''}`);
-  return `  ${flag.padEnd(27)} ${text}${setting.env ? `   [${setting.env}]` : ''}`;
+  return `  ${flag.padEnd(28)} ${text}${setting.env ? `   [${setting.env}]` : ''}`;
 }
 
 /** The settings part of a command's `--help`. */
@@ -64,9 +64,9 @@ export function settingsHelp(command: Command): string {
     'Configuration: a JSON file (--config), then GATHER_* environment variables, then these flags, each',
     "overriding the one before (see the README's configuration table for every setting).",
     '',
-    `  ${'--config <file>'.padEnd(27)} JSON configuration file (default: ${DEFAULT_CONFIG_FILE} when it exists)   [GATHER_CONFIG]`,
+    `  ${'--config <file>'.padEnd(28)} JSON configuration file (default: ${DEFAULT_CONFIG_FILE} when it exists)   [GATHER_CONFIG]`,
     ...SETTINGS.filter((s) => takes(s, command)).map(helpLine),
-    `  ${'-h, --help'.padEnd(27)} Show this help`,
+    `  ${'-h, --help'.padEnd(28)} Show this help`,
     '',
   ].join('\n');
 }

@@ -126,7 +126,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'spoolDir', env: 'GATHER_SPOOL_DIR', flag: 'spool-dir', arg: '<dir>', rule: text, defaultDoc: '`/var/spool/gather` (root)', help: 'documents kept while Elasticsearch is unreachable' },
   { key: 'spoolMaxBytes', env: 'GATHER_SPOOL_MAX_BYTES', rule: { kind: 'number', integer: true, min: 1024, label: 'a number of bytes >= 1024' }, defaultDoc: '256 MiB', help: 'bound of the spool on disk', more: '; when full, its oldest segment is dropped (counted, reported, exit 6)' },
   { key: 'lockWaitSec', env: 'GATHER_LOCK_WAIT_SEC', flag: 'lock-wait', arg: '<seconds>', rule: duration(DURATION_RANGES.lockWaitSec), default: 60, help: 'how long a run waits for another run to finish (then exit 8)' },
-  { key: 'logLevel', env: 'GATHER_LOG_LEVEL', flag: 'log-level', arg: '<level>', rule: { kind: 'oneOf', values: LOG_LEVELS }, commands: EVERY_COMMAND, defaultDoc: '`info` (daemon), `warn` (run)', help: 'JSON lines on stderr' },
+  { key: 'logLevel', env: 'GATHER_LOG_LEVEL', flag: 'log-level', arg: '<level>', rule: { kind: 'oneOf', values: LOG_LEVELS }, commands: EVERY_COMMAND, defaultDoc: '`info` (daemon), `warn` (run)', help: 'how much is logged (JSON lines on stderr)' },
   { key: 'graceSec', env: 'GATHER_GRACE_SEC', flag: 'grace', arg: '<seconds>', rule: duration(DURATION_RANGES.graceSec), commands: ['daemon'], default: 30, help: 'daemon: how long the current run may go on after SIGTERM before its checks are killed' },
   ...CATEGORY_SETTINGS.flatMap((setting) => CATEGORIES.map((c) => forCategory(setting, c))),
 ];
