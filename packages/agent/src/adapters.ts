@@ -145,6 +145,7 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(es.runsIndex ? { runsIndex: es.runsIndex } : {}),
         ...(es.latestIndex ? { latestIndex: es.latestIndex } : {}),
         ...(es.hostsIndex ? { hostsIndex: es.hostsIndex } : {}),
+        ...(es.indexSettings ? { indexSettings: es.indexSettings } : {}),
         spoolDir: config.spoolDir,
         stateDir: config.stateDir,
         ...(config.spoolMaxBytes ? { spoolMaxBytes: config.spoolMaxBytes } : {}),

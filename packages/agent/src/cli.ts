@@ -25,39 +25,8 @@ import { EXIT, exitCodeForError } from './exit-codes.js';
 import { acquireLock, LockBusyError, logTakeover } from './lock.js';
 import { createLogger, type Logger } from './logger.js';
 import { runOnce } from './run-once.js';
+import { settingFlags, settingsHelp } from './settings-help.js';
 import { AGENT_VERSION } from './version.js';
-
-const CONFIG_OPTIONS = `Configuration: a JSON file (--config, default /etc/gather/agent.json), then GATHER_* environment
-variables, then these flags, each overriding the one before (see the README's configuration table).
-
-  --config <file>          JSON configuration file (default: /etc/gather/agent.json when it exists)
-  --bundle <source>        file:/path, a path, or s3://bucket/prefix (follows <prefix>/latest)   [GATHER_BUNDLE]
-  --public-key <file>      ed25519 public key (SPKI PEM) the bundle must be signed with   [GATHER_PUBLIC_KEY]
-  --exporter <e>           file, stdout or elasticsearch (default: file with --out, else stdout)   [GATHER_EXPORTER]
-  --out <file|->           NDJSON destination of the file exporter (- = stdout)   [GATHER_OUT]
-  --es-url <url>           Elasticsearch URL   [GATHER_ES_URL]
-  --es-api-key-file <f>    file holding the API key   [GATHER_ES_API_KEY_FILE, or GATHER_ES_API_KEY]
-  --es-username <u>        with --es-password-file   [GATHER_ES_USERNAME]
-  --es-password-file <f>   file holding the password   [GATHER_ES_PASSWORD_FILE, or GATHER_ES_PASSWORD]
-  --es-ca-file <f>         CA (PEM) of the cluster's certificate   [GATHER_ES_CA_FILE]
-  --s3-endpoint <url>      S3-compatible endpoint (default: AWS)   [GATHER_S3_ENDPOINT]
-  --s3-region <r>          S3 region   [GATHER_S3_REGION]; credentials: AWS_* variables, profile or instance role
-  --username <u>           Owner of this VM, added to every document   [GATHER_USERNAME]
-  --instance-id <id>       Id of this VM, added to every document   [GATHER_INSTANCE_ID]
-  --host-id <id>           Stable host identity (default: /etc/machine-id)   [GATHER_HOST_ID]
-  --results <mode>         differential (changes only; default with elasticsearch) or snapshot (every result)   [GATHER_RESULTS]
-  --snapshot-interval <s>  differential: a full snapshot at least this often (default: 86400)   [GATHER_SNAPSHOT_INTERVAL_SEC]
-  --concurrency <n>        Checks run at once (default: number of CPUs)   [GATHER_CONCURRENCY]
-  --timeout <seconds>      Per-check timeout; a check may override it (default: 60)   [GATHER_TIMEOUT]
-  --nice <0-19>            Niceness of the checks (default: 10)   [GATHER_NICE]
-  --ionice / --no-ionice   Checks in the idle I/O class where ionice exists (default: on)   [GATHER_IONICE]
-  --containment <how>      auto, cgroup or pgroup: what kills what a check leaves (default: auto)   [GATHER_CONTAINMENT]
-  --state-dir <dir>        Locks and bundle cache (default: /var/lib/gather as root)   [GATHER_STATE_DIR]
-  --spool-dir <dir>        Elasticsearch spool (default: /var/spool/gather as root)   [GATHER_SPOOL_DIR]
-  --lock-wait <seconds>    How long to wait for another run to finish (default: 60)   [GATHER_LOCK_WAIT_SEC]
-  --log-level <level>      trace, debug, info, warn, error, fatal or silent   [GATHER_LOG_LEVEL]
-  -h, --help               Show this help
-`;
 
 const USAGE: Record<string, string> = {
   main: `Usage: gather-agent <command> [options]
@@ -79,10 +48,10 @@ Fetches, verifies and runs the checks once, exports results, error records and a
 SIGINT, SIGTERM or SIGHUP at any moment: running checks are killed, what was collected is exported (or
 spooled when Elasticsearch does not answer within 5 s), temp dir and locks are removed; exit 130.
 
-  --category <c>           abuse, analytics or all (default: all)   [GATHER_CATEGORY]
-  --dry-run                Fetch and verify the bundle and list the checks that would run; run and export nothing
-  --table / --no-table     Print a human table on stderr (default: when stderr is a terminal)
-${CONFIG_OPTIONS}`,
+  --dry-run                    Fetch and verify the bundle and list the checks that would run; run and export nothing
+  --table / --no-table         Print a human table on stderr (default: when stderr is a terminal)
+
+${settingsHelp('run')}`,
   daemon: `Usage: gather-agent daemon [--config <file>] [options]
 
 Runs the abuse checks every 15 minutes and the analytics checks every 24 hours (each with a random splay of
@@ -90,24 +59,14 @@ Runs the abuse checks every 15 minutes and the analytics checks every 24 hours (
 --grace seconds, then kill its checks, export what was collected and exit 0. SIGHUP: reload the configuration.
 Logs are JSON lines on stderr.
 
-  --abuse-every <seconds>      Interval of the abuse checks (default: 900)   [GATHER_ABUSE_EVERY_SEC]
-  --analytics-every <seconds>  Interval of the analytics checks (default: 86400)   [GATHER_ANALYTICS_EVERY_SEC]
-  --grace <seconds>            How long a running run may go on after SIGTERM (default: 30)   [GATHER_GRACE_SEC]
-${CONFIG_OPTIONS}`,
+${settingsHelp('daemon')}`,
   verify: `Usage: gather-agent verify [--bundle <source> --public-key <file>] [options]
 
 Fetches the bundle and checks its signature, manifest and member hashes, and that it is not older than a
 bundle this host already accepted nor expired; runs nothing. Prints the bundle version, sha256, sequence
 and check ids. Exit 0 when valid, 3 when refused.
 
-  --config <file>          JSON configuration file (default: /etc/gather/agent.json when it exists)
-  --bundle <source>        file:/path, a path, or s3://bucket/prefix   [GATHER_BUNDLE]
-  --public-key <file>      ed25519 public key (SPKI PEM)   [GATHER_PUBLIC_KEY]
-  --s3-endpoint <url>      S3-compatible endpoint   [GATHER_S3_ENDPOINT]
-  --s3-region <r>          S3 region   [GATHER_S3_REGION]
-  --state-dir <dir>        Where the highest accepted bundle sequence is kept (read only here)   [GATHER_STATE_DIR]
-  -h, --help               Show this help
-`,
+${settingsHelp('verify')}`,
   version: `Usage: gather-agent version\n\nPrints the agent version.\n`,
 };
 
@@ -134,36 +93,7 @@ class CommandConfigError extends Error {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-const s = { type: 'string' } as const;
 const b = { type: 'boolean' } as const;
-const CONFIG_FLAGS: Options = {
-  config: s,
-  bundle: s,
-  'public-key': s,
-  exporter: s,
-  out: s,
-  'es-url': s,
-  'es-api-key-file': s,
-  'es-username': s,
-  'es-password-file': s,
-  'es-ca-file': s,
-  's3-endpoint': s,
-  's3-region': s,
-  username: s,
-  'instance-id': s,
-  'host-id': s,
-  results: s,
-  'snapshot-interval': s,
-  concurrency: s,
-  timeout: s,
-  nice: s,
-  ionice: b,
-  containment: s,
-  'state-dir': s,
-  'spool-dir': s,
-  'lock-wait': s,
-  'log-level': s,
-};
 
 function parse(command: string, args: string[], options: Options): Flags {
   try {
@@ -198,7 +128,7 @@ function load(command: string, flags: Flags, defaultLogLevel: LogLevel, bundleOn
 }
 
 async function commandRun(args: string[]): Promise<number> {
-  const flags = parse('run', args, { ...CONFIG_FLAGS, category: s, table: b, 'dry-run': b });
+  const flags = parse('run', args, { ...settingFlags('run'), table: b, 'dry-run': b });
   if (flags.help) return help('run');
   const config = load('run', flags, 'warn');
   const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
@@ -306,15 +236,7 @@ async function dryRun(config: AgentConfig, logger: Logger): Promise<number> {
 }
 
 async function commandVerify(args: string[]): Promise<number> {
-  const flags = parse('verify', args, {
-    config: s,
-    bundle: s,
-    'public-key': s,
-    's3-endpoint': s,
-    's3-region': s,
-    'state-dir': s,
-    'log-level': s,
-  });
+  const flags = parse('verify', args, settingFlags('verify'));
   if (flags.help) return help('verify');
   const config = load('verify', flags, 'warn', true);
   const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
@@ -324,7 +246,7 @@ async function commandVerify(args: string[]): Promise<number> {
 }
 
 async function commandDaemon(args: string[]): Promise<number> {
-  const flags = parse('daemon', args, { ...CONFIG_FLAGS, grace: s, 'abuse-every': s, 'analytics-every': s });
+  const flags = parse('daemon', args, settingFlags('daemon'));
   if (flags.help) return help('daemon');
   const loader = () => load('daemon', flags, 'info');
   const config = loader();

@@ -73,6 +73,8 @@ export {
   READ_NO_FOLLOW,
 } from './safe-fs.js';
 export { assertRootOwnedPath, rootOwnershipProblem } from './root-trust.js';
+export { indexNameProblem, INDEX_NAME_RULE } from './index-name.js';
+export { keyPrefixProblem } from './key-prefix.js';
 export { CORE_VERSION } from './version.js';
 export {
   backoffDelay,

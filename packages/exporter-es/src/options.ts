@@ -2,7 +2,7 @@
  * The exporter's options: what a caller may pass, the defaults, and their validation into the settings the
  * rest of the exporter reads (every problem is a ConfigError naming the option and the fix).
  */
-import { ConfigError, DURATION_RANGES, describeRange, durationProblem, redactText } from '@gather/core';
+import { ConfigError, DURATION_RANGES, describeRange, durationProblem, indexNameProblem, redactText } from '@gather/core';
 
 export const SCOPE = { scope: 'exporter-es' } as const;
 const MiB = 1024 * 1024;
@@ -178,15 +178,9 @@ export function resolveOptions(options: EsExporterOptions): EsSettings {
   return settings;
 }
 
-const INDEX_NAME = /^[a-z0-9][a-z0-9._-]*$/;
-
 function validateIndex(name: string, option: string): string {
-  if (!INDEX_NAME.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > 255) {
-    throw new ConfigError(
-      `Option "${option}" is not a valid index name: "${name}". Use lowercase letters, digits, ".", "_" and "-", not starting with "_" or "-".`,
-      SCOPE,
-    );
-  }
+  const problem = indexNameProblem(name);
+  if (problem) throw new ConfigError(`Option "${option}" ${problem}`, SCOPE);
   return name;
 }
 

@@ -2,7 +2,7 @@
 //   <prefix>/<version>.tar   immutable bundle (metadata: sha256, bundle-version), never overwritten
 //   <prefix>/latest          pointer: small JSON {format, version, key, sha256, size, published}
 // Agents read the pointer (one conditional GET) and then, only when it moved, the bundle it names.
-import { ConfigError } from '@gather/core';
+import { ConfigError, keyPrefixProblem } from '@gather/core';
 import { SCOPE } from './_client.js';
 
 export const POINTER_NAME = 'latest';
@@ -45,7 +45,7 @@ export function normalizePrefix(prefix: string): string {
       scope: SCOPE,
     });
   }
-  if (trimmed.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+  if (keyPrefixProblem(trimmed)) {
     throw new ConfigError(`Invalid option "prefix" ${JSON.stringify(prefix)}: no empty, "." or ".." path segments.`, {
       scope: SCOPE,
     });
