@@ -32,6 +32,18 @@ function windowOf(timeline, fromMs, toMs) {
   };
 }
 
+/** The agents' spool in MB at each simulated minute from `fromMs` (real), space-separated. */
+function spoolSeries(samples, fromMs, factor) {
+  const out = [];
+  for (let minute = 0; ; minute++) {
+    const at = fromMs + ((minute * 60) / factor) * 1000;
+    const sample = samples.find((s) => s.at >= at);
+    if (!sample) break;
+    out.push((sample.spoolBytes / 1048576).toFixed(1));
+  }
+  return out.join(' ');
+}
+
 /**
  * The plan of one fault. ctx: { env, intervalSec, servicesEnv (to kill/start nodes), nodes, proxy }.
  * Returns { cycles, simOptions: { at }, setup(), teardown(), report({ samples, proxyStats, result }) }.
@@ -87,13 +99,14 @@ export function faultPlan(name, ctx) {
       },
       setup: async () => undefined,
       teardown: () => ctx.proxy.configure({ down: false }),
-      report: async ({ samples, proxyStats, result }) => {
+      report: async ({ samples, proxyStats, result, drainedAt }) => {
         const factor = result.factor;
         const up = events.up ?? Number.POSITIVE_INFINITY;
         const peakAt = samples.filter((s) => s.at >= (events.down ?? 0)).reduce((best, s) => (s.spoolBytes > (best?.spoolBytes ?? -1) ? s : best), undefined);
         const empty = samples.find((s) => s.at > up && s.spoolBytes === 0);
         const atUp = samples.find((s) => s.at >= up);
-        const drainEnd = empty?.at ?? samples.at(-1)?.at ?? up;
+        // Spools still full when the simulation ended were emptied by drainSpools (each agent's next run).
+        const drainEnd = empty?.at ?? drainedAt;
         const before = windowOf(proxyStats.timeline, events.down - (interval / factor) * 1000, events.down);
         const during = windowOf(proxyStats.timeline, up, drainEnd);
         const retriesInDrain = (empty ?? samples.at(-1))?.retried - (atUp?.retried ?? 0);
@@ -101,7 +114,7 @@ export function faultPlan(name, ctx) {
           fault: `cluster unreachable (every connection reset) from simulated ${downAt} s for ${downFor} s`,
           connections_refused_while_down: proxyStats.refused ?? 0,
           runs_spooled: result.runsSpooled,
-          spool_peak_agents_mb: ((peakAt?.spoolBytes ?? 0) / 1048576).toFixed(2),
+          spool_peak_after_down_mb: ((peakAt?.spoolBytes ?? 0) / 1048576).toFixed(2),
           spool_at_cluster_back_mb: ((atUp?.spoolBytes ?? 0) / 1048576).toFixed(2),
           spools_empty_again: empty ? 'yes' : 'no (drained after the run)',
           // The stampede check: the recovery's request rate and concurrency against the interval before it.
@@ -115,6 +128,7 @@ export function faultPlan(name, ctx) {
           drain_retries: Number.isFinite(retriesInDrain) ? retriesInDrain : 0,
           drain_time_real_s: ((drainEnd - Math.min(up, drainEnd)) / 1000).toFixed(1),
           drain_time_sim_s: Math.round(((drainEnd - Math.min(up, drainEnd)) / 1000) * factor),
+          spool_mb_per_sim_min_from_down: spoolSeries(samples, events.down, factor),
         };
       },
     };

@@ -63,9 +63,9 @@ try {
   });
   await fault?.teardown();
   const proxyStats = await proxy.stats();
-  const faultLines = fault ? await fault.report({ samples, proxyStats, result }) : {};
   const proxyUsage = await processUsage(proxy.pid);
   const drained = await drainSpools({ esUrl: proxy.url, workDir: work, indexPrefix });
+  const faultLines = fault ? await fault.report({ samples, proxyStats, result, drainedAt: Date.now() }) : {};
   const stored = await countStored(urls[0], indexPrefix);
   const bytesPerDoc = await storeBytesPerDoc(urls[0], indexPrefix);
 
