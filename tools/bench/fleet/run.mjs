@@ -48,6 +48,12 @@ const fault = FAULT ? faultPlan(FAULT, { env, intervalSec: 900, servicesEnv, nod
 const CYCLES = Number(env.CYCLES ?? fault?.cycles ?? 2);
 try {
   const samples = [];
+  // What went wrong, by kind (numbers and paths masked): run errors and the exporters' log lines.
+  const kinds = new Map();
+  const tally = (prefix, text) => {
+    const kind = `${prefix}: ${String(text).replace(/\/[^\s)]+/g, '<path>').replace(/\d+/g, 'N').slice(0, 160)}`;
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+  };
   await fault?.setup();
   const result = await simulateFleet({
     esUrl: proxy.url,
@@ -59,6 +65,8 @@ try {
     changeRate: CHANGE_RATE,
     mode: MODE,
     onSample: (sample) => samples.push({ ...sample, at: Date.now() }),
+    onError: (error) => tally('run error', error?.message ?? error),
+    exporter: { log: (line) => tally('exporter', line) },
     ...fault?.simOptions,
   });
   await fault?.teardown();
@@ -120,6 +128,7 @@ try {
     offered_vms_at_15min: Math.round(offeredVms),
     [`vms_absorbed_at_15min_${urls.length}_node${urls.length > 1 ? 's' : ''}_${MODE}`]: absorbedVms,
     ...faultLines,
+    problems: JSON.stringify(Object.fromEntries([...kinds].sort((a, b) => b[1] - a[1]).slice(0, 8))),
   };
   // The fault's headline: exactly once, counted by deterministic id (written with `create`, so a document
   // delivered twice is one document: stored == produced means none lost and none doubled).
