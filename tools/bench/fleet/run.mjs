@@ -26,6 +26,10 @@ if (FAULT && !FAULTS.includes(FAULT)) {
   console.error(`bench/fleet: FAULT must be one of ${FAULTS.join(', ')}, not ${FAULT}`);
   process.exit(2);
 }
+if (FAULT === 'kill-node' && (NODES < 3 || ((env.GATHER_ES_URLS ?? env.GATHER_ES_URL) && !env.GATHER_SERVICES_DIR))) {
+  console.error('bench/fleet: FAULT=kill-node needs a cluster of 3 or more nodes from tools/services: leave GATHER_ES_URL(S) unset (a 3-node cluster is started), or set GATHER_ES_URLS, GATHER_SERVICES_DIR and GATHER_ES_NODES of a running one');
+  process.exit(2);
+}
 
 // Elasticsearch: GATHER_ES_URLS / GATHER_ES_URL, else tools/services (a cluster when GATHER_ES_NODES > 1,
 // in its own state dir, deleted at the end).
