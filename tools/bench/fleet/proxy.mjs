@@ -9,6 +9,9 @@
 //   node proxy.mjs --upstream http://127.0.0.1:9201,http://127.0.0.1:9202
 //   prints "PROXY_READY http://127.0.0.1:PORT" on stdout; control: GET /__proxy/stats, POST /__proxy/config
 //   ({"bulkDelayMs": 2000, "reject429": 0.5, "down": true}), POST /__proxy/reset (clears the counters).
+// The stats carry a timeline: per real second, the bulk requests that arrived, the most bulk requests in
+// flight at once, the 429s Elasticsearch itself answered and the connections refused while down (what the
+// fault benchmarks read to show a recovery is not a stampede).
 import { Agent, createServer, request as httpRequest } from 'node:http';
 
 const args = process.argv.slice(2);
@@ -25,9 +28,18 @@ const upstreamAgent = new Agent({ keepAlive: true, maxSockets: 32 });
 let stats;
 let next = 0;
 let inFlight = 0;
+let bulkInFlight = 0;
 
 function resetStats() {
-  stats = { requests: 0, bulk: 0, statuses: {}, bulkLatencyMs: [], maxInFlight: 0, upstreamErrors: 0, injected429: 0, firstBulkAt: 0, lastBulkAt: 0 };
+  stats = { requests: 0, bulk: 0, statuses: {}, bulkLatencyMs: [], maxInFlight: 0, maxBulkInFlight: 0, upstreamErrors: 0, injected429: 0, firstBulkAt: 0, lastBulkAt: 0, timeline: new Map() };
+}
+
+/** The timeline bucket of this real second: { at (ms), bulk, maxBulkInFlight, es429, refused }. */
+function bucket() {
+  const at = Math.floor(Date.now() / 1000) * 1000;
+  let entry = stats.timeline.get(at);
+  if (!entry) stats.timeline.set(at, (entry = { at, bulk: 0, maxBulkInFlight: bulkInFlight, es429: 0, refused: 0 }));
+  return entry;
 }
 resetStats();
 
@@ -38,8 +50,8 @@ function percentile(sorted, p) {
 
 function summary() {
   const sorted = [...stats.bulkLatencyMs].sort((a, b) => a - b);
-  const { bulkLatencyMs, ...rest } = stats;
-  return { ...rest, inFlight, bulkLatencyP50Ms: percentile(sorted, 50), bulkLatencyP99Ms: percentile(sorted, 99), config };
+  const { bulkLatencyMs, timeline, ...rest } = stats;
+  return { ...rest, timeline: [...timeline.values()], inFlight, bulkInFlight, bulkLatencyP50Ms: percentile(sorted, 50), bulkLatencyP99Ms: percentile(sorted, 99), config };
 }
 
 function readBody(req) {
@@ -82,6 +94,7 @@ const server = createServer(async (req, res) => {
   }
   if (config.down) {
     stats.refused = (stats.refused ?? 0) + 1;
+    bucket().refused++;
     req.socket.destroy();
     return;
   }
@@ -90,6 +103,13 @@ const server = createServer(async (req, res) => {
   stats.requests++;
   inFlight++;
   stats.maxInFlight = Math.max(stats.maxInFlight, inFlight);
+  if (isBulk) {
+    bulkInFlight++;
+    stats.maxBulkInFlight = Math.max(stats.maxBulkInFlight, bulkInFlight);
+    const entry = bucket();
+    entry.bulk++;
+    entry.maxBulkInFlight = Math.max(entry.maxBulkInFlight, bulkInFlight);
+  }
   let status = 502;
   try {
     const body = await readBody(req);
@@ -115,6 +135,7 @@ const server = createServer(async (req, res) => {
       return;
     }
     status = answer.status;
+    if (status === 429) bucket().es429++;
     const headers = { ...answer.headers };
     delete headers['transfer-encoding'];
     delete headers.connection;
@@ -125,6 +146,7 @@ const server = createServer(async (req, res) => {
     inFlight--;
     stats.statuses[status] = (stats.statuses[status] ?? 0) + 1;
     if (isBulk) {
+      bulkInFlight--;
       stats.bulk++;
       stats.bulkLatencyMs.push(performance.now() - started);
       const now = Date.now();

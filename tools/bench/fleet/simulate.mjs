@@ -366,21 +366,23 @@ export async function simulateFleet(options) {
 
 /**
  * What the agents' spools still hold after the run: each agent with a spool is drained, as its next run
- * would (a fresh exporter flushes the spool first), until every spool is empty or `rounds` passes failed.
+ * would (a fresh exporter flushes the spool first), until every spool is empty, `rounds` passes ran, or
+ * `timeoutSec` (600) passed: a crushed cluster can need more than a few passes.
  * Returns the agents that had a spool, the documents recovered, the spool bytes left, and the time taken.
  */
 export async function drainSpools(options) {
   const started = Date.now();
   let recovered = 0;
   let agents = 0;
-  for (let round = 0; round < (options.rounds ?? 5); round++) {
+  const deadline = started + (options.timeoutSec ?? 600) * 1000;
+  for (let round = 0; round < (options.rounds ?? Number.POSITIVE_INFINITY) && (round === 0 || Date.now() < deadline); round++) {
     const withSpool = [];
     for (const name of await readdir(options.workDir)) {
       if ((await spoolBytes(join(options.workDir, name, 'spool'))) > 0) withSpool.push(join(options.workDir, name));
     }
     if (round === 0) agents = withSpool.length;
     if (withSpool.length === 0) break;
-    if (round > 0) await new Promise((resolveWait) => setTimeout(resolveWait, 1000));
+    if (round > 0) await new Promise((resolveWait) => setTimeout(resolveWait, Math.min(5000, 1000 * round)));
     const queue = [...withSpool];
     const workers = Array.from({ length: options.concurrency ?? 32 }, async () => {
       for (let dir = queue.shift(); dir; dir = queue.shift()) {
