@@ -23,7 +23,13 @@ export class Outage {
     private readonly spoolDir: () => string | undefined,
     private readonly log: (level: EsLogLevel, line: string) => void,
     private readonly text: (message: string) => string,
+    private readonly random: () => number = Math.random,
   ) {}
+
+  /** When Elasticsearch is tried again (ms since epoch); 0 when it is not down. */
+  get reopensAt(): number {
+    return this.openUntil;
+  }
 
   isDown(): boolean {
     return this.openUntil > Date.now();
@@ -38,7 +44,9 @@ export class Outage {
     const wasDown = this.isDown();
     this.lastCause = cause;
     this.openedAt = Date.now();
-    this.openUntil = this.openedAt + this.settings.probeIntervalMs;
+    // Jittered (0.5x to 1.5x, the same interval on average): agents that saw one outage together must not all
+    // come back in the same second when it ends.
+    this.openUntil = this.openedAt + Math.round(this.settings.probeIntervalMs * (0.5 + this.random()));
     if (!wasDown) {
       const spoolDir = this.spoolDir();
       this.log(

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { Outage } from '../src/outage.js';
+import { resolveOptions } from '../src/options.js';
+
+describe('the outage window', () => {
+  const settings = resolveOptions({ node: 'http://127.0.0.1:1', probeIntervalMs: 30_000 });
+
+  it('reopens between 0.5x and 1.5x the probe interval, spread across a fleet that saw the outage together', () => {
+    const reopenDelays = Array.from({ length: 200 }, () => {
+      const outage = new Outage(settings, () => undefined, () => {}, (m) => m);
+      const before = Date.now();
+      outage.markDown(new Error('connect ECONNREFUSED'));
+      expect(outage.isDown()).toBe(true);
+      return outage.reopensAt - before;
+    });
+    for (const delay of reopenDelays) {
+      expect(delay).toBeGreaterThanOrEqual(15_000);
+      expect(delay).toBeLessThanOrEqual(45_000 + 50);
+    }
+    // Not all in the same second: a fleet coming back together would stampede.
+    const seconds = new Set(reopenDelays.map((d) => Math.floor(d / 1000)));
+    expect(seconds.size).toBeGreaterThan(10);
+  });
+
+  it('uses the random source it is given (both ends of the window)', () => {
+    const early = new Outage(settings, () => undefined, () => {}, (m) => m, () => 0);
+    const late = new Outage(settings, () => undefined, () => {}, (m) => m, () => 0.999999);
+    const t = Date.now();
+    early.markDown(new Error('down'));
+    late.markDown(new Error('down'));
+    expect(early.reopensAt - early.openedAt).toBe(15_000);
+    expect(late.reopensAt - late.openedAt).toBe(45_000);
+    expect(early.openedAt).toBeGreaterThanOrEqual(t);
+  });
+});
