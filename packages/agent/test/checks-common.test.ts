@@ -81,7 +81,8 @@ describe('checks/common: work shared by the checks of one run', () => {
     expect(await check(script, { GATHER_HOMES: home, GATHER_RUN_DIR: runDir })).toBe(expected);
     expect(readdirSync(runDir)).toContain('shared-walk');
     expect(await check(script, { GATHER_HOMES: home })).toBe(expected);
-  });
+    // each call walks the machine's drop dirs (/tmp, /opt...) too: slow on a loaded machine, not a timing test
+  }, 180_000);
 
   it('files_sized keeps the regular files passing the size test, many paths per find', () => {
     const home = dir('gather-common-sized-');
