@@ -191,6 +191,34 @@ export class Stage {
 }
 
 /** Kills processes and removes paths left by an earlier, crashed run: anything named with `prefixBase`. */
+/**
+ * Removes what earlier runs left behind: only the leftovers of test processes that are gone
+ * (`<prefixBase><pid>…`), so that runs of other worktrees on a shared machine keep their staging.
+ */
+export function sweepStale(prefixBase: string): void {
+  const stale = new Set<string>();
+  const owner = new RegExp(`^${prefixBase}(\\d+)`);
+  const alive = (pid: string) => existsSync(`/proc/${pid}`);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const tag = /GATHER_SCENARIO=([^\0]*)/.exec(readFileSync(`/proc/${entry}/environ`, 'latin1'))?.[1];
+      const pid = tag ? owner.exec(tag)?.[1] : undefined;
+      if (pid && !alive(pid)) stale.add(tag!);
+    } catch {
+      // gone or not ours to read
+    }
+  }
+  for (const tag of stale) sweep(tag);
+  for (const dir of ['/home', '/tmp', '/var/tmp', '/dev/shm', '/etc/cron.d', '/etc/systemd/system', '/var/spool/cron/crontabs']) {
+    if (!existsSync(dir)) continue;
+    for (const entry of readdirSync(dir)) {
+      const pid = owner.exec(entry)?.[1];
+      if (pid && !alive(pid)) rmSync(`${dir}/${entry}`, { recursive: true, force: true });
+    }
+  }
+}
+
 export function sweep(prefixBase: string): void {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

@@ -8,13 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle, generateSigningKeyPair } from '@gather/checks-bundler';
 import { agent, cleanEnv, ndjson, tempDir } from './_helpers.js';
-import { Stage, sweep, type Scenario } from './_stage.js';
+import { Stage, sweep, sweepStale, type Scenario } from './_stage.js';
 
 const CHECKS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../checks');
 const SCENARIOS = join(CHECKS, 'scenarios');
 const README = join(CHECKS, 'README.md');
 const KINDS = ['mining', 'hidden', 'ddos', 'scan', 'brute', 'games', 'signatures'] as const;
-const PREFIX_BASE = 'gather-scn-';
+// Not a prefix of anything else: the stale-leftover sweep below removes what matches it.
+const PREFIX_BASE = 'gather-scenario-';
 const PREFIX = `${PREFIX_BASE}${process.pid}`;
 
 /**
@@ -54,7 +55,7 @@ function kernelThreadPids(): number[] {
 
 /** Runs the abuse category through the agent; returns every kind's evidence lines. */
 async function runAbuseChecks(stage: Stage): Promise<Map<string, { detected: boolean; evidence: string[] }>> {
-  const outDir = tempDir('gather-scn-out-');
+  const outDir = tempDir(`${PREFIX}-out-`);
   const out = join(outDir, 'results.ndjson');
   // HOMES points the home-dir walks at the scenario's home (the test machine's /root is large and not under test)
   const env = cleanEnv({ ...TUNING, GATHER_CHECK_HOMES: stage.home, PATH: `${stage.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}` });
@@ -91,10 +92,10 @@ function normalize(line: string, stage: Stage): string {
 
 beforeAll(async () => {
   expect(process.getuid?.(), 'the scenario corpus stages processes and files as root: run it as root').toBe(0);
-  sweep(PREFIX_BASE);
+  sweepStale(PREFIX_BASE);
   const keys = generateSigningKeyPair();
   const built = await buildBundle({ checksDir: CHECKS, privateKeyPem: keys.privateKeyPem });
-  bundleDir = tempDir('gather-scn-bundle-');
+  bundleDir = tempDir(`${PREFIX}-bundle-`);
   bundle = join(bundleDir, 'check.tar');
   publicKey = join(bundleDir, 'key.pub.pem');
   writeFileSync(bundle, built.bytes);

@@ -104,11 +104,17 @@ const PASSED_ENV = /^(PATH|HOME|LANG|LANGUAGE|TERM|LC_[A-Z_]+)$/;
 /** A check setting's name; GATHER_CATEGORY and GATHER_CHECK stay the runner's. */
 export const CHECK_SETTING_NAME = /^(?!(CATEGORY|CHECK)$)[A-Z][A-Z0-9_]{0,63}$/;
 
+/**
+ * The whole environment of a check. `runDir` is the run's private work dir (root-only, removed with the run):
+ * passed as GATHER_RUN_DIR so that the checks of one run can share work done once (common's `run_shared`,
+ * e.g. one walk of the home dirs instead of one per check).
+ */
 export function checkEnvironment(
   parent: NodeJS.ProcessEnv,
   category: Category,
   check: string,
   settings: Readonly<Record<string, string>> = {},
+  runDir?: string,
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(parent)) {
@@ -120,6 +126,7 @@ export function checkEnvironment(
   env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
   env.GATHER_CATEGORY = category;
   env.GATHER_CHECK = check;
+  if (runDir !== undefined) env.GATHER_RUN_DIR = runDir;
   return env;
 }
 
@@ -317,7 +324,7 @@ export async function run(options: RunOptions): Promise<RunSummary> {
           timeoutMs: checkTimeoutSec * 1000,
           stdoutCapBytes,
           stderrCapBytes,
-          env: checkEnvironment(process.env, check.category, check.id, options.checkSettings),
+          env: checkEnvironment(process.env, check.category, check.id, options.checkSettings, workDir),
           cwd: workDir,
           signal: abort.signal,
           containment,

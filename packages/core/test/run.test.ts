@@ -204,6 +204,19 @@ describe('run', () => {
     }
   });
 
+  it('gives the checks of one run the same private GATHER_RUN_DIR (their working dir), removed with the run', async () => {
+    // run_shared in checks/common caches work done once per run there (e.g. one walk of the home dirs).
+    const probe = (name: string) =>
+      `[ "$GATHER_RUN_DIR" = "$PWD" ] && [ -O "$GATHER_RUN_DIR" ] && [ "$(stat -c %a "$GATHER_RUN_DIR")" = 700 ] && echo x >> "$GATHER_RUN_DIR/shared"; emit ${name} $(wc -l < "$GATHER_RUN_DIR/shared")`;
+    const { options, exporter, tmpRoot } = setup([check('aaa', probe('a')), check('bbb', `sleep 0.2; ${probe('b')}`)], { concurrency: 1 });
+    await run(options);
+    expect(exporter.results.map((r) => [r.name, r.value])).toEqual([
+      ['a', 1],
+      ['b', 2],
+    ]);
+    expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
   it('removes the temp dir and exports what it has when aborted', async () => {
     const controller = new AbortController();
     const { options, exporter, tmpRoot } = setup([check('aaa', 'emit fast 1'), check('bbb', 'sleep 30; emit slow 1')], {
