@@ -1,6 +1,15 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
-// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its flags keep
-// the agent's RSS low on the user's VM (see src/cli.ts).
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1 --liftoff-only
+// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flags
+// keep the agent's peak RSS low on the user's VM (the single binary reads them from this line), each
+// measured with tools/bench/rss and tools/bench/startup (README "Benchmarks"):
+//   --max-semi-space-size=1  check output is short-lived garbage; V8's default young generation (up to 16 MiB
+//                            per semi-space) lets RSS grow by ~15 MB for no gain in an I/O-bound run;
+//   --max-opt=1              no optimizing compilers (Maglev, TurboFan) past the baseline one: a run is short
+//                            and I/O-bound, and their compile jobs on V8's worker threads cost ~10 MB of peak
+//                            RSS (57 vs 67 MB on a local bundle) for no measurable time;
+//   --liftoff-only           the same for WebAssembly (the HTTP parser of undici, which the Elasticsearch
+//                            client uses): ~10 MB on the Elasticsearch path.
+// (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
 import { enableCompileCache } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
