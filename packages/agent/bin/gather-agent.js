@@ -22,4 +22,9 @@ try {
 } catch {
   // No home directory: run without the cache.
 }
+// The adapters bundled by the build (bundle-adapters.mjs), one module each, in place of the packages.
+globalThis[Symbol.for('gather.bundledAdapters')] = {
+  '@gather/fetcher-s3': () => import('../dist/adapters/fetcher-s3.js'),
+  '@gather/exporter-es': () => import('../dist/adapters/exporter-es.js'),
+};
 await import('../dist/cli.js');
