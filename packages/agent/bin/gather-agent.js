@@ -43,9 +43,10 @@ try {
 } catch {
   // No home directory: run without the cache.
 }
-// The adapters bundled by the build (bundle-adapters.mjs), one module each, in place of the packages.
+// The build bundles what runs into dist/bundle (bundle.mjs): the CLI, and one module per adapter, registered
+// here in place of the packages.
 globalThis[Symbol.for('gather.bundledAdapters')] = {
-  '@gather/fetcher-s3': () => import('../dist/adapters/fetcher-s3.js'),
-  '@gather/exporter-es': () => import('../dist/adapters/exporter-es.js'),
+  '@gather/fetcher-s3': () => import('../dist/bundle/fetcher-s3.js'),
+  '@gather/exporter-es': () => import('../dist/bundle/exporter-es.js'),
 };
-await import('../dist/cli.js');
+await import('../dist/bundle/gather-agent.js');

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { tempDir } from './_helpers.js';
 
 // The package's bin (bin/gather-agent.js): V8's compile cache under the home directory, which root uses only
-// where nobody else can write; and the adapters the build bundled (dist/adapters), one module each.
+// where nobody else can write; and what the build bundled (dist/bundle): the CLI, one module per adapter.
 const BIN = resolve(__dirname, '../bin/gather-agent.js');
 const isRoot = process.getuid?.() === 0;
 
@@ -39,9 +39,9 @@ describe('gather-agent bin', () => {
     }
   });
 
-  it('has the adapters it registers bundled in dist/adapters', () => {
-    for (const name of ['fetcher-s3', 'exporter-es']) {
-      expect(existsSync(resolve(__dirname, `../dist/adapters/${name}.js`))).toBe(true);
+  it('runs the bundle the build made: the CLI and the adapters it registers, in dist/bundle', () => {
+    for (const name of ['gather-agent', 'fetcher-s3', 'exporter-es']) {
+      expect(existsSync(resolve(__dirname, `../dist/bundle/${name}.js`))).toBe(true);
     }
   });
 });
