@@ -10,7 +10,7 @@ const BIN = resolve(__dirname, '../bin/gather-agent.js');
 const isRoot = process.getuid?.() === 0;
 
 function runVersion(home: string): string {
-  const env = { ...process.env, HOME: home };
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
   delete env.NODE_DISABLE_COMPILE_CACHE; // set even when empty, it turns the cache off
   return execFileSync(BIN, ['version'], { env, encoding: 'utf8' });
 }
