@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // pnpm build:binary: gather-agent as one executable per architecture (linux-x64, linux-arm64), with the S3
 // fetcher and the Elasticsearch exporter inside, plus a release tarball each and SHA256SUMS.
-//   1. esbuild bundles tools/binary/entry.mjs (the built agent) into one ES module, and the two adapters
-//      into one CommonJS asset loaded on demand (tools/binary/adapters.mjs);
+//   1. esbuild bundles tools/binary/entry.mjs (the built agent) into one ES module, and each adapter into a
+//      CommonJS asset of its own, loaded on demand (tools/binary/adapters.mjs);
 //   2. `node --build-sea` (Node's single executable applications) injects it into the official Node
 //      binary of that architecture (debug info stripped), the newest LTS of .ci/node-lines, from the npm
 //      registry (tools/node-dist); the blob is made by the x64 binary of the same version;
@@ -38,6 +38,9 @@ function nodeBinary(arch) {
   const bin = execFileSync('bash', [join(root, 'tools/node-dist'), nodeVersion, `linux-${arch}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return join(bin.trim(), 'node');
 }
+
+// The SEA assets of the adapters (their names are read by tools/binary/adapters.mjs) and their packages.
+const ADAPTER_ASSETS = { 's3.cjs': 'fetcher-s3', 'es.cjs': 'exporter-es' };
 
 const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -76,15 +79,22 @@ async function bundle(main, adapters) {
       },
     ],
   });
-  await esbuild.build({
-    ...common,
-    entryPoints: [join(root, 'tools/binary/adapters-entry.mjs')],
-    outfile: adapters,
-    format: 'cjs',
-    external: ['@gather/core'],
-  });
+  // One asset per adapter: a run that exports to Elasticsearch does not evaluate the AWS SDK, nor the
+  // reverse (each costs ~10 MB of RSS once evaluated). Without @gather/core: the executable passes its own.
+  for (const [asset, pkg] of Object.entries(ADAPTER_ASSETS)) {
+    await esbuild.build({ ...common, entryPoints: [join(root, 'packages', pkg, 'dist/index.js')], outfile: adapters[asset], format: 'cjs', external: ['@gather/core'] });
+  }
   const mib = (file) => `${(statSync(file).size / 1048576).toFixed(2)} MiB`;
-  process.stderr.write(`build:binary: bundled the agent (${mib(main)}) and the adapters (${mib(adapters)}) in ${Date.now() - started} ms\n`);
+  const sizes = Object.entries(adapters).map(([asset, file]) => `${asset} ${mib(file)}`).join(', ');
+  process.stderr.write(`build:binary: bundled the agent (${mib(main)}) and the adapters (${sizes}) in ${Date.now() - started} ms\n`);
+}
+
+/** The V8 flags of the npm bin's shebang (`#!/usr/bin/env -S node <flags>`), so both builds start alike. */
+function agentNodeFlags() {
+  const shebang = readFileSync(join(root, 'packages/agent/bin/gather-agent.js'), 'utf8').split('\n', 1)[0];
+  const flags = shebang.match(/^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+(?:=\S+)?)*)$/)?.[1];
+  if (flags === undefined) fail(`packages/agent/bin/gather-agent.js: unexpected first line ${JSON.stringify(shebang)}`);
+  return flags.trim().split(' ').filter(Boolean);
 }
 
 // The official binaries carry debug info (~33 MB) that a VM never needs; strip is deterministic.
@@ -118,10 +128,10 @@ function buildSea(arch, main, adapters, hostNode) {
       // A code cache or snapshot would make the bytes differ from build to build (and across arches).
       useSnapshot: false,
       useCodeCache: false,
-      // The agent's own start flags (packages/agent/bin/gather-agent.js): low RSS on the user's VM.
-      execArgv: ['--max-semi-space-size=1', '--optimize-for-size'],
+      // The agent's own start flags: low peak RSS on the user's VM (packages/agent/bin/gather-agent.js).
+      execArgv: agentNodeFlags(),
       execArgvExtension: 'none',
-      assets: { 'adapters.cjs': adapters },
+      assets: adapters,
     }),
   );
   const started = Date.now();
@@ -153,7 +163,7 @@ function tarball(arch, binary) {
 rmSync(out, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const main = join(work, 'gather-agent.mjs');
-const adapters = join(work, 'adapters.cjs');
+const adapters = Object.fromEntries(Object.keys(ADAPTER_ASSETS).map((asset) => [asset, join(work, asset)]));
 await bundle(main, adapters);
 const hostNode = nodeBinary('x64');
 const files = [];

@@ -1,16 +1,52 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
-// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its flags keep
-// the agent's RSS low on the user's VM (see src/cli.ts).
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1 --liftoff-only
+// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flags
+// keep the agent's peak RSS low on the user's VM (the single binary reads them from this line), each
+// measured with tools/bench/rss and tools/bench/startup (README "Benchmarks"):
+//   --max-semi-space-size=1  check output is short-lived garbage; V8's default young generation (up to 16 MiB
+//                            per semi-space) lets RSS grow by ~15 MB for no gain in an I/O-bound run;
+//   --max-opt=1              no optimizing compilers (Maglev, TurboFan) past the baseline one: a run is short
+//                            and I/O-bound, and their compile jobs on V8's worker threads cost ~10 MB of peak
+//                            RSS (57 vs 67 MB on a local bundle) for no measurable time;
+//   --liftoff-only           the same for WebAssembly (the HTTP parser of undici, which the Elasticsearch
+//                            client uses): ~10 MB on the Elasticsearch path.
+// (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
+import { lstatSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+
+/**
+ * Root trusts only what root owns: a compile cache is code the agent runs, so as root it is used only where
+ * nobody else can write: the directory and every one above it root's and not group- or other-writable (as
+ * core's root-trust; a symbolic link on the way turns it off). `sudo -E` keeps a user's HOME, for one.
+ */
+function onlyRootCanWrite(dir) {
+  for (let current = dir; ; current = dirname(current)) {
+    try {
+      const info = lstatSync(current);
+      // A sticky directory above (such as /tmp) keeps others from renaming root's entries in it.
+      const stickyAbove = current !== dir && info.isDirectory() && (info.mode & 0o1000) !== 0;
+      if (info.uid !== 0 || ((info.mode & 0o022) !== 0 && !stickyAbove)) return false;
+    } catch (error) {
+      if (error.code !== 'ENOENT') return false;
+    }
+    if (dirname(current) === current) return true;
+  }
+}
 
 // V8's compile cache (Node 22.1+) saves parsing and compiling the agent's modules on every run. It lives
 // under the user's home (root's for root, never a shared /tmp dir another user could fill); when that is
-// read-only (the systemd unit's ProtectHome) or unset, the cache is simply off.
+// read-only (the systemd unit's ProtectHome), unset or, for root, writable by others, the cache is off.
 try {
-  enableCompileCache(join(homedir(), '.cache', 'gather', 'node-compile-cache'));
+  const cacheDir = join(homedir(), '.cache', 'gather', 'node-compile-cache');
+  if (process.getuid?.() !== 0 || onlyRootCanWrite(cacheDir)) enableCompileCache(cacheDir);
 } catch {
   // No home directory: run without the cache.
 }
-await import('../dist/cli.js');
+// The build bundles what runs into dist/bundle (bundle.mjs): the CLI, and one module per adapter, registered
+// here in place of the packages.
+globalThis[Symbol.for('gather.bundledAdapters')] = {
+  '@gather/fetcher-s3': () => import('../dist/bundle/fetcher-s3.js'),
+  '@gather/exporter-es': () => import('../dist/bundle/exporter-es.js'),
+};
+await import('../dist/bundle/gather-agent.js');

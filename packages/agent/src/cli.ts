@@ -1,6 +1,5 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
-// Keeps the agent's RSS low on the user's VM: check output is short-lived garbage, and V8's defaults (up to
-// 16 MiB per semi-space, speed-first heap growth) let RSS grow by ~15-20 MB for no gain in an I/O-bound run.
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1 --liftoff-only
+// The V8 flags of the package's bin (bin/gather-agent.js says why), for running dist/cli.js directly.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -31,7 +31,8 @@ function checkTarballs(dir: string): void {
   const listing = execFileSync('tar', ['-tvzf', join(dir, 'gather-agent-0.1.0.tgz')], { encoding: 'utf8' });
   expect(listing).toMatch(/^-rwxr-xr-x .* package\/bin\/gather-agent\.js$/m);
   expect(listing).toMatch(/ package\/dist\/cli\.js$/m);
-  expect(packed(dir, 'gather-agent-0.1.0.tgz', 'bin/gather-agent.js')).toContain("import('../dist/cli.js')");
+  expect(listing).toMatch(/ package\/dist\/bundle\/gather-agent\.js$/m);
+  expect(packed(dir, 'gather-agent-0.1.0.tgz', 'bin/gather-agent.js')).toContain("import('../dist/bundle/gather-agent.js')");
 }
 
 describe('pnpm pack', () => {

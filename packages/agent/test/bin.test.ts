@@ -1,0 +1,47 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from './_helpers.js';
+
+// The package's bin (bin/gather-agent.js): V8's compile cache under the home directory, which root uses only
+// where nobody else can write; and what the build bundled (dist/bundle): the CLI, one module per adapter.
+const BIN = resolve(__dirname, '../bin/gather-agent.js');
+const isRoot = process.getuid?.() === 0;
+
+function runVersion(home: string): string {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
+  delete env.NODE_DISABLE_COMPILE_CACHE; // set even when empty, it turns the cache off
+  return execFileSync(BIN, ['version'], { env, encoding: 'utf8' });
+}
+
+const cacheDir = (home: string) => join(home, '.cache', 'gather', 'node-compile-cache');
+
+describe('gather-agent bin', () => {
+  it.runIf(isRoot)("as root, keeps a compile cache in root's own home", () => {
+    const home = tempDir('gather-bin-home-'); // 0700, root's, below the sticky /tmp
+    try {
+      expect(runVersion(home)).toMatch(/^\d+\.\d+\.\d+/);
+      expect(readdirSync(cacheDir(home)).length).toBeGreaterThan(0);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(isRoot)('as root, loads no compile cache from a home others can write (sudo -E with a user HOME)', () => {
+    const home = tempDir('gather-bin-home-');
+    try {
+      chmodSync(home, 0o777);
+      expect(runVersion(home)).toMatch(/^\d+\.\d+\.\d+/);
+      expect(existsSync(cacheDir(home))).toBe(false);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('runs the bundle the build made: the CLI and the adapters it registers, in dist/bundle', () => {
+    for (const name of ['gather-agent', 'fetcher-s3', 'exporter-es']) {
+      expect(existsSync(resolve(__dirname, `../dist/bundle/${name}.js`))).toBe(true);
+    }
+  });
+});
