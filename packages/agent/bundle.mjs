@@ -1,12 +1,11 @@
 #!/usr/bin/env node
-// Part of the package's build (after tsc): what the bin runs, bundled by esbuild (minified) into few files of
-// dist/bundle/: gather-agent.js (the CLI with the agent and @gather/core), one module per adapter
-// (fetcher-s3.js, exporter-es.js: the S3 fetcher and the Elasticsearch exporter with their SDKs, which the
-// bin registers for src/adapters.ts as the single binary registers its own, tools/binary/adapters.mjs), and
-// the chunks they share (@gather/core: one instance, so errors and classes are the agent's). A run loads a
-// handful of modules instead of ~35 (local bundle), ~75 (S3) or ~500 (Elasticsearch): less start-up time
-// and peak RSS (README "Benchmarks": tools/bench/startup, tools/bench/rss). dist/index.js (the library) and
-// dist/cli.js stay as tsc writes them.
+// Part of the package's build (after tsc): what the bin runs, bundled by esbuild (minified) into one file,
+// dist/bundle/gather-agent.js (the CLI with the agent and @gather/core). A run loads a handful of modules
+// instead of ~35: less start-up time and peak RSS (README "Benchmarks": tools/bench/startup, tools/bench/rss).
+// The adapters stay outside: the agent is thin, and loads @gather/fetcher-s3 / @gather/exporter-es from where
+// the user installed them, when the configuration selects them (src/adapters.ts). Their copy of
+// @gather/core may differ from the bundled one; gather errors are recognised by their Symbol.for marker, not
+// by class, so that is fine. dist/index.js (the library) and dist/cli.js stay as tsc writes them.
 import { readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -18,11 +17,10 @@ const esbuild = createRequire(join(realpathSync(join(here, 'node_modules/@gather
 
 await esbuild.build({
   absWorkingDir: here,
-  entryPoints: { 'gather-agent': 'dist/cli.js', 'fetcher-s3': '@gather/fetcher-s3', 'exporter-es': '@gather/exporter-es' },
+  entryPoints: { 'gather-agent': 'dist/cli.js' },
   outdir: join(here, 'dist/bundle'),
-  chunkNames: 'shared-[hash]',
   bundle: true,
-  splitting: true,
+  external: ['@gather/fetcher-s3', '@gather/exporter-es'],
   platform: 'node',
   format: 'esm',
   target: 'node22',

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1 --liftoff-only
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1
 // The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flags
 // keep the agent's peak RSS low on the user's VM (the single binary reads them from this line), each
 // measured with tools/bench/rss and tools/bench/startup (README "Benchmarks"):
@@ -6,9 +6,7 @@
 //                            per semi-space) lets RSS grow by ~15 MB for no gain in an I/O-bound run;
 //   --max-opt=1              no optimizing compilers (Maglev, TurboFan) past the baseline one: a run is short
 //                            and I/O-bound, and their compile jobs on V8's worker threads cost ~10 MB of peak
-//                            RSS (57 vs 67 MB on a local bundle) for no measurable time;
-//   --liftoff-only           the same for WebAssembly (the HTTP parser of undici, which the Elasticsearch
-//                            client uses): ~10 MB on the Elasticsearch path.
+//                            RSS (57 vs 67 MB on a local bundle) for no measurable time.
 // (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
 import { lstatSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
@@ -43,10 +41,5 @@ try {
 } catch {
   // No home directory: run without the cache.
 }
-// The build bundles what runs into dist/bundle (bundle.mjs): the CLI, and one module per adapter, registered
-// here in place of the packages.
-globalThis[Symbol.for('gather.bundledAdapters')] = {
-  '@gather/fetcher-s3': () => import('../dist/bundle/fetcher-s3.js'),
-  '@gather/exporter-es': () => import('../dist/bundle/exporter-es.js'),
-};
+// The build bundles the CLI into dist/bundle (bundle.mjs); the adapters are loaded from their packages.
 await import('../dist/bundle/gather-agent.js');

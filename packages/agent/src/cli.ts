@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1 --liftoff-only
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1
 // The V8 flags of the package's bin (bin/gather-agent.js says why), for running dist/cli.js directly.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
