@@ -533,9 +533,9 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
             { scope: SCOPE, cause: error },
           );
         }
-        if (error instanceof LockBusyError) throw new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
+        if (LockBusyError.isInstance(error)) throw new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
         if (isGatherError(error)) throw error;
-        if (error instanceof UnsafeDirectoryError) throw new FetchError(error.message, { scope: SCOPE, cause: error });
+        if (UnsafeDirectoryError.isInstance(error)) throw new FetchError(error.message, { scope: SCOPE, cause: error });
         throw new FetchError(describeS3Error(error, context(sourceName.slice(`s3://${bucket}/`.length))), { scope: SCOPE, cause: error });
       } finally {
         await lock?.release();

@@ -61,6 +61,9 @@ export class PublishError extends GatherError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('GATHER_PUBLISH', message, { ...options, scope: SCOPE });
   }
+  static override isInstance(error: unknown): error is PublishError {
+    return GatherError.isInstance(error) && error.code === 'GATHER_PUBLISH';
+  }
 }
 
 export interface BucketOptions extends S3ConnectionOptions {
@@ -136,7 +139,7 @@ export function session(options: BucketOptions, action: string) {
       return withRetry(operation, isTransient, policy, options.signal);
     },
     fail(error: unknown, key: string, notFoundHint?: string): GatherError {
-      if (error instanceof GatherError) return error;
+      if (GatherError.isInstance(error)) return error;
       const message = describeS3Error(error, {
         action,
         bucket,
@@ -353,7 +356,7 @@ export async function publishBundle(options: PublishOptions): Promise<PublishRes
       }
       bytes = await readFile(path);
     } catch (cause) {
-      if (cause instanceof GatherError) throw cause;
+      if (GatherError.isInstance(cause)) throw cause;
       throw new ConfigError(`Cannot read the bundle ${path} (${(cause as NodeJS.ErrnoException).code ?? cause}). Check --bundle.`, {
         scope: SCOPE,
         cause,

@@ -182,8 +182,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return FLEET_EXIT.USAGE;
     }
     io.stderr(`${isGatherError(error) ? message : `[gather] [fleet] ${message}`}\n`);
-    if (error instanceof MissingIndexError) return FLEET_EXIT.MISSING;
-    if (error instanceof UnreachableError) return FLEET_EXIT.UNREACHABLE;
+    if (MissingIndexError.isInstance(error)) return FLEET_EXIT.MISSING;
+    if (UnreachableError.isInstance(error)) return FLEET_EXIT.UNREACHABLE;
     return FLEET_EXIT.INTERNAL;
   }
 }
