@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { forEachLimited, slots } from './_pool.js';
 import { extractBundle, loadBundlePayload, parsePublicKey } from './bundle.js';
 import { AbortedError, BundleRefusedError, ConfigError, errorMessage, ExportError, FetchError, isGatherError } from './errors.js';
-import { fetchVerifiedBundle, type FetchProgress } from './fetch-verified.js';
+import { fetchVerifiedBundle, isHostResourceError, type FetchProgress } from './fetch-verified.js';
 import { openContainment, type ContainmentMode } from './contain.js';
 import { enterIdleIoClass, executeCheck, type CheckOutcome } from './execute.js';
 import { detached, parseCheckOutput } from './output.js';
@@ -364,7 +364,11 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     // Only the fetcher's own failures are fetch failures (see fetchVerifiedBundle); anything else unexpected
     // is kept as it is, a bug or the host failing, which the caller reports as such (the agent: exit 1).
     const reason: ErrorReason = BundleRefusedError.isInstance(error) ? error.reason : FetchError.isInstance(error) ? 'fetch_failed' : 'run_failed';
-    const message = isGatherError(error) ? error.message : `Unexpected error: ${errorMessage(error)}`;
+    const message = isGatherError(error)
+      ? error.message
+      : isHostResourceError(error)
+        ? `The host failed the run: ${errorMessage(error)}`
+        : `Unexpected error: ${errorMessage(error)}`;
     summary.errors++;
     await enqueueExport(() =>
       options.exporter.exportErrors([{ kind: 'error', ...base(), ...(category === 'all' ? {} : { category }), reason, message }]),

@@ -133,7 +133,7 @@ describe('run', () => {
     const failure = await run(options).catch((error: unknown) => error);
     expect(failure).toBe(full);
     expect(FetchError.isInstance(failure)).toBe(false);
-    expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^Unexpected error: ENOSPC/) })]);
+    expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^The host failed the run: ENOSPC/) })]);
     expect(readdirSync(tmpRoot)).toEqual([]);
   });
 

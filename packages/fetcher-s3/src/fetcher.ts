@@ -28,6 +28,7 @@ import {
   ensurePrivateDir,
   FetchError,
   isGatherError,
+  isHostResourceError,
   LockBusyError,
   MAX_BUNDLE_BYTES,
   READ_NO_FOLLOW,
@@ -490,7 +491,7 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
   }
 
   function toFetchError(error: unknown, ctx: ErrorContext): Error {
-    if (isGatherError(error)) return error;
+    if (isGatherError(error) || isHostResourceError(error)) return error;
     if (error instanceof IntegrityError) return new FetchError(redactText(error.message, secrets), { scope: SCOPE, cause: error });
     return new FetchError(describeS3Error(error, ctx), { scope: SCOPE, cause: error });
   }
@@ -534,7 +535,8 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
           );
         }
         if (LockBusyError.isInstance(error)) throw new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
-        if (isGatherError(error)) throw error;
+        // A full disk (or no memory, no descriptors) is the host's failure, not a fetch failure.
+        if (isGatherError(error) || isHostResourceError(error)) throw error;
         if (UnsafeDirectoryError.isInstance(error)) throw new FetchError(error.message, { scope: SCOPE, cause: error });
         throw new FetchError(describeS3Error(error, context(sourceName.slice(`s3://${bucket}/`.length))), { scope: SCOPE, cause: error });
       } finally {
