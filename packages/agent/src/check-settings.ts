@@ -10,7 +10,7 @@ export function loadCheckSettings(fromFile: unknown, file: string, env: NodeJS.P
   const settings: Record<string, string> = {};
   const add = (name: string, value: unknown, where: string) => {
     if (!CHECK_SETTING_NAME.test(name)) {
-      problems.push(`${where}: setting names are upper case letters, digits and _ (not CATEGORY or CHECK), e.g. CPU_MIN_SEC`);
+      problems.push(`${where}: setting names are upper case letters, digits and _ (not CATEGORY, CHECK or RUN_DIR, which the agent sets), e.g. CPU_MIN_SEC`);
     } else if ((typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') || /[\0\n\r]/.test(String(value)) || String(value).length > 4096) {
       problems.push(`${where}: must be a single-line string, number or boolean of at most 4096 characters`);
     } else settings[name] = String(value);

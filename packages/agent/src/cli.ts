@@ -8,20 +8,21 @@ import {
   BundleRefusedError,
   CATEGORIES,
   ConfigError,
-  FetchError,
-  checkFreshness,
   createSequenceStateFile,
+  fetchVerifiedBundle,
   isGatherError,
-  readBundleFile,
+  isHostResourceError,
   redactText,
-  verifyBundle,
+  usageErrorText,
+  UsageError,
   type CheckDoneEvent,
+  type VerifiedBundle,
 } from '@gather/core';
 import { formatTable, tableRow, type TableRow } from './_table.js';
 import { bundleSourceKey, createFetcher } from './adapters.js';
 import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
 import { EXIT, exitCodeForError } from './exit-codes.js';
-import { acquireLock, LockBusyError, logTakeover } from './lock.js';
+import { acquireLock, logTakeover } from './lock.js';
 import { createLogger, type Logger } from './logger.js';
 import { runOnce } from './run-once.js';
 import { settingFlags, settingsHelp } from './settings-help.js';
@@ -71,16 +72,9 @@ ${settingsHelp('verify')}`,
 
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly command: string,
-  ) {
-    super(message);
-  }
-}
+const PROGRAM = 'gather-agent';
 
-/** A configuration that could not be loaded: its problems, then a pointer to the command's --help. */
+/** A configuration that could not be loaded: its problems, then a pointer to the command's --help (like a usage error). */
 class CommandConfigError extends Error {
   constructor(
     readonly error: ConfigError,
@@ -99,7 +93,7 @@ function parse(command: string, args: string[], options: Options): Flags {
     const parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false, allowNegative: true });
     return parsed.values as Flags;
   } catch (error) {
-    throw new UsageError((error as Error).message, command);
+    throw new UsageError((error as Error).message, { command });
   }
 }
 
@@ -121,7 +115,7 @@ function load(command: string, flags: Flags, defaultLogLevel: LogLevel, bundleOn
       bundleOnly,
     });
   } catch (error) {
-    if (error instanceof ConfigError) throw new CommandConfigError(error, command);
+    if (ConfigError.isInstance(error)) throw new CommandConfigError(error, command);
     throw error;
   }
 }
@@ -172,7 +166,7 @@ async function commandRun(args: string[]): Promise<number> {
         append: !config.outFromFlag,
         ...(showTable ? { onCheckDone: (event: CheckDoneEvent) => void rows.push(tableRow(event)) } : {}),
       });
-      if (result.summary && showTable) process.stderr.write(formatTable(rows, result.summary));
+      if (result.error === undefined && showTable) process.stderr.write(formatTable(rows, result.summary));
       if (result.exportError) process.stderr.write(`${redactText(result.exportError, config.secrets)}\n`);
       if (result.error !== undefined) report(result.error, config.secrets);
       return result.exitCode;
@@ -186,24 +180,20 @@ async function commandRun(args: string[]): Promise<number> {
 
 interface Inspected {
   source: string;
-  verified: ReturnType<typeof verifyBundle>;
+  verified: VerifiedBundle;
 }
 
-/** Fetches the bundle into a private temp dir (no cache, no lock) and verifies it. */
+/** core's fetch-and-verify step, into a private temp dir (no cache, no lock); the sequence state is only read. */
 async function inspectBundle(config: AgentConfig, logger: Logger): Promise<Inspected> {
   const fetcher = await createFetcher(config, { logger, cache: false });
   const dir = await mkdtemp(join(tmpdir(), 'gather-verify-'));
   try {
-    let fetched;
-    try {
-      fetched = await fetcher.fetch({ dir });
-    } catch (error) {
-      throw isGatherError(error) ? error : new FetchError(`[${fetcher.name} fetcher] ${(error as Error).message}`, { cause: error });
-    }
-    const verified = verifyBundle(await readBundleFile(fetched.path, fetched.source), config.publicKey);
-    // Refused exactly as a run would refuse it (older than accepted, expired); the state is only read here.
-    const highestAccepted = await createSequenceStateFile(config.stateDir, bundleSourceKey(config)).highest();
-    checkFreshness(verified.manifest, { highestAccepted, now: new Date(), source: fetched.source });
+    const { fetched, verified } = await fetchVerifiedBundle({
+      fetcher,
+      dir,
+      publicKey: config.publicKey,
+      sequenceState: createSequenceStateFile(config.stateDir, bundleSourceKey(config)),
+    });
     return { source: fetched.source, verified };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -307,28 +297,22 @@ export async function main(argv: string[]): Promise<number> {
       case '-h':
         return help('main');
       default:
-        throw new UsageError(`Unknown command "${command}".`, 'main');
+        throw new UsageError(`Unknown command "${command}".`);
     }
   } catch (error) {
     return report(error);
   }
 }
 
+/** Prints why a command failed (secrets redacted); the exit code comes from the one mapping, exit-codes.ts. */
 function report(error: unknown, secrets: readonly string[] = []): number {
   const print = (text: string) => process.stderr.write(`${redactText(text, secrets)}\n`);
-  if (error instanceof UsageError || error instanceof CommandConfigError) {
-    // The problem and one pointer to the help, not the whole usage (which would bury the problem).
-    const helpCommand = error.command === 'main' ? 'gather-agent --help' : `gather-agent ${error.command} --help`;
-    print(`gather-agent: ${error.message.replace(/^\[gather\] /, '')}\nRun "${helpCommand}" for the options.`);
-    return EXIT.USAGE;
-  }
-  if (error instanceof LockBusyError) return print(error.message), EXIT.LOCKED;
-  if (!isGatherError(error)) {
-    print(`[gather] [agent] Unexpected error (please report it): ${(error as Error)?.stack ?? String(error)}`);
-    return EXIT.INTERNAL;
-  }
-  print(error instanceof BundleRefusedError ? `${error.message}\nNo check was run.` : error.message);
-  return exitCodeForError(error);
+  if (UsageError.isInstance(error) || error instanceof CommandConfigError) print(usageErrorText(PROGRAM, error));
+  else if (BundleRefusedError.isInstance(error)) print(`${error.message}\nNo check was run.`);
+  else if (isGatherError(error)) print(error.message);
+  else if (isHostResourceError(error)) print(`[gather] [agent] The run failed because this host did: ${error.message}. Fix it (e.g. free disk space) and run again.`);
+  else print(`[gather] [agent] Unexpected error (please report it): ${(error as Error)?.stack ?? String(error)}`);
+  return exitCodeForError(error instanceof CommandConfigError ? error.error : error);
 }
 
 const code = await main(process.argv.slice(2));

@@ -121,7 +121,7 @@ export class Daemon {
       });
     } catch (error) {
       if (this.stopController.signal.aborted) return;
-      this.logger.error(error instanceof LockBusyError ? 'run skipped: the run lock is busy' : 'run skipped: cannot take the run lock', {
+      this.logger.error(LockBusyError.isInstance(error) ? 'run skipped: the run lock is busy' : 'run skipped: cannot take the run lock', {
         category,
         error: errorText(error),
       });

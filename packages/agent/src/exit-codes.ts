@@ -2,7 +2,7 @@
  * The agent's exit codes, documented in the README and stable across releases, and the one place that maps
  * how a run ended (its outcome) to them.
  */
-import { AbortedError, BundleRefusedError, ConfigError, FetchError, type ExportTotals, type RunOutcome } from '@gather/core';
+import { AbortedError, BundleRefusedError, ConfigError, FetchError, LockBusyError, UsageError, type ExportTotals, type RunOutcome } from '@gather/core';
 
 export const EXIT = {
   /** Every check ran and every document reached its index. */
@@ -62,9 +62,9 @@ export interface RunFacts {
 /** How a run ended, worst first: a stop, a run that could not happen, a document lost, spooled, a check failed. */
 export function outcomeOf(facts: RunFacts): RunOutcome {
   const { error } = facts;
-  if (error instanceof AbortedError || facts.interrupted) return 'interrupted';
-  if (error instanceof BundleRefusedError) return error.reason;
-  if (error instanceof FetchError) return 'fetch_failed';
+  if (AbortedError.isInstance(error) || facts.interrupted) return 'interrupted';
+  if (BundleRefusedError.isInstance(error)) return error.reason;
+  if (FetchError.isInstance(error)) return 'fetch_failed';
   if (error !== undefined) return 'failed';
   if (facts.exportFailed) return 'export_failed';
   const e = facts.export;
@@ -77,11 +77,12 @@ export function outcomeOf(facts: RunFacts): RunOutcome {
 /** The exit code of a run. */
 export function exitCodeOf(facts: RunFacts): ExitCode {
   // A configuration problem found only when the run starts (e.g. an adapter package missing).
-  if (facts.error instanceof ConfigError) return EXIT.USAGE;
+  if (ConfigError.isInstance(facts.error) || UsageError.isInstance(facts.error)) return EXIT.USAGE;
+  if (LockBusyError.isInstance(facts.error)) return EXIT.LOCKED;
   return OUTCOME_EXIT[outcomeOf(facts)];
 }
 
-/** The exit code of an error thrown before or instead of a run (configuration, refused bundle, stop...). */
+/** The exit code of an error thrown before or instead of a run (usage, configuration, lock, refused bundle, stop...). */
 export function exitCodeForError(error: unknown): ExitCode {
   return exitCodeOf({ error });
 }

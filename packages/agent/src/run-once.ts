@@ -3,22 +3,16 @@
  * exporter from the configuration, call core's run(), then export a run summary document and close.
  */
 import {
-  AbortedError,
-  BundleRefusedError,
-  ConfigError,
-  FetchError,
   createSequenceStateFile,
   createScrubber,
+  exportTotals,
   redactText,
-  run,
+  runRecorded,
   scrubbingExporter,
   type Category,
   type CheckDoneEvent,
   type ExportSummary,
-  type ExportTotals,
   type Exporter,
-  type Fetcher,
-  type FetchResult,
   type RunSummary,
   type RunSummaryDocument,
 } from '@gather/core';
@@ -57,7 +51,8 @@ export interface RunOnceOptions {
 }
 
 export interface RunOnceResult {
-  summary: RunSummary | undefined;
+  /** core's run record: what was fetched, which bundle, the checks, the documents, the export totals. */
+  summary: RunSummary;
   document: RunSummaryDocument;
   /** Why the run did not complete, if it did not. */
   error: unknown;
@@ -66,19 +61,8 @@ export interface RunOnceResult {
   exitCode: number;
 }
 
-/** The exporter's totals as the run summary document carries them. */
-export function exportTotals(s: ExportSummary): ExportTotals {
-  return {
-    delivered: s.delivered,
-    spooled: s.spooled,
-    failed: s.failed,
-    retried: s.retried ?? 0,
-    dead_lettered: s.deadLettered ?? 0,
-    dropped: s.dropped ?? 0,
-    unreadable: s.unreadable ?? 0,
-    recovered: s.recovered ?? 0,
-  };
-}
+/** The exporter's totals as the run summary document carries them (core's exportTotals, kept as an export). */
+export { exportTotals };
 
 export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   const { config, logger } = options;
@@ -117,106 +101,85 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     throw error;
   }
 
-  // What the run did, also when core throws (fetch failed, refused, interrupted) and returns no summary.
-  let fetched: FetchResult | undefined;
-  const recordingFetcher: Fetcher = {
-    name: fetcher.name,
-    fetch: async (fetchOptions) => (fetched = await fetcher.fetch(fetchOptions)),
-  };
-  const counts = { run: 0, ok: 0, failed: 0, timed_out: 0, results: 0, errors: 0 };
-  let bundle: RunSummaryDocument['bundle'];
-
   logger.info('run started', { run_id: runId, category: options.category, trigger: options.trigger, bundle: config.bundle });
-  let summary: RunSummary | undefined;
-  let error: unknown;
-  try {
-    summary = await run({
-      fetcher: recordingFetcher,
-      exporter,
-      category: options.category,
-      publicKey: config.publicKey,
-      sequenceState: createSequenceStateFile(config.stateDir, bundleSourceKey(config)),
-      agentVersion: AGENT_VERSION,
-      runId,
-      nice: config.nice,
-      ionice: config.ionice,
-      containment: config.containment,
-      checkSettings: config.checkSettings,
-      handleProcessSignals: options.handleProcessSignals,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(config.concurrency ? { concurrency: config.concurrency } : {}),
-      ...(config.timeoutSec ? { timeoutSec: config.timeoutSec } : {}),
-      ...(config.username ? { username: config.username } : {}),
-      ...(config.instanceId ? { instanceId: config.instanceId } : {}),
-      ...(hostId ? { hostId } : {}),
-      onCheckDone: (event) => {
-        counts.run++;
-        counts.results += event.results.length;
-        if (event.error) {
-          counts.errors++;
-          if (event.error.reason === 'timeout') counts.timed_out++;
-          else counts.failed++;
-        } else counts.ok++;
-        bundle ??= event.results[0]?.bundle ?? event.error?.bundle;
-        logger.debug('check done', { run_id: runId, check: event.check.id, duration_ms: event.durationMs, error: event.error?.reason });
-        if (options.onCheckDone) options.onCheckDone(scrubber.empty ? event : { ...event, results: scrubber.value(event.results), error: scrubber.value(event.error) });
-      },
-    });
-  } catch (caught) {
-    error = caught;
-  }
+  // core's run record: what was fetched and run, also when the run could not complete.
+  const { summary, error } = await runRecorded({
+    fetcher,
+    exporter,
+    category: options.category,
+    publicKey: config.publicKey,
+    sequenceState: createSequenceStateFile(config.stateDir, bundleSourceKey(config)),
+    agentVersion: AGENT_VERSION,
+    runId,
+    nice: config.nice,
+    ionice: config.ionice,
+    containment: config.containment,
+    checkSettings: config.checkSettings,
+    handleProcessSignals: options.handleProcessSignals,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(config.concurrency ? { concurrency: config.concurrency } : {}),
+    ...(config.timeoutSec ? { timeoutSec: config.timeoutSec } : {}),
+    ...(config.username ? { username: config.username } : {}),
+    ...(config.instanceId ? { instanceId: config.instanceId } : {}),
+    ...(hostId ? { hostId } : {}),
+    onCheckDone: (event) => {
+      logger.debug('check done', { run_id: runId, check: event.check.id, duration_ms: event.durationMs, error: event.error?.reason });
+      if (options.onCheckDone) options.onCheckDone(scrubber.empty ? event : { ...event, results: scrubber.value(event.results), error: scrubber.value(event.error) });
+    },
+  });
 
-  let exportError: string | undefined = summary?.export_error;
-  let totals: ExportSummary = summary?.export ?? { delivered: 0, spooled: 0, failed: 0 };
-  if (!summary) {
-    try {
-      totals = await exporter.flush();
-    } catch (caught) {
-      exportError ??= errorText(caught);
-    }
-  }
+  let exportError: string | undefined = summary.export_error;
   // A call that threw (e.g. the index refused) still spooled or counted documents: report what it did.
-  totals = exporter.summary?.() ?? totals;
+  let totals: ExportSummary = exporter.summary?.() ?? summary.export;
   const interrupted = options.signal?.aborted ?? false;
+  const history = await readHostHistory(config.stateDir);
+  const finishedAt = Date.now();
+  const overrun = options.overrunAfterMs !== undefined ? finishedAt - (options.dueAt ?? started) > options.overrunAfterMs : undefined;
+  const timestamp = new Date(finishedAt).toISOString();
+
+  const changes = config.results === 'differential' ? differential.summaryFields() : {};
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   const facts = (): RunFacts => ({
     error,
     interrupted,
     exportFailed: exportError !== undefined,
     export: exportTotals(totals),
-    checksFailed: summary ? summary.checks_failed + summary.checks_timed_out : counts.failed + counts.timed_out,
+    checksFailed: summary.checks_failed + summary.checks_timed_out,
   });
-  const durationMs = Date.now() - started;
-  const history = await readHostHistory(config.stateDir);
-  const document: RunSummaryDocument = {
-    kind: 'run',
-    '@timestamp': new Date().toISOString(),
-    run_id: runId,
-    host: { hostname: hostname(), ...(hostId ? { id: hostId } : {}) },
-    ...(config.username ? { user: { name: config.username } } : {}),
-    ...(config.instanceId ? { cloud: { instance: { id: config.instanceId } } } : {}),
-    agent: { version: AGENT_VERSION },
-    ...((summary?.bundle ?? bundle) ? { bundle: summary?.bundle ?? bundle! } : {}),
-    category: options.category,
-    outcome: outcomeOf(facts()),
-    ...(error !== undefined ? { message: scrubber.text(redactText(errorText(error))) } : {}),
-    checks: summary
-      ? { run: summary.checks_run, ok: summary.checks_ok, failed: summary.checks_failed, timed_out: summary.checks_timed_out }
-      : { run: counts.run, ok: counts.ok, failed: counts.failed, timed_out: counts.timed_out },
-    results: summary?.results ?? counts.results,
-    // core counts the run error record too when it throws.
-    errors: summary?.errors ?? counts.errors + (error !== undefined ? 1 : 0),
-    export: exportTotals(totals),
-    spooled: totals.spooled,
-    bytes_fetched: fetched?.bytesTransferred ?? 0,
-    ...(fetched ? { bundle_unchanged: fetched.unchanged } : {}),
-    duration_ms: durationMs,
-    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
-    trigger: options.trigger,
-    ...(config.results === 'differential' ? differential.summaryFields() : {}),
-    ...history,
-    ...(summary?.containment ? { containment: summary.containment } : {}),
-    ...(options.overrunAfterMs !== undefined ? { overrun: Date.now() - (options.dueAt ?? started) > options.overrunAfterMs } : {}),
+
+  /** The run summary document: the one place it is built, from core's run record and the export totals so far. */
+  const describeRun = (): RunSummaryDocument => {
+    const exported = exportTotals(totals);
+    return {
+      kind: 'run',
+      '@timestamp': timestamp,
+      run_id: runId,
+      host: { hostname: hostname(), ...(hostId ? { id: hostId } : {}) },
+      ...(config.username ? { user: { name: config.username } } : {}),
+      ...(config.instanceId ? { cloud: { instance: { id: config.instanceId } } } : {}),
+      agent: { version: AGENT_VERSION },
+      ...(summary.bundle ? { bundle: summary.bundle } : {}),
+      category: options.category,
+      outcome: outcomeOf(facts()),
+      ...(error !== undefined ? { message: scrubber.text(redactText(errorText(error))) } : {}),
+      checks: { run: summary.checks_run, ok: summary.checks_ok, failed: summary.checks_failed, timed_out: summary.checks_timed_out },
+      results: summary.results,
+      // core counts the run error record too when the run could not complete.
+      errors: summary.errors,
+      export: exported,
+      spooled: exported.spooled,
+      bytes_fetched: summary.fetch?.bytesTransferred ?? 0,
+      ...(summary.fetch ? { bundle_unchanged: summary.fetch.unchanged } : {}),
+      duration_ms: finishedAt - started,
+      peak_rss_bytes: peakRssBytes,
+      trigger: options.trigger,
+      ...changes,
+      ...history,
+      ...(summary.containment ? { containment: summary.containment } : {}),
+      ...(overrun !== undefined ? { overrun } : {}),
+    };
   };
+  const document = describeRun();
 
   if (exporter.exportRunSummary) {
     try {
@@ -234,7 +197,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   clearTimeout(exportDeadline);
   options.signal?.removeEventListener('abort', onStop);
   try {
-    const state = await differential.commit(totals, exportError !== undefined || summary?.export_failed === true);
+    const state = await differential.commit(totals, exportError !== undefined || summary.export_failed);
     if (state === 'invalidated') logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
     await saveHostHistory(config.stateDir, history, document);
   } catch (caught) {
@@ -242,12 +205,12 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   }
   await fetcher.close?.().catch((caught) => logger.warn('closing the fetcher failed', { error: errorText(caught) }));
 
-  // The exit code also counts what happened to the run summary itself (e.g. spooled, or refused).
-  const outcome = outcomeOf(facts());
+  // The exit code also counts what happened to the run summary itself (e.g. spooled, or refused); the log
+  // says what the document says, with the final totals.
+  const final = describeRun();
+  const { outcome } = final;
   const exitCode = exitCodeOf(facts());
-  // As the document says, with the final totals: the run summary's own export may have changed them.
-  const final = exportTotals(totals);
-  const fields = { ...document, outcome, export: final, spooled: final.spooled, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
+  const fields = { ...final, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
   if (error !== undefined) logger.error('run failed', { ...fields, error: errorText(error) });
   else if (interrupted) logger.warn('run interrupted', fields);
   else if (exportError !== undefined) logger.error('run completed but exporting failed', { ...fields, error: exportError });
@@ -256,7 +219,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   } else logger.info('run completed', fields);
   if (!exporter.exportRunSummary) logger.debug('the exporter takes no run summary documents; logged above instead', { exporter: exporter.name });
   if (document.overrun) {
-    logger.warn('run overran its interval', { run_id: runId, category: options.category, duration_ms: durationMs, interval_ms: options.overrunAfterMs });
+    logger.warn('run overran its interval', { run_id: runId, category: options.category, duration_ms: document.duration_ms, interval_ms: options.overrunAfterMs });
   }
   return { summary, document, error, exportError, exitCode };
 }

@@ -1,4 +1,4 @@
-import { spawn, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type SpawnOptions } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -84,3 +84,14 @@ export const ndjson = (text: string): Array<Record<string, unknown>> =>
     .split('\n')
     .filter(Boolean)
     .map((line) => JSON.parse(line) as Record<string, unknown>);
+
+/** The monorepo's root. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/**
+ * Installable tarballs of our packages in `dir` (`gather-<name>-0.1.0.tgz`), made the documented way: `pnpm pack`
+ * rewrites the `workspace:^` ranges between our packages to real versions (`npm pack` would keep them).
+ */
+export function packPackages(dir: string, names: readonly string[]): void {
+  for (const name of names) execFileSync('pnpm', ['pack', '--pack-destination', dir], { cwd: join(REPO_ROOT, 'packages', name), stdio: 'pipe' });
+}

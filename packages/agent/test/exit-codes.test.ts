@@ -1,4 +1,4 @@
-import { AbortedError, BundleRefusedError, ConfigError, FetchError } from '@gather/core';
+import { AbortedError, BundleRefusedError, ConfigError, FetchError, LockBusyError, UsageError } from '@gather/core';
 import { describe, expect, it } from 'vitest';
 import { EXIT, exitCodeForError, exitCodeOf, outcomeOf, OUTCOME_EXIT, type RunFacts } from '../src/exit-codes.js';
 
@@ -30,5 +30,19 @@ describe('the one mapping from how a run ended to its exit code', () => {
     expect([OUTCOME_EXIT.bundle_replayed, OUTCOME_EXIT.bundle_expired]).toEqual([EXIT.BUNDLE_REFUSED, EXIT.BUNDLE_REFUSED]);
     expect(exitCodeForError(new ConfigError('bad'))).toBe(EXIT.USAGE);
     expect(exitCodeForError(new AbortedError('stopped'))).toBe(EXIT.INTERRUPTED);
+  });
+
+  it('maps errors by their code, whichever copy of core made them', () => {
+    expect(exitCodeForError(new UsageError('Unknown command "x".'))).toBe(EXIT.USAGE);
+    expect(exitCodeForError(new LockBusyError('held', undefined))).toBe(EXIT.LOCKED);
+    // What an exporter installed with its own @gather/core throws: no instance of this copy's classes.
+    const marker = Symbol.for('gather.error');
+    const foreign = (code: string, extra: object = {}) => Object.assign(new Error(`[gather] ${code}`), { [marker]: true, code, ...extra });
+    expect(exitCodeForError(foreign('GATHER_CONFIG'))).toBe(EXIT.USAGE);
+    expect(exitCodeForError(foreign('GATHER_FETCH'))).toBe(EXIT.FETCH_FAILED);
+    expect(exitCodeForError(foreign('GATHER_BUNDLE_REFUSED', { reason: 'bundle_replayed' }))).toBe(EXIT.BUNDLE_REFUSED);
+    expect(outcomeOf({ error: foreign('GATHER_BUNDLE_REFUSED', { reason: 'bundle_replayed' }) })).toBe('bundle_replayed');
+    expect(exitCodeForError(foreign('GATHER_ABORTED'))).toBe(EXIT.INTERRUPTED);
+    expect(exitCodeForError(foreign('GATHER_LOCK_BUSY'))).toBe(EXIT.LOCKED);
   });
 });

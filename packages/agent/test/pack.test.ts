@@ -1,13 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from './_helpers.js';
+import { packPackages, tempDir } from './_helpers.js';
 
 // `pnpm pack` (the documented way to make installable tarballs, README "Try it") must rewrite the
 // `workspace:^` ranges between our packages to real versions; `npm pack` keeps them, which is why the
 // README names pnpm. The bins are committed shims, so the tarballs hold them with their exec bit.
-const root = resolve(__dirname, '../../..');
 const packages = ['core', 'agent', 'checks-bundler', 'fetcher-s3', 'exporter-es'];
 
 function packed(dir: string, tarball: string, member: string): string {
@@ -15,9 +14,7 @@ function packed(dir: string, tarball: string, member: string): string {
 }
 
 function checkTarballs(dir: string): void {
-  for (const name of packages) {
-    execFileSync('pnpm', ['pack', '--pack-destination', dir], { cwd: join(root, 'packages', name), stdio: 'pipe' });
-  }
+  packPackages(dir, packages);
   const tarballs = readdirSync(dir).sort();
   expect(tarballs).toEqual(packages.map((name) => `gather-${name}-0.1.0.tgz`).sort());
   for (const tarball of tarballs) {

@@ -11,8 +11,9 @@ import { lstat, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
+  UsageError,
+  usageErrorText,
   ConfigError,
-  GatherError,
   isGatherError,
   loadBundlePayload,
   parsePublicKey,
@@ -45,15 +46,8 @@ export interface CliIo {
 const PROGRAM = 'gather-bundle';
 const PREFIX = `[gather] [${SCOPE}] `;
 
-class UsageError extends GatherError {
-  override name = 'UsageError';
-  constructor(
-    message: string,
-    readonly usage: string,
-  ) {
-    super('GATHER_USAGE', message, { scope: SCOPE });
-  }
-}
+/** A usage error of `command` (undefined: the program's own); printed with a pointer to its --help, exit 2. */
+const usageError = (message: string, command: string | undefined) => new UsageError(message, command ? { command } : {});
 
 const GLOBAL_USAGE = `Usage: ${PROGRAM} <command> [options]
 
@@ -79,9 +73,9 @@ interface Command {
   run(values: Record<string, string | boolean | undefined>, io: CliIo): Promise<void>;
 }
 
-function required(values: Record<string, string | boolean | undefined>, name: string, usage: string): string {
+function required(values: Record<string, string | boolean | undefined>, name: string, command: string): string {
   const value = values[name];
-  if (typeof value !== 'string' || value === '') throw new UsageError(`Missing required option --${name}.`, usage);
+  if (typeof value !== 'string' || value === '') throw usageError(`Missing required option --${name}.`, command);
   return value;
 }
 
@@ -129,9 +123,9 @@ const build: Command = {
     'expires-in': { type: 'string' },
   },
   async run(values, io) {
-    const checksDir = required(values, 'checks', BUILD_USAGE);
-    const out = required(values, 'out', BUILD_USAGE);
-    const privateKeyPath = required(values, 'key', BUILD_USAGE);
+    const checksDir = required(values, 'checks', 'build');
+    const out = required(values, 'out', 'build');
+    const privateKeyPath = required(values, 'key', 'build');
     const version = optional(values, 'bundle-version');
     const created = optional(values, 'created');
     const sequenceText = optional(values, 'sequence');
@@ -144,7 +138,7 @@ const build: Command = {
       if (sequenceText !== undefined) sequence = validateSequence(/^[0-9]+$/.test(sequenceText) ? Number(sequenceText) : NaN, '--sequence');
       if (expiresIn !== undefined) expiresInSec = parseDuration(expiresIn, '--expires-in');
     } catch (error) {
-      throw new UsageError((error as Error).message.slice(PREFIX.length), BUILD_USAGE);
+      throw usageError((error as Error).message.slice(PREFIX.length), 'build');
     }
     const started = performance.now();
     const built = await writeBundle({
@@ -194,10 +188,10 @@ const keygen: Command = {
     force: { type: 'boolean' },
   },
   async run(values, io) {
-    const outPrivate = required(values, 'out-private', KEYGEN_USAGE);
-    const outPublic = required(values, 'out-public', KEYGEN_USAGE);
+    const outPrivate = required(values, 'out-private', 'keygen');
+    const outPublic = required(values, 'out-public', 'keygen');
     if (resolve(outPrivate) === resolve(outPublic)) {
-      throw new UsageError('--out-private and --out-public must be different files.', KEYGEN_USAGE);
+      throw usageError('--out-private and --out-public must be different files.', 'keygen');
     }
     if (values.force !== true) {
       for (const path of [outPrivate, outPublic]) {
@@ -241,11 +235,11 @@ async function readInput(path: string, what: string): Promise<Buffer> {
 }
 
 /** A --public-key that is not an ed25519 public key (a private key, an RSA key...) is a usage error: exit 2. */
-function publicKeyArgument(pem: Buffer, path: string, usage: string): KeyObject {
+function publicKeyArgument(pem: Buffer, path: string, command: string): KeyObject {
   try {
     return parsePublicKey(pem, `--public-key ${path}`);
   } catch (error) {
-    throw new UsageError((error as Error).message.replace(/^\[gather\] /, ''), usage);
+    throw usageError((error as Error).message.replace(/^\[gather\] /, ''), command);
   }
 }
 
@@ -256,10 +250,10 @@ const inspect: Command = {
     'public-key': { type: 'string' },
   },
   async run(values, io) {
-    const bundlePath = required(values, 'bundle', INSPECT_USAGE);
+    const bundlePath = required(values, 'bundle', 'inspect');
     const publicKeyPath = optional(values, 'public-key');
     const publicKey =
-      publicKeyPath === undefined ? undefined : publicKeyArgument(await readInput(publicKeyPath, 'public key'), publicKeyPath, INSPECT_USAGE);
+      publicKeyPath === undefined ? undefined : publicKeyArgument(await readInput(publicKeyPath, 'public key'), publicKeyPath, 'inspect');
     // Sized before it is read: a multi-GB file is refused like the agent refuses it, never loaded.
     const bytes = await readBundleFile(bundlePath).catch((cause: unknown) => {
       if (isGatherError(cause)) throw cause;
@@ -327,7 +321,7 @@ async function rollbackSigner(options: { keyPath: string; expiresIn?: string }) 
   try {
     if (options.expiresIn !== undefined) expiresInSec = parseDuration(options.expiresIn, '--expires-in');
   } catch (error) {
-    throw new UsageError(`${(error as Error).message.slice(PREFIX.length)} See "${PROGRAM} rollback --help".`, '');
+    throw usageError((error as Error).message.slice(PREFIX.length), 'rollback');
   }
   const privateKeyPem = await readInput(options.keyPath, 'signing key');
   await loadSigningKey({ privateKeyPem });
@@ -336,8 +330,8 @@ async function rollbackSigner(options: { keyPath: string; expiresIn?: string }) 
 }
 
 function report(error: unknown, io: CliIo): number {
-  if (error instanceof UsageError) {
-    io.stderr(`${error.message}\n\n${error.usage}`);
+  if (UsageError.isInstance(error)) {
+    io.stderr(`${usageErrorText(PROGRAM, error)}\n`);
     return 2;
   }
   if (isGatherError(error)) {
@@ -353,7 +347,7 @@ function report(error: unknown, io: CliIo): number {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [first, ...rest] = argv;
   try {
-    if (first === undefined) throw new UsageError('Missing command.', GLOBAL_USAGE);
+    if (first === undefined) throw usageError('Missing command.', undefined);
     if (first === '-h' || first === '--help' || (first === 'help' && rest.length === 0)) {
       io.stdout(GLOBAL_USAGE);
       return 0;
@@ -371,16 +365,16 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     if (first === 'help') {
       const command = COMMANDS[rest[0] ?? ''];
-      if (!command || rest.length > 1) throw new UsageError(`Unknown command ${JSON.stringify(rest.join(' '))}.`, GLOBAL_USAGE);
+      if (!command || rest.length > 1) throw usageError(`Unknown command ${JSON.stringify(rest.join(' '))}.`, undefined);
       io.stdout(command.usage);
       return 0;
     }
 
     const command = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
     if (!command) {
-      throw new UsageError(
+      throw usageError(
         first.startsWith('-') ? `Unknown option ${JSON.stringify(first)}; put the command first.` : `Unknown command ${JSON.stringify(first)}.`,
-        GLOBAL_USAGE,
+        undefined,
       );
     }
     let values: Record<string, string | boolean | undefined>;
@@ -392,7 +386,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         allowPositionals: false,
       }) as { values: Record<string, string | boolean | undefined> });
     } catch (error) {
-      throw new UsageError(`${first}: ${(error as Error).message}`, command.usage);
+      throw usageError(`${first}: ${(error as Error).message}`, first);
     }
     if (values.help === true) {
       io.stdout(command.usage);

@@ -71,19 +71,19 @@ describe('gather-bundle help and usage', () => {
     expect(run(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
   });
 
-  it('no command, an unknown command, an unknown flag, a stray argument or a missing option print usage to stderr, exit 2', () => {
+  it('no command, an unknown command, an unknown flag, a stray argument or a missing option print the problem and a pointer to --help to stderr, exit 2', () => {
     const cases: Array<[string[], RegExp]> = [
-      [[], /Missing command\.\n\nUsage: gather-bundle <command>/],
-      [['frobnicate'], /Unknown command "frobnicate"\.\n\nUsage: gather-bundle <command>/],
+      [[], /^gather-bundle: Missing command\.\nRun "gather-bundle --help" for the options\.\n$/],
+      [['frobnicate'], /Unknown command "frobnicate"\.\nRun "gather-bundle --help"/],
       [['--checks', 'x'], /Unknown option "--checks"; put the command first/],
-      [['build', '--nope'], /build: Unknown option '--nope'[\s\S]*\n\nUsage: gather-bundle build /],
-      [['build', 'extra'], /build: Unexpected argument 'extra'[\s\S]*Usage: gather-bundle build /],
-      [['build', '--checks'], /build: Option '--checks <value>' argument missing[\s\S]*Usage: gather-bundle build /],
-      [['build', '--checks', 'c', '--out', 'o'], /Missing required option --key\.\n\nUsage: gather-bundle build /],
+      [['build', '--nope'], /build: Unknown option '--nope'[\s\S]*\nRun "gather-bundle build --help" for the options\.\n$/],
+      [['build', 'extra'], /build: Unexpected argument 'extra'[\s\S]*Run "gather-bundle build --help"/],
+      [['build', '--checks'], /build: Option '--checks <value>' argument missing[\s\S]*Run "gather-bundle build --help"/],
+      [['build', '--checks', 'c', '--out', 'o'], /Missing required option --key\.\nRun "gather-bundle build --help"/],
       [['keygen', '--out-private', 'a.pem'], /Missing required option --out-public/],
       [['keygen', '--out-private', 'a.pem', '--out-public', './a.pem'], /must be different files/],
-      [['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--bundle-version', 'a/b'], /Invalid --bundle-version "a\/b"[\s\S]*Usage: gather-bundle build /],
-      [['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--created', 'tomorrow'], /Invalid --created "tomorrow"[\s\S]*Usage: gather-bundle build /],
+      [['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--bundle-version', 'a/b'], /Invalid --bundle-version "a\/b"[\s\S]*Run "gather-bundle build --help"/],
+      [['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--created', 'tomorrow'], /Invalid --created "tomorrow"[\s\S]*Run "gather-bundle build --help"/],
     ];
     for (const [args, pattern] of cases) {
       const { code, stdout, stderr } = run(args);

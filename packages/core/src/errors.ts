@@ -1,7 +1,13 @@
 /**
  * The error family of gather. Every error has a stable `name` and `code` so callers (and the agent's exit
  * codes) can branch on them, and a message that says how to fix the problem.
+ *
+ * They are recognised by a marker (`Symbol.for('gather.error')`) and their `code`, never by `instanceof`: an
+ * agent and an adapter installed as separate packages each load their own copy of core, and an error made by
+ * one copy is no instance of the other copy's classes. Use `isGatherError(e)` or `SomeError.isInstance(e)`.
  */
+
+const MARKER = Symbol.for('gather.error');
 
 export type GatherErrorCode =
   | 'GATHER_USAGE'
@@ -11,7 +17,8 @@ export type GatherErrorCode =
   | 'GATHER_EXPORT'
   | 'GATHER_PUBLISH'
   | 'GATHER_CHECKS_INVALID'
-  | 'GATHER_ABORTED';
+  | 'GATHER_ABORTED'
+  | 'GATHER_LOCK_BUSY';
 
 export interface GatherErrorOptions {
   cause?: unknown;
@@ -21,10 +28,17 @@ export interface GatherErrorOptions {
   problems?: string[];
 }
 
+/** A gather error of any copy of core, optionally with the given code. */
+function marked(error: unknown, code?: GatherErrorCode): boolean {
+  if (typeof error !== 'object' || error === null || (error as Record<symbol, unknown>)[MARKER] !== true) return false;
+  return code === undefined || (error as { code?: unknown }).code === code;
+}
+
 export class GatherError extends Error {
   override name = 'GatherError';
   readonly code: GatherErrorCode;
   readonly problems: string[];
+  readonly [MARKER] = true;
 
   constructor(code: GatherErrorCode, message: string, options: GatherErrorOptions = {}) {
     const prefix = options.scope ? `[gather] [${options.scope}] ` : '[gather] ';
@@ -32,6 +46,33 @@ export class GatherError extends Error {
     this.code = code;
     this.problems = options.problems ?? [];
   }
+
+  static isInstance(error: unknown): error is GatherError {
+    return marked(error);
+  }
+}
+
+/** A bad command line; the CLI prints the problem and a pointer to `--help`, and exits 2. */
+export class UsageError extends GatherError {
+  override name = 'UsageError';
+  /** The command whose `--help` to point to (`undefined`: the program's own). */
+  readonly command: string | undefined;
+  constructor(message: string, options: GatherErrorOptions & { command?: string } = {}) {
+    super('GATHER_USAGE', message, options);
+    this.command = options.command;
+  }
+  static override isInstance(error: unknown): error is UsageError {
+    return marked(error, 'GATHER_USAGE');
+  }
+}
+
+/**
+ * How every gather CLI reports a usage error (or a configuration error found while reading its command line):
+ * the problem, then one pointer to the help, not the whole usage (which would bury the problem). Exit 2.
+ */
+export function usageErrorText(program: string, problem: { message: string; command?: string | undefined }): string {
+  const help = problem.command ? `${program} ${problem.command} --help` : `${program} --help`;
+  return `${program}: ${problem.message.replace(/^\[gather\] /, '')}\nRun "${help}" for the options.`;
 }
 
 /** Invalid options or configuration; the message names the option and how to set it. */
@@ -40,15 +81,23 @@ export class ConfigError extends GatherError {
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_CONFIG', message, options);
   }
+  static override isInstance(error: unknown): error is ConfigError {
+    return marked(error, 'GATHER_CONFIG');
+  }
 }
+
+export type BundleRefusedReason = 'bundle_refused' | 'bundle_replayed' | 'bundle_expired';
 
 /** The bundle failed verification: nothing from it was executed. */
 export class BundleRefusedError extends GatherError {
   override name = 'BundleRefusedError';
   /** The error record's reason. */
-  readonly reason: 'bundle_refused' | 'bundle_replayed' | 'bundle_expired' = 'bundle_refused';
+  readonly reason: BundleRefusedReason = 'bundle_refused';
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_BUNDLE_REFUSED', message, options);
+  }
+  static override isInstance(error: unknown): error is BundleRefusedError {
+    return marked(error, 'GATHER_BUNDLE_REFUSED');
   }
 }
 
@@ -56,12 +105,18 @@ export class BundleRefusedError extends GatherError {
 export class BundleReplayedError extends BundleRefusedError {
   override name = 'BundleReplayedError';
   override readonly reason = 'bundle_replayed';
+  static override isInstance(error: unknown): error is BundleReplayedError {
+    return BundleRefusedError.isInstance(error) && error.reason === 'bundle_replayed';
+  }
 }
 
 /** A validly signed bundle past its `expires_at`. */
 export class BundleExpiredError extends BundleRefusedError {
   override name = 'BundleExpiredError';
   override readonly reason = 'bundle_expired';
+  static override isInstance(error: unknown): error is BundleExpiredError {
+    return BundleRefusedError.isInstance(error) && error.reason === 'bundle_expired';
+  }
 }
 
 export class FetchError extends GatherError {
@@ -69,12 +124,18 @@ export class FetchError extends GatherError {
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_FETCH', message, options);
   }
+  static override isInstance(error: unknown): error is FetchError {
+    return marked(error, 'GATHER_FETCH');
+  }
 }
 
 export class ExportError extends GatherError {
   override name = 'ExportError';
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_EXPORT', message, options);
+  }
+  static override isInstance(error: unknown): error is ExportError {
+    return marked(error, 'GATHER_EXPORT');
   }
 }
 
@@ -84,6 +145,9 @@ export class ChecksInvalidError extends GatherError {
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_CHECKS_INVALID', message, options);
   }
+  static override isInstance(error: unknown): error is ChecksInvalidError {
+    return marked(error, 'GATHER_CHECKS_INVALID');
+  }
 }
 
 /** The run was interrupted (SIGINT/SIGTERM or an aborted signal). */
@@ -92,8 +156,17 @@ export class AbortedError extends GatherError {
   constructor(message: string, options?: GatherErrorOptions) {
     super('GATHER_ABORTED', message, options);
   }
+  static override isInstance(error: unknown): error is AbortedError {
+    return marked(error, 'GATHER_ABORTED');
+  }
 }
 
+/** A gather error made by any installed copy of core. */
 export function isGatherError(error: unknown): error is GatherError {
-  return error instanceof GatherError;
+  return marked(error);
+}
+
+/** The text of any thrown value. */
+export function errorMessage(error: unknown): string {
+  return (error as Error)?.message ?? String(error);
 }

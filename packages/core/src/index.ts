@@ -28,7 +28,8 @@ export {
   type ContainmentMode,
   type CheckContainer,
 } from './contain.js';
-export { run, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export { fetchVerifiedBundle, isHostResourceError, type FetchProgress, type FetchVerifiedOptions } from './fetch-verified.js';
+export { run, runRecorded, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
 export {
   createFileFetcher,
   createFileExporter,
@@ -88,3 +89,4 @@ export {
   type RetryOptions,
   type RetryPolicy,
 } from './retry.js';
+export { exportTotals } from './export-totals.js';

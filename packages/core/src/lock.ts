@@ -38,7 +38,10 @@ export class LockBusyError extends GatherError {
     readonly owner: LockOwner | undefined,
     scope?: string,
   ) {
-    super('GATHER_USAGE', message, scope ? { scope } : {});
+    super('GATHER_LOCK_BUSY', message, scope ? { scope } : {});
+  }
+  static override isInstance(error: unknown): error is LockBusyError {
+    return GatherError.isInstance(error) && error.code === 'GATHER_LOCK_BUSY';
   }
 }
 

@@ -3,12 +3,13 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forEachLimited, slots } from './_pool.js';
-import { extractBundle, loadBundlePayload, parsePublicKey, readBundleFile, verifyBundle } from './bundle.js';
-import { AbortedError, BundleRefusedError, ConfigError, ExportError, FetchError, isGatherError } from './errors.js';
+import { extractBundle, loadBundlePayload, parsePublicKey } from './bundle.js';
+import { AbortedError, BundleRefusedError, ConfigError, errorMessage, ExportError, FetchError, isGatherError } from './errors.js';
+import { fetchVerifiedBundle, isHostResourceError, type FetchProgress } from './fetch-verified.js';
 import { openContainment, type ContainmentMode } from './contain.js';
 import { enterIdleIoClass, executeCheck, type CheckOutcome } from './execute.js';
 import { detached, parseCheckOutput } from './output.js';
-import { checkFreshness, type SequenceState } from './sequence.js';
+import type { SequenceState } from './sequence.js';
 import type {
   BundleInfo,
   BundledCheck,
@@ -20,6 +21,7 @@ import type {
   Fetcher,
   HostInfo,
   ResultDocument,
+  RunRecord,
   RunSummary,
 } from './types.js';
 import { CATEGORIES } from './types.js';
@@ -102,7 +104,7 @@ const ERROR_OUTPUT_CHARS = 4096;
 // Only these reach a check: the agent's own settings and secrets (AWS_*, GATHER_*, ES credentials) never do.
 const PASSED_ENV = /^(PATH|HOME|LANG|LANGUAGE|TERM|LC_[A-Z_]+)$/;
 /** A check setting's name; GATHER_CATEGORY and GATHER_CHECK stay the runner's. */
-export const CHECK_SETTING_NAME = /^(?!(CATEGORY|CHECK)$)[A-Z][A-Z0-9_]{0,63}$/;
+export const CHECK_SETTING_NAME = /^(?!(CATEGORY|CHECK|RUN_DIR)$)[A-Z][A-Z0-9_]{0,63}$/;
 
 /**
  * The whole environment of a check. `runDir` is the run's private work dir (root-only, removed with the run):
@@ -209,27 +211,48 @@ export function checkDocuments(
 /**
  * The whole job: fetch the bundle, verify it, run the checks of a category, export results and error
  * records. The private temp dir is removed on every path, including errors and SIGINT/SIGTERM.
- * Throws a GatherError (BundleRefusedError, FetchError, AbortedError) when the run could not complete; the
- * error is exported first as an error record when the exporter still works. Any other error is a bug and is
- * rethrown unchanged, also after its error record (`run_failed`). An exporter failure does not
- * throw: the summary says `export_failed` so the caller can still report what ran.
+ * Throws when the run could not complete (see runRecorded): a GatherError (BundleRefusedError, FetchError,
+ * AbortedError, ConfigError), or any other error as it is (a bug, or the host failing, e.g. a full disk).
+ * An exporter failure does not throw: the summary says `export_failed` so the caller can still report what ran.
  */
 export async function run(options: RunOptions): Promise<RunSummary> {
+  const record = await runRecorded(options);
+  if (record.error !== undefined) throw record.error;
+  return record.summary;
+}
+
+/**
+ * run(), without throwing: the run record, i.e. the summary of what happened (fetch, bundle, checks,
+ * documents, export totals) and, when the run could not complete, why. The error is exported first as an
+ * error record when the exporter still works (`bundle_refused`, `fetch_failed`, ..., or `run_failed` for any
+ * other error, which is kept as it is: a bug, or the host failing, never a fetch failure).
+ */
+export async function runRecorded(options: RunOptions): Promise<RunRecord> {
   const started = performance.now();
   const now = options.now ?? (() => new Date());
   const runId = options.runId ?? randomUUID();
   const category = options.category;
-  if (category !== 'all' && !CATEGORIES.includes(category)) {
-    throw new ConfigError(`Unknown category "${String(category)}". Use one of: ${[...CATEGORIES, 'all'].join(', ')}.`);
+  const summary: RunSummary = {
+    run_id: runId,
+    category,
+    checks_run: 0,
+    checks_ok: 0,
+    checks_failed: 0,
+    checks_timed_out: 0,
+    results: 0,
+    errors: 0,
+    duration_ms: 0,
+    export: { delivered: 0, spooled: 0, failed: 0 },
+    export_failed: false,
+    fetch: undefined,
+  };
+  let settings;
+  try {
+    settings = runSettings(options);
+  } catch (error) {
+    return { summary, error };
   }
-  const publicKey = parsePublicKey(options.publicKey);
-  const concurrency = options.concurrency ?? availableParallelism();
-  const timeoutSec = options.timeoutSec ?? DEFAULTS.timeoutSec;
-  const stdoutCapBytes = options.stdoutCapBytes ?? DEFAULTS.stdoutCapBytes;
-  const stderrCapBytes = options.stderrCapBytes ?? DEFAULTS.stderrCapBytes;
-  for (const [name, value] of Object.entries({ concurrency, timeoutSec, stdoutCapBytes, stderrCapBytes })) {
-    if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`Option "${name}" must be a positive number (got ${value}).`);
-  }
+  const { publicKey, concurrency, timeoutSec, stdoutCapBytes, stderrCapBytes } = settings;
 
   const host: HostInfo = {
     hostname: options.hostname ?? hostname(),
@@ -254,21 +277,6 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     process.on('SIGTERM', onProcessSignal);
   }
 
-  const summary: RunSummary = {
-    run_id: runId,
-    category,
-    checks_run: 0,
-    checks_ok: 0,
-    checks_failed: 0,
-    checks_timed_out: 0,
-    results: 0,
-    errors: 0,
-    duration_ms: 0,
-    export: { delivered: 0, spooled: 0, failed: 0 },
-    export_failed: false,
-    fetch: undefined,
-  };
-
   // Exporter calls are serialised: adapters may assume one call at a time.
   let exportChain: Promise<void> = Promise.resolve();
   let exportFailure: unknown;
@@ -279,29 +287,32 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     return exportChain;
   };
 
-  const tmp = await mkdtemp(join(options.tmpRoot ?? tmpdir(), 'gather-'));
+  let tmp: string | undefined;
   try {
-    const throwIfAborted = () => {
-      if (abort.signal.aborted) throw new AbortedError('Run interrupted before the checks ran.');
-    };
-    let fetched;
+    tmp = await mkdtemp(join(options.tmpRoot ?? tmpdir(), 'gather-'));
+    const progress: FetchProgress = {};
     try {
-      fetched = await options.fetcher.fetch({ dir: tmp, signal: abort.signal });
-    } catch (error) {
-      throwIfAborted();
-      throw isGatherError(error) ? error : new FetchError(`[${options.fetcher.name} fetcher] ${(error as Error).message}`, { cause: error });
+      await fetchVerifiedBundle(
+        {
+          fetcher: options.fetcher,
+          dir: tmp,
+          publicKey,
+          signal: abort.signal,
+          now,
+          ...(options.sequenceState ? { sequenceState: options.sequenceState } : {}),
+        },
+        progress,
+      );
+    } finally {
+      const { fetched, verified } = progress;
+      if (fetched) summary.fetch = { unchanged: fetched.unchanged, bytesTransferred: fetched.bytesTransferred, source: fetched.source };
+      // A refused (replayed, expired) bundle whose signature checked out is named in its error record.
+      if (verified) summary.bundle = bundle = { version: verified.manifest.version, sha256: verified.sha256 };
     }
-    summary.fetch = { unchanged: fetched.unchanged, bytesTransferred: fetched.bytesTransferred, source: fetched.source };
-    throwIfAborted();
-
-    const verified = verifyBundle(await readBundleFile(fetched.path, fetched.source), publicKey);
-    bundle = { version: verified.manifest.version, sha256: verified.sha256 };
-    summary.bundle = bundle;
-    const highestAccepted = await options.sequenceState?.highest();
-    checkFreshness(verified.manifest, { highestAccepted, now: now(), source: fetched.source });
+    const verified = progress.verified!;
     await extractBundle(verified, join(tmp, 'bundle'));
     const payload = loadBundlePayload(verified);
-    throwIfAborted();
+    if (abort.signal.aborted) throw new AbortedError('Run interrupted before the checks ran.');
     await options.sequenceState?.accept(verified.manifest, verified.sha256);
 
     const checks = payload.checks.filter((check) => category === 'all' || check.category === category);
@@ -357,27 +368,34 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     }
     if (abort.signal.aborted) throw new AbortedError(`Run interrupted after ${summary.checks_run} of ${checks.length} checks; the results collected so far were exported.`);
   } catch (error) {
-    // Only the fetcher's own failures are fetch failures (wrapped above); anything else unexpected is
-    // rethrown as it is, a bug the caller reports as such (the agent: exit 1), after its error record.
-    const reason: ErrorReason =
-      error instanceof BundleRefusedError ? error.reason : error instanceof FetchError ? 'fetch_failed' : 'run_failed';
-    const message = isGatherError(error) ? error.message : `Unexpected error: ${(error as Error)?.message ?? String(error)}`;
+    // Only the fetcher's own failures are fetch failures (see fetchVerifiedBundle); anything else unexpected
+    // is kept as it is, a bug or the host failing, which the caller reports as such (the agent: exit 1).
+    const reason: ErrorReason = BundleRefusedError.isInstance(error) ? error.reason : FetchError.isInstance(error) ? 'fetch_failed' : 'run_failed';
+    const message = isGatherError(error)
+      ? error.message
+      : isHostResourceError(error)
+        ? `The host failed the run: ${errorMessage(error)}`
+        : `Unexpected error: ${errorMessage(error)}`;
     summary.errors++;
     await enqueueExport(() =>
       options.exporter.exportErrors([{ kind: 'error', ...base(), ...(category === 'all' ? {} : { category }), reason, message }]),
     );
     await finishExport();
-    throw error;
-  } finally {
+    await cleanUp();
+    return { summary, error };
+  }
+  await cleanUp();
+  await finishExport();
+  return { summary };
+
+  async function cleanUp(): Promise<void> {
     options.signal?.removeEventListener('abort', onParentAbort);
     if (handleSignals) {
       process.off('SIGINT', onProcessSignal);
       process.off('SIGTERM', onProcessSignal);
     }
-    await rm(tmp, { recursive: true, force: true });
+    if (tmp) await rm(tmp, { recursive: true, force: true });
   }
-  await finishExport();
-  return summary;
 
   async function finishExport(): Promise<void> {
     await exportChain;
@@ -388,9 +406,25 @@ export async function run(options: RunOptions): Promise<RunSummary> {
     }
     if (exportFailure !== undefined) {
       summary.export_failed = true;
-      summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${(exportFailure as Error)?.message ?? String(exportFailure)}`).message;
+      summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${errorMessage(exportFailure)}`).message;
     }
     summary.duration_ms = Math.round(performance.now() - started);
   }
 }
 
+/** The options of a run, checked before anything starts. */
+function runSettings(options: RunOptions) {
+  const category = options.category;
+  if (category !== 'all' && !CATEGORIES.includes(category)) {
+    throw new ConfigError(`Unknown category "${String(category)}". Use one of: ${[...CATEGORIES, 'all'].join(', ')}.`);
+  }
+  const publicKey = parsePublicKey(options.publicKey);
+  const concurrency = options.concurrency ?? availableParallelism();
+  const timeoutSec = options.timeoutSec ?? DEFAULTS.timeoutSec;
+  const stdoutCapBytes = options.stdoutCapBytes ?? DEFAULTS.stdoutCapBytes;
+  const stderrCapBytes = options.stderrCapBytes ?? DEFAULTS.stderrCapBytes;
+  for (const [name, value] of Object.entries({ concurrency, timeoutSec, stdoutCapBytes, stderrCapBytes })) {
+    if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`Option "${name}" must be a positive number (got ${value}).`);
+  }
+  return { publicKey, concurrency, timeoutSec, stdoutCapBytes, stderrCapBytes };
+}

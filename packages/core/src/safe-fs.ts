@@ -71,6 +71,10 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
 /** A directory gather makes for itself is a symbolic link or not a directory. */
 export class UnsafeDirectoryError extends Error {
   override name = 'UnsafeDirectoryError';
+  /** By name, not `instanceof`: the adapters may load another copy of core. */
+  static isInstance(error: unknown): error is UnsafeDirectoryError {
+    return error instanceof Error && error.name === 'UnsafeDirectoryError';
+  }
 }
 
 /**

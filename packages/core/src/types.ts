@@ -75,7 +75,12 @@ export type ErrorReason =
   | 'bundle_replayed'
   | 'bundle_expired'
   | 'fetch_failed'
-  | 'run_failed';
+  /** The run failed for another reason: a bug, or the host (e.g. a full disk); the message says which. */
+  | 'run_failed'
+  /** Exporter: a document the destination refused for good, kept with the reason (a dead letter). */
+  | 'export_rejected'
+  /** Exporter: documents dropped from a full spool (lost), reported by a later run. */
+  | 'spool_dropped';
 
 /** One error record: a check that misbehaved, or a run that could not happen. */
 export interface ErrorDocument extends DocumentBase {
@@ -198,21 +203,15 @@ export interface ExportSummary {
   unreadable?: number;
 }
 
-/** The exporter's totals as a run summary document carries them (`export.dead_lettered`, ...). */
-export interface ExportTotals {
-  delivered: number;
-  spooled: number;
-  failed: number;
-  retried: number;
-  /** Refused by the destination for good (kept with the reason in an errors index): not in their index. */
-  dead_lettered: number;
-  /** Dropped from a full spool: lost. */
-  dropped: number;
-  /** Unreadable lines of a damaged spool segment: lost. */
-  unreadable: number;
-  /** Spooled by an earlier run and delivered by this one. */
-  recovered: number;
-}
+type SnakeCase<S extends string> = S extends `${infer Head}${infer Tail}`
+  ? `${Head extends Uppercase<Head> ? `_${Lowercase<Head>}` : Head}${SnakeCase<Tail>}`
+  : S;
+
+/**
+ * The exporter's totals as a run summary document carries them: ExportSummary's counts in snake_case
+ * (`export.dead_lettered`, ...), every one present (0 when the exporter does not count it). See exportTotals().
+ */
+export type ExportTotals = { [K in keyof ExportSummary as SnakeCase<K>]-?: number };
 
 /** Sends documents somewhere. Calls are never concurrent for one exporter instance. */
 export interface Exporter {
@@ -297,4 +296,11 @@ export interface RunSummary {
   fetch: { unchanged: boolean; bytesTransferred: number; source: string } | undefined;
   /** Set once checks were started. */
   containment?: ContainmentSummary;
+}
+
+/** What one run() did, also when it could not complete: its summary and, if it did not complete, why. */
+export interface RunRecord {
+  summary: RunSummary;
+  /** Why the run did not complete (a GatherError, or any other error as it was thrown). */
+  error?: unknown;
 }

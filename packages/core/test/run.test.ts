@@ -8,6 +8,7 @@ import {
   createFileFetcher,
   createMemoryExporter,
   run,
+  runRecorded,
   type BundledCheck,
   type Exporter,
   type RunOptions,
@@ -122,6 +123,33 @@ describe('run', () => {
     expect(failure).not.toBeInstanceOf(FetchError);
     expect((failure as NodeJS.ErrnoException).code).toBe('EISDIR');
     expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^Unexpected error: EISDIR/) })]);
+  });
+
+  it('does not call a full disk a fetch failure: the error is kept as it is, exported as run_failed', async () => {
+    const full = Object.assign(new Error("ENOSPC: no space left on device, write '/var/lib/gather/bundle-cache/x.tar'"), { code: 'ENOSPC', syscall: 'write' });
+    const { options, exporter, tmpRoot } = setup([check('abc', 'emit a 1')], {
+      fetcher: { name: 'disk', fetch: async () => Promise.reject(full) },
+    });
+    const failure = await run(options).catch((error: unknown) => error);
+    expect(failure).toBe(full);
+    expect(FetchError.isInstance(failure)).toBe(false);
+    expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^The host failed the run: ENOSPC/) })]);
+    expect(readdirSync(tmpRoot)).toEqual([]);
+  });
+
+  it('returns its record also when the run cannot complete: what was fetched, the bundle, the error record', async () => {
+    const { options } = setup([check('abc', 'emit x 1')], {
+      tamper: (members) => members.map((m) => (m.name === 'runner.js' ? { ...m, data: String(m.data).replace('emit x 1', 'emit x 2') } : m)),
+    });
+    const record = await runRecorded(options);
+    expect(BundleRefusedError.isInstance(record.error)).toBe(true);
+    expect(record.summary).toMatchObject({ checks_run: 0, errors: 1, export_failed: false, export: { delivered: 1 } });
+    expect(record.summary.fetch).toMatchObject({ unchanged: false, bytesTransferred: 0, source: expect.stringMatching(/check\.tar$/) });
+
+    const fine = setup([check('abc', 'emit x 1')]);
+    const done = await runRecorded(fine.options);
+    expect(done.error).toBeUndefined();
+    expect(done.summary).toMatchObject({ checks_run: 1, checks_ok: 1, results: 1, bundle: { version: expect.any(String) }, fetch: { unchanged: false } });
   });
 
   it('turns every kind of misbehaving check into an error record and keeps going', async () => {

@@ -152,7 +152,7 @@ export class Spool {
         ...(this.options.onLockTakeover ? { onTakeover: this.options.onLockTakeover } : {}),
       });
     } catch (error) {
-      if (error instanceof LockBusyError) {
+      if (LockBusyError.isInstance(error)) {
         throw new SpoolLockedError(`${this.dir} is in use by process ${error.owner?.pid ?? 'unknown'}`, { cause: error });
       }
       throw error;

@@ -18,6 +18,7 @@ import {
   ConfigError,
   FetchError,
   isGatherError,
+  isHostResourceError,
   LockBusyError,
   redactText,
   type FetchOptions,
@@ -94,7 +95,7 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
   }
 
   function toFetchError(error: unknown, ctx: ErrorContext): Error {
-    if (isGatherError(error)) return error;
+    if (isGatherError(error) || isHostResourceError(error)) return error;
     if (error instanceof IntegrityError) return new FetchError(redactText(error.message, settings.secrets), { scope: SCOPE, cause: error });
     return new FetchError(describeS3Error(error, ctx), { scope: SCOPE, cause: error });
   }
@@ -238,9 +239,10 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
         { scope: SCOPE, cause: error },
       );
     }
-    if (error instanceof LockBusyError) return new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
-    if (isGatherError(error)) return error;
-    if (error instanceof UnsafeDirectoryError) return new FetchError(error.message, { scope: SCOPE, cause: error });
+    if (LockBusyError.isInstance(error)) return new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
+    // A full disk (or no memory, no descriptors) is the host's failure, not a fetch failure.
+    if (isGatherError(error) || isHostResourceError(error)) return error;
+    if (UnsafeDirectoryError.isInstance(error)) return new FetchError(error.message, { scope: SCOPE, cause: error });
     return new FetchError(describeS3Error(error, context(sourceName.slice(`s3://${bucket}/`.length))), { scope: SCOPE, cause: error });
   }
 

@@ -2,9 +2,9 @@
 /** gather-fleet: the operator's questions about the fleet, one command each (see the package README). */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Client } from '@elastic/elasticsearch';
-import { isGatherError, redactText } from '@gather/core';
+import { isGatherError, redactText, UsageError, usageErrorText } from '@gather/core';
 import { createEsExporter } from '@gather/exporter-es';
 import { formatAbused, formatHost, formatHosts, formatSummary, formatTable } from './format.js';
 import { DEFAULT_INDICES, Fleet, MissingIndexError, UnreachableError, type FleetIndices } from './queries.js';
@@ -35,8 +35,6 @@ Options:
 Exit codes: 0 ok, 1 internal error, 2 usage error, 3 Elasticsearch unreachable or refused the request,
 4 indices missing (run "gather-fleet setup", let agents report), 5 host not found.
 `;
-
-class UsageError extends Error {}
 
 export function parseDuration(text: string): number {
   const match = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(text.trim());
@@ -79,11 +77,20 @@ export interface CliIo {
   now?: () => Date;
 }
 
+/** node:util's parseArgs, its complaints (unknown option, missing value...) as usage errors. */
+function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    throw new UsageError((error as Error).message, { cause: error });
+  }
+}
+
 /** Runs one command; returns the exit code. */
 export async function main(argv: string[], io: CliIo): Promise<number> {
   let secrets: string[] = [];
   try {
-    const { values, positionals } = parseArgs({
+    const { values, positionals } = parseCommandLine({
       args: argv,
       allowPositionals: true,
       strict: true,
@@ -177,13 +184,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
   } catch (error) {
     const message = redactText((error as Error).message ?? String(error), secrets);
-    if (error instanceof UsageError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr(`[gather] [fleet] ${message}\nRun "gather-fleet --help" for usage.\n`);
+    if (UsageError.isInstance(error)) {
+      io.stderr(`${redactText(usageErrorText('gather-fleet', error), secrets)}\n`);
       return FLEET_EXIT.USAGE;
     }
     io.stderr(`${isGatherError(error) ? message : `[gather] [fleet] ${message}`}\n`);
-    if (error instanceof MissingIndexError) return FLEET_EXIT.MISSING;
-    if (error instanceof UnreachableError) return FLEET_EXIT.UNREACHABLE;
+    if (MissingIndexError.isInstance(error)) return FLEET_EXIT.MISSING;
+    if (UnreachableError.isInstance(error)) return FLEET_EXIT.UNREACHABLE;
     return FLEET_EXIT.INTERNAL;
   }
 }

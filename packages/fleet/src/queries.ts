@@ -30,6 +30,9 @@ export class UnreachableError extends GatherError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('GATHER_EXPORT', message, { ...SCOPE, ...options });
   }
+  static override isInstance(error: unknown): error is UnreachableError {
+    return GatherError.isInstance(error) && error.name === 'UnreachableError';
+  }
 }
 
 /** The indices the question needs do not exist yet (exit 4). */
@@ -37,6 +40,9 @@ export class MissingIndexError extends GatherError {
   override name = 'MissingIndexError';
   constructor(message: string) {
     super('GATHER_CONFIG', message, SCOPE);
+  }
+  static override isInstance(error: unknown): error is MissingIndexError {
+    return GatherError.isInstance(error) && error.name === 'MissingIndexError';
   }
 }
 

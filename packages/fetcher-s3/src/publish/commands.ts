@@ -2,11 +2,11 @@
  * `gather-bundle publish` and `gather-bundle rollback`, as functions returning the exit code, for the
  * gather-bundle CLI of @gather/checks-bundler to dispatch to.
  *
- * Exit codes: 0 success, 1 failure (S3, I/O, refused overwrite), 2 usage error (usage printed on stderr).
+ * Exit codes: 0 success, 1 failure (S3, I/O, refused overwrite), 2 usage error (the problem and a pointer to --help on stderr).
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isGatherError, parsePublicKey } from '@gather/core';
+import { isGatherError, parsePublicKey, UsageError, usageErrorText } from '@gather/core';
 import { SCOPE, type S3ConnectionOptions } from '../_client.js';
 import { s3OptionsFromEnv } from '../env.js';
 import { publishBundle } from './publish.js';
@@ -88,35 +88,29 @@ const CONNECTION_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
-class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly usage: string,
-  ) {
-    super(message);
-  }
-}
+/** A usage error of `command`; printed with a pointer to its --help, exit 2. */
+const usageError = (message: string, command: string) => new UsageError(message, { command });
 
 type Values = Record<string, string | boolean | undefined>;
 
-function parse(argv: readonly string[], options: NonNullable<ParseArgsConfig['options']>, command: string, usage: string): Values {
+function parse(argv: readonly string[], options: NonNullable<ParseArgsConfig['options']>, command: string): Values {
   try {
     return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Values;
   } catch (error) {
-    throw new UsageError(`${command}: ${(error as Error).message}`, usage);
+    throw usageError(`${command}: ${(error as Error).message}`, command);
   }
 }
 
-function connection(values: Values, io: CommandIo, usage: string): S3ConnectionOptions & { bucket: string; prefix: string } {
+function connection(values: Values, io: CommandIo, usageCommand: string): S3ConnectionOptions & { bucket: string; prefix: string } {
   const env = s3OptionsFromEnv(io.env);
   const str = (name: string) => (typeof values[name] === 'string' && values[name] !== '' ? (values[name] as string) : undefined);
   const bucket = str('bucket') ?? env.bucket;
   const prefix = str('prefix') ?? env.prefix;
-  if (!bucket) throw new UsageError('Missing required option --bucket (or set GATHER_S3_BUCKET).', usage);
-  if (!prefix) throw new UsageError('Missing required option --prefix (or set GATHER_S3_PREFIX).', usage);
+  if (!bucket) throw usageError('Missing required option --bucket (or set GATHER_S3_BUCKET).', usageCommand);
+  if (!prefix) throw usageError('Missing required option --prefix (or set GATHER_S3_PREFIX).', usageCommand);
   const checksums = str('checksums') ?? env.checksums;
   if (checksums !== undefined && checksums !== 'default' && checksums !== 'when-required') {
-    throw new UsageError(`Invalid --checksums ${JSON.stringify(checksums)}: use default or when-required.`, usage);
+    throw usageError(`Invalid --checksums ${JSON.stringify(checksums)}: use default or when-required.`, usageCommand);
   }
   const out: S3ConnectionOptions & { bucket: string; prefix: string } = { bucket, prefix };
   const endpoint = str('endpoint') ?? env.endpoint;
@@ -134,8 +128,8 @@ function connection(values: Values, io: CommandIo, usage: string): S3ConnectionO
 }
 
 function report(error: unknown, io: CommandIo): number {
-  if (error instanceof UsageError) {
-    io.stderr(`[gather] [${SCOPE}] ${error.message}\n\n${error.usage}`);
+  if (UsageError.isInstance(error)) {
+    io.stderr(`${usageErrorText('gather-bundle', error)}\n`);
     return 2;
   }
   if (isGatherError(error)) {
@@ -160,20 +154,19 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
         'multipart-threshold-mib': { type: 'string' },
       },
       'publish',
-      PUBLISH_USAGE,
     );
     if (values.help === true) {
       io.stdout(PUBLISH_USAGE);
       return 0;
     }
     const bundlePath = typeof values.bundle === 'string' && values.bundle ? values.bundle : undefined;
-    if (!bundlePath) throw new UsageError('Missing required option --bundle.', PUBLISH_USAGE);
-    const conn = connection(values, io, PUBLISH_USAGE);
+    if (!bundlePath) throw usageError('Missing required option --bundle.', 'publish');
+    const conn = connection(values, io, 'publish');
     let threshold: number | undefined;
     if (typeof values['multipart-threshold-mib'] === 'string') {
       const mib = Number(values['multipart-threshold-mib']);
       if (!Number.isInteger(mib) || mib < 1 || mib > 64) {
-        throw new UsageError('Invalid --multipart-threshold-mib: use an integer from 1 to 64.', PUBLISH_USAGE);
+        throw usageError('Invalid --multipart-threshold-mib: use an integer from 1 to 64.', 'publish');
       }
       threshold = mib * 1024 * 1024;
     }
@@ -181,12 +174,12 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
     if (typeof values['public-key'] === 'string') {
       const path = values['public-key'];
       publicKeyPem = await readFile(path).catch((cause: NodeJS.ErrnoException) => {
-        throw new UsageError(`Cannot read --public-key ${path} (${cause.code ?? cause.message}).`, PUBLISH_USAGE);
+        throw usageError(`Cannot read --public-key ${path} (${cause.code ?? cause.message}).`, 'publish');
       });
       try {
         parsePublicKey(publicKeyPem, `--public-key ${path}`);
       } catch (error) {
-        throw new UsageError((error as Error).message.replace(/^\[gather\] /, ''), PUBLISH_USAGE);
+        throw usageError((error as Error).message.replace(/^\[gather\] /, ''), 'publish');
       }
     }
     const result = await publishBundle({
@@ -231,29 +224,28 @@ export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo(
       argv,
       { ...CONNECTION_OPTIONS, to: { type: 'string' }, key: { type: 'string' }, sequence: { type: 'string' }, 'expires-in': { type: 'string' } },
       'rollback',
-      ROLLBACK_USAGE,
     );
     if (values.help === true) {
       io.stdout(ROLLBACK_USAGE);
       return 0;
     }
     const to = typeof values.to === 'string' && values.to ? values.to : undefined;
-    if (!to) throw new UsageError('Missing required option --to <version>.', ROLLBACK_USAGE);
+    if (!to) throw usageError('Missing required option --to <version>.', 'rollback');
     let sequence: number | undefined;
     if (typeof values.sequence === 'string') {
       sequence = /^[0-9]{1,15}$/.test(values.sequence) ? Number(values.sequence) : NaN;
-      if (!Number.isSafeInteger(sequence)) throw new UsageError(`Invalid --sequence ${JSON.stringify(values.sequence)}: use a whole number.`, ROLLBACK_USAGE);
+      if (!Number.isSafeInteger(sequence)) throw usageError(`Invalid --sequence ${JSON.stringify(values.sequence)}: use a whole number.`, 'rollback');
     }
     const keyPath = typeof values.key === 'string' && values.key ? values.key : undefined;
     const expiresIn = typeof values['expires-in'] === 'string' ? values['expires-in'] : undefined;
-    if (expiresIn !== undefined && !keyPath) throw new UsageError('--expires-in needs --key: it is part of the re-signed manifest.', ROLLBACK_USAGE);
+    if (expiresIn !== undefined && !keyPath) throw usageError('--expires-in needs --key: it is part of the re-signed manifest.', 'rollback');
     let sign: BundleSigner | undefined;
     if (keyPath) {
-      if (!deps.signer) throw new UsageError('--key needs gather-bundle (@gather/checks-bundler), which signs bundles: run "gather-bundle rollback".', ROLLBACK_USAGE);
+      if (!deps.signer) throw usageError('--key needs gather-bundle (@gather/checks-bundler), which signs bundles: run "gather-bundle rollback".', 'rollback');
       sign = await deps.signer({ keyPath, ...(expiresIn !== undefined ? { expiresIn } : {}) });
     }
     const result = await rollbackBundle({
-      ...connection(values, io, ROLLBACK_USAGE),
+      ...connection(values, io, 'rollback'),
       to,
       ...(sign ? { sign } : {}),
       ...(sequence !== undefined ? { sequence } : {}),

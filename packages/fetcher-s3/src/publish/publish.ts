@@ -189,7 +189,7 @@ export async function publishBundle(options: PublishOptions): Promise<PublishRes
       }
       bytes = await readFile(path);
     } catch (cause) {
-      if (cause instanceof GatherError) throw cause;
+      if (GatherError.isInstance(cause)) throw cause;
       throw new ConfigError(`Cannot read the bundle ${path} (${(cause as NodeJS.ErrnoException).code ?? cause}). Check --bundle.`, {
         scope: SCOPE,
         cause,

@@ -30,6 +30,9 @@ export class PublishError extends GatherError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('GATHER_PUBLISH', message, { ...options, scope: SCOPE });
   }
+  static override isInstance(error: unknown): error is PublishError {
+    return GatherError.isInstance(error) && error.code === 'GATHER_PUBLISH';
+  }
 }
 
 export interface BucketOptions extends S3ConnectionOptions {
@@ -70,7 +73,7 @@ export function session(options: BucketOptions, action: string) {
       return withRetry(operation, isTransient, policy, options.signal);
     },
     fail(error: unknown, key: string, notFoundHint?: string): GatherError {
-      if (error instanceof GatherError) return error;
+      if (GatherError.isInstance(error)) return error;
       const message = describeS3Error(error, {
         action,
         bucket,

@@ -1,0 +1,70 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanEnv, makeBundleFile, packPackages, tempDir } from './_helpers.js';
+
+// Installed as the README says (`npm install --global @gather/agent @gather/exporter-es`), each package gets
+// its own copy of @gather/core: an error made by the exporter's copy is no `instanceof` the agent's classes.
+// The packages are packed (`pnpm pack`) and installed from the tarballs into two npm prefixes, then laid out
+// as npm's global install does (<root>/lib/node_modules/<package>/node_modules/<its dependencies>), so the
+// agent finds the exporter next to it, each with its own core. Third-party dependencies (pino,
+// @elastic/elasticsearch) come from the npm registry or npm's cache.
+
+const ROOT_MODULES = ['lib', 'node_modules'];
+
+/** Installs `tarballs` (the package itself last) like `npm install --global` would put them under `globalRoot`. */
+function installGlobally(globalRoot: string, work: string, name: string, tarballs: string[]): void {
+  const prefix = join(work, `prefix-${name}`);
+  execFileSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...tarballs], { stdio: 'pipe', timeout: 300_000 });
+  const target = join(globalRoot, ...ROOT_MODULES, '@gather', name);
+  mkdirSync(join(globalRoot, ...ROOT_MODULES, '@gather'), { recursive: true });
+  renameSync(join(prefix, 'node_modules', '@gather', name), target);
+  // What is left (its @gather/core and the rest) is the package's own node_modules, as in a global install.
+  renameSync(join(prefix, 'node_modules'), join(target, 'node_modules'));
+}
+
+describe('separately installed packages (two copies of @gather/core)', () => {
+  let work: string;
+  let agentBin: string;
+
+  beforeAll(() => {
+    work = tempDir('gather-installs-');
+    const packs = join(work, 'packs');
+    mkdirSync(packs);
+    packPackages(packs, ['core', 'agent', 'exporter-es']);
+    const tgz = (name: string) => join(packs, `gather-${name}-0.1.0.tgz`);
+    const globalRoot = join(work, 'global');
+    installGlobally(globalRoot, work, 'agent', [tgz('core'), tgz('agent')]);
+    installGlobally(globalRoot, work, 'exporter-es', [tgz('core'), tgz('exporter-es')]);
+    agentBin = join(globalRoot, ...ROOT_MODULES, '@gather', 'agent', 'bin', 'gather-agent.js');
+  }, 600_000);
+
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('has two copies of core', () => {
+    const find = spawnSync('find', [join(work, 'global'), '-path', '*/@gather/core/package.json'], { encoding: 'utf8' });
+    expect(find.stdout.trim().split('\n')).toHaveLength(2);
+  });
+
+  it("reports the exporter's configuration error (a bad index name) as one: exit 2 with its message", async () => {
+    const fixture = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const config = join(fixture.dir, 'agent.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        bundle: fixture.bundlePath,
+        publicKey: fixture.publicKeyPath,
+        exporter: 'elasticsearch',
+        // Nothing listens there: the exporter refuses its options before it connects.
+        elasticsearch: { url: 'http://127.0.0.1:9', resultsIndex: 'Not_A_Valid_Index' },
+        stateDir: join(fixture.dir, 'state'),
+        spoolDir: join(fixture.dir, 'spool'),
+      }),
+    );
+    const result = spawnSync(process.execPath, [agentBin, 'run', '--config', config], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    expect(result.stderr).not.toMatch(/Unexpected error/);
+    expect(result.stderr).toMatch(/not a valid index name: "Not_A_Valid_Index"/);
+    expect(result.status).toBe(2);
+  });
+});
