@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Client } from '@elastic/elasticsearch';
 import type { ErrorDocument, ResultDocument, RunSummaryDocument } from '@gather/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exporterContract, sampleError, sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
+import { exporterContract, sampleError, sampleResult, sampleRunSummary } from '@gather/core/testing';
 import { createEsExporter, type EsExporterOptions } from '../src/index.js';
 import { dailyIndex } from '../src/daily.js';
 import { resultSource, templateName } from '../src/mapping.js';

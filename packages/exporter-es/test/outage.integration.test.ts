@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@elastic/elasticsearch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sampleResult } from '../../core/test/contracts/exporter.js';
+import { sampleResult } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
 import { count, testClient, uniqueName } from './_es.js';
 

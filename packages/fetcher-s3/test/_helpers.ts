@@ -13,7 +13,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll } from 'vitest';
-import { tar } from '../../core/test/_fixtures.js';
+import { tar } from '@gather/core/testing';
 
 export { tar };
 

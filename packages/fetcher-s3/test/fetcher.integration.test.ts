@@ -4,7 +4,7 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fetcherContract } from '../../core/test/contracts/fetcher.js';
+import { fetcherContract } from '@gather/core/testing';
 import { createS3Fetcher, publishBundle, rollbackBundle, serializePointer, type S3FetcherOptions } from '../src/index.js';
 import {
   FAST_RETRY,

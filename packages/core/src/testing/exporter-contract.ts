@@ -1,7 +1,7 @@
 // The contract every Exporter must meet, run against each adapter (core's built-ins here, Elasticsearch in
 // @gather/exporter-es). `readBack` returns what the destination holds, so the suite checks real delivery.
 import { describe, expect, it } from 'vitest';
-import type { ErrorDocument, Exporter, GatherDocument, ResultDocument, RunSummaryDocument } from '../../src/types.js';
+import type { ErrorDocument, Exporter, GatherDocument, ResultDocument, RunSummaryDocument } from '../types.js';
 
 export interface ExporterHarness {
   create(): Promise<Exporter> | Exporter;
