@@ -16,12 +16,3 @@ export { publishCommand, rollbackCommand, PUBLISH_USAGE, ROLLBACK_USAGE, type Co
 export { s3OptionsFromEnv, type S3EnvOptions } from './env.js';
 export type { ChecksumSetting, S3ConnectionOptions, S3Credentials } from './_client.js';
 export type { RetryOptions } from './_retry.js';
-export {
-  POINTER_NAME,
-  pointerKey,
-  versionKey,
-  parsePointer,
-  serializePointer,
-  type BundlePointer,
-} from './_layout.js';
-export { readBundleManifest } from './_manifest.js';

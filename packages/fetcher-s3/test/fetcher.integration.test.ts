@@ -5,7 +5,8 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fetcherContract } from '@gather/core/testing';
-import { createS3Fetcher, publishBundle, rollbackBundle, serializePointer, type S3FetcherOptions } from '../src/index.js';
+import { serializePointer } from '../src/_layout.js';
+import { createS3Fetcher, publishBundle, rollbackBundle, type S3FetcherOptions } from '../src/index.js';
 import {
   FAST_RETRY,
   bundle,

@@ -14,11 +14,11 @@ import {
   listBundleVersions,
   publishBundle,
   publishCommand,
-  readBundleManifest,
   rollbackBundle,
   rollbackCommand,
   type CommandIo,
 } from '../src/index.js';
+import { readBundleManifest } from '../src/_manifest.js';
 import {
   FAST_RETRY,
   bundle,
