@@ -737,7 +737,10 @@ class ElasticsearchExporter implements EsExporter {
   /** Records a request failure: Elasticsearch down (retry later) or fatal (credentials, refused request). */
   private fail(error: unknown, doing: string): void {
     const kind = classify(error);
-    if (kind === 'retry') return this.markDown(error);
+    if (kind === 'retry') {
+      this.markDown(error);
+      return;
+    }
     const detail = this.text(describe(error));
     const status = error instanceof esErrors.ResponseError ? error.statusCode : undefined;
     let message: string;

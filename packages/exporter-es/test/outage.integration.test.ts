@@ -103,7 +103,7 @@ describe('Elasticsearch stopped in the middle of an export', () => {
       size: 0,
       aggs: { checks: { terms: { field: 'check', size: 100 } } },
     });
-    const buckets = (perCheck.aggregations?.checks as { buckets: Array<{ doc_count: number }> }).buckets;
+    const buckets = (perCheck.aggregations!.checks as { buckets: Array<{ doc_count: number }> }).buckets;
     expect(buckets).toHaveLength(CHECKS);
     expect(buckets.every((b) => b.doc_count === PER_CHECK)).toBe(true);
   });

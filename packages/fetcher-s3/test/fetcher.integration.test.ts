@@ -17,12 +17,12 @@ import {
   startProxy,
   s3TestScope,
   tempDir,
-  type Proxy,
+  type FaultProxy,
 } from './_helpers.js';
 
 const { env, bucket, admin, proxies, newPrefix } = s3TestScope();
 
-async function proxy(...args: Parameters<typeof startProxy> extends [string, ...infer Rest] ? Rest : never): Promise<Proxy> {
+async function proxy(...args: Parameters<typeof startProxy> extends [string, ...infer Rest] ? Rest : never): Promise<FaultProxy> {
   const started = await startProxy(env.endpoint, ...args);
   proxies.push(started);
   return started;

@@ -28,7 +28,6 @@ import {
   tar,
   s3TestScope,
   tempDir,
-  type Proxy,
 } from './_helpers.js';
 
 const { env, bucket, admin, proxies, newPrefix } = s3TestScope();
