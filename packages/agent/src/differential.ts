@@ -264,7 +264,7 @@ export class DifferentialResults {
 /** What the agent remembers of its host for the one document per host (gather-hosts). */
 export interface HostHistory {
   first_seen?: string;
-  last_runs?: RunSummaryDocument['last_runs'];
+  last_runs?: NonNullable<RunSummaryDocument['last_runs']>;
 }
 
 const HOST_FILE = 'host.json';

@@ -1,5 +1,4 @@
 export { EXIT, OUTCOME_EXIT, exitCodeOf, exitCodeForError, outcomeOf, type ExitCode, type RunFacts } from './exit-codes.js';
-export { formatTable, tableRow, type TableRow } from './_table.js';
 export { AGENT_VERSION } from './version.js';
 export { loadConfig, describeConfig, parseBundleSource, defaultDirs, SETTINGS, SCHEDULE_DEFAULTS, DEFAULT_CONFIG_FILE, type AgentConfig, type LoadOptions, type ScheduleConfig, type BundleSource } from './config.js';
 export { Scheduler, firstDelayMs, splayMs, systemClock, type Clock, type Job, type JobSpec, type SchedulerOptions } from './scheduler.js';

@@ -7,7 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dailyIndex } from '../../exporter-es/src/daily.js';
+import { dailyIndex } from '@gather/exporter-es';
 import { agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
 
 const esUrl = process.env.GATHER_ES_URL;

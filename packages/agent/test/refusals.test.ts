@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKeyPair } from '@gather/checks-bundler';
-import { tar, type TarEntry } from '../../core/test/_fixtures.js';
+import { tar, type TarEntry } from '@gather/core/testing';
 import { agent, makeBundleFile, ndjson, tempDir, type Fixture } from './_helpers.js';
 
 // Every bundle here holds a check that would create the sentinel file: a refusal must leave it absent.

@@ -64,11 +64,11 @@ describe('replay through S3', () => {
       AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
       GATHER_STATE_DIR: join(dir, 'state'),
     });
-    const valueOf = (stdout: string) => ndjson(stdout).find((doc) => doc.kind === 'result')?.value;
+    const resultValue = (stdout: string) => ndjson(stdout).find((doc) => doc.kind === 'result')?.value;
 
     const first = await agent(['run'], { env });
     expect(first.code).toBe(0);
-    expect(valueOf(first.stdout)).toBe(2);
+    expect(resultValue(first.stdout)).toBe(2);
 
     // S3 write access alone: latest written back to v1 (already signed, already published). gather-bundle
     // publish refuses to do it, so the attacker writes the pointer with the plain S3 API.
@@ -96,7 +96,7 @@ describe('replay through S3', () => {
     expect(rollback.stdout).toContain('Republished the checks of v1 as v1-r2001 (sequence 2001)');
     const after = await agent(['run'], { env });
     expect(after.code).toBe(0);
-    expect(valueOf(after.stdout)).toBe(1);
+    expect(resultValue(after.stdout)).toBe(1);
     expect(ndjson(after.stdout).find((doc) => doc.kind === 'result')).toMatchObject({ bundle: { version: 'v1-r2001' } });
   });
 });

@@ -51,7 +51,10 @@ function manualJob(name: string, spec: Job['spec'], clock: FakeClock) {
       return new Promise<void>((resolve) => finishers.push(resolve));
     },
   };
-  return { job, starts, finishAll: () => finishers.splice(0).forEach((f) => f()) };
+  return { job, starts, finishAll: () => {
+      for (const finish of finishers.splice(0)) finish();
+    },
+  };
 }
 
 const SEC = 1000;

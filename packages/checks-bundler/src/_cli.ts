@@ -32,10 +32,10 @@ import {
   validateVersion,
   writeBundle,
   writeFileAtomic,
-} from './_bundle.js';
-import { SCOPE } from './_collect.js';
-import { generateSigningKeyPair, loadSigningKey } from './_keys.js';
-import { resignBundle } from './_resign.js';
+} from './bundle.js';
+import { SCOPE } from './collect.js';
+import { generateSigningKeyPair, loadSigningKey } from './keys.js';
+import { resignBundle } from './resign.js';
 
 export interface CliIo {
   stdout: (text: string) => void;

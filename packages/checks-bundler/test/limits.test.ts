@@ -2,7 +2,8 @@ import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { ChecksInvalidError, MAX_CHECK_BYTES, MAX_PAYLOAD_BYTES, loadBundlePayload, verifyBundle } from '@gather/core';
 import { buildRunner } from '../src/_runner.js';
-import { buildBundle, parseDuration } from '../src/index.js';
+import { parseDuration } from '../src/bundle.js';
+import { buildBundle } from '../src/index.js';
 import { FIXTURE, FIXTURE_PAYLOAD, KEYS, fixtureChecks } from './_helpers.js';
 
 const CREATED = '2024-06-01T12:34:56Z';

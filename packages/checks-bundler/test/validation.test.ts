@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ChecksInvalidError } from '@gather/core';
-import { collectChecksWith } from '../src/_collect.js';
+import { collectChecksWith } from '../src/collect.js';
 import { collectChecks, writeBundle } from '../src/index.js';
 import { FIXTURE, FIXTURE_PAYLOAD, KEYS, fixtureChecks, tempDir, writeTree } from './_helpers.js';
 

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import vm from 'node:vm';
-import { readTar } from './_tar.js';
+import { readTar } from './tar.js';
 import { DURATION_RANGES, describeRange, durationProblem } from './durations.js';
 import { BundleRefusedError, ConfigError } from './errors.js';
 import {

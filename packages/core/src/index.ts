@@ -15,10 +15,10 @@ export {
   readBundleFile,
   type VerifiedBundle,
 } from './bundle.js';
-export { readTar, type TarMember } from './_tar.js';
-export { checkFreshness, createSequenceStateFile, sequenceStatePath, type SequenceState } from './sequence.js';
+export { readTar, type TarMember } from './tar.js';
+export { checkFreshness, createSequenceStateFile, type SequenceState } from './sequence.js';
 export { readStateFile, writeStateFile } from './state-file.js';
-export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, MAX_PROBLEMS_KEPT, type ParsedOutput } from './output.js';
+export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, type ParsedOutput } from './output.js';
 export { executeCheck, enterIdleIoClass, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export {
   openContainment,
@@ -39,10 +39,9 @@ export {
   type FileExporterOptions,
   type MemoryExporter,
 } from './adapters.js';
-export { createScrubber, MASK, MIN_SECRET_LENGTH, redact, redactText, scrubbingExporter, secretForms, type Scrubber } from './redact.js';
+export { createScrubber, MASK, MIN_SECRET_LENGTH, redact, redactText, scrubbingExporter, type Scrubber } from './redact.js';
 export {
   DURATION_RANGES,
-  MAX_TIMER_MS,
   describeRange,
   durationProblem,
   setLongTimeout,
@@ -52,10 +51,8 @@ export {
 } from './durations.js';
 export {
   acquireLock,
-  bootId,
   ownerAlive,
   processStartTime,
-  staleReason,
   LockBusyError,
   type AcquireOptions,
   type Lock,

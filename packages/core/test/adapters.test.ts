@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createFileExporter, createFileFetcher, createMemoryExporter, createStdoutExporter, type GatherDocument } from '../src/index.js';
-import { exporterContract, sampleResult } from './contracts/exporter.js';
-import { fetcherContract } from './contracts/fetcher.js';
+import { exporterContract, sampleResult } from '../src/testing/exporter-contract.js';
+import { fetcherContract } from '../src/testing/fetcher-contract.js';
 import { tempDir, writeTemp } from './_fixtures.js';
 
 const parseNdjson = (text: string): GatherDocument[] => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));

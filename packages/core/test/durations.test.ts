@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DURATION_RANGES, durationProblem, loadBundlePayload, MAX_TIMER_MS, setLongTimeout, verifyBundle } from '../src/index.js';
+import { MAX_TIMER_MS } from '../src/durations.js';
+import { DURATION_RANGES, durationProblem, loadBundlePayload, setLongTimeout, verifyBundle } from '../src/index.js';
 import { check, makeBundle, makeKeys } from './_fixtures.js';
 
 describe('duration ranges', () => {

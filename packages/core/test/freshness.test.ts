@@ -15,9 +15,9 @@ import {
   loadBundlePayload,
   readBundleFile,
   run,
-  sequenceStatePath,
   verifyBundle,
 } from '../src/index.js';
+import { sequenceStatePath } from '../src/sequence.js';
 import { check, makeBundle, makeKeys, tempDir, type BundleSpec as Spec } from './_fixtures.js';
 
 const keys = makeKeys();

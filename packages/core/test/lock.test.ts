@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { acquireLock, bootId, LockBusyError, processStartTime, staleReason, type LockTakeover } from '../src/index.js';
+import { acquireLock, LockBusyError, processStartTime, type LockTakeover } from '../src/index.js';
+import { bootId, staleReason } from '../src/lock.js';
 
 const dirs: string[] = [];
 afterEach(() => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryExporter } from '../src/adapters.js';
 import { createScrubber, MASK, redact, redactText, scrubbingExporter } from '../src/redact.js';
-import { sampleError, sampleResult, sampleRunSummary } from './contracts/exporter.js';
+import { sampleError, sampleResult, sampleRunSummary } from '../src/testing/exporter-contract.js';
 
 const SECRET = 'hunter2-Sekr3t/+=&"x';
 const TOKEN = 'FwoGZXIvYXdzEJr//////////wEaDAbc';

@@ -259,7 +259,7 @@ describe('run', () => {
   });
 
   it('stops on SIGTERM when it handles process signals', async () => {
-    const { options, tmpRoot } = setup([check('aaa', 'sleep 30; emit slow 1')], { handleProcessSignals: true, onCheckDone: undefined });
+    const { options, tmpRoot } = setup([check('aaa', 'sleep 30; emit slow 1')], { handleProcessSignals: true });
     const started = Date.now();
     const running = run(options);
     setTimeout(() => process.emit('SIGTERM'), 300);

@@ -4,7 +4,7 @@
 import type { Client } from '@elastic/elasticsearch';
 import { MAX_VALUE_DEPTH, parseCheckOutput, type ResultDocument, type RunSummaryDocument } from '@gather/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
+import { sampleResult, sampleRunSummary } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
 import { dropIndices, esUrl, readAll, testClient, uniqueName } from './_es.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Client } from '@elastic/elasticsearch';
 import type { ErrorDocument, ResultDocument, RunSummaryDocument } from '@gather/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exporterContract, sampleError, sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
+import { exporterContract, sampleError, sampleResult, sampleRunSummary } from '@gather/core/testing';
 import { createEsExporter, type EsExporterOptions } from '../src/index.js';
 import { dailyIndex } from '../src/daily.js';
 import { resultSource, templateName } from '../src/mapping.js';
@@ -215,7 +215,8 @@ describe('errors index', () => {
   it('receives check errors and run errors with deterministic ids', async () => {
     const names = indices();
     const exporter = exporterFor(names);
-    const runError: ErrorDocument = { ...sampleError(0), run_id: 'errs', check: undefined, category: undefined, reason: 'bundle_refused', message: 'bad signature' };
+    const { check: _check, category: _category, ...checkless } = sampleError(0);
+    const runError: ErrorDocument = { ...checkless, run_id: 'errs', reason: 'bundle_refused', message: 'bad signature' };
     await exporter.exportErrors([{ ...sampleError(1), run_id: 'errs', reason: 'timeout', message: 'timed out after 60 s', stdout: 'partial' }]);
     await exporter.exportErrors([runError]);
     expect(await exporter.close()).toMatchObject({ delivered: 2, failed: 0 });

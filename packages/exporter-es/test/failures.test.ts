@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, ExportError } from '@gather/core';
-import { sampleError, sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
+import { sampleError, sampleResult, sampleRunSummary } from '@gather/core/testing';
 import { createEsExporter, type EsExporterOptions } from '../src/index.js';
 
 const SECRET = 'S3cr3t-pa55word-do-not-print';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sampleResult } from '../../core/test/contracts/exporter.js';
+import { sampleResult } from '@gather/core/testing';
 import { ERRORS_MAPPINGS, FLATTENED_DEPTH_LIMIT, RESULTS_MAPPINGS, RUNS_MAPPINGS, indexTemplate, resultSource, typedValueFields } from '../src/mapping.js';
 
 describe('typed value fields', () => {

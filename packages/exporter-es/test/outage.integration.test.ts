@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@elastic/elasticsearch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sampleResult } from '../../core/test/contracts/exporter.js';
+import { sampleResult } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
 import { count, testClient, uniqueName } from './_es.js';
 
@@ -103,7 +103,7 @@ describe('Elasticsearch stopped in the middle of an export', () => {
       size: 0,
       aggs: { checks: { terms: { field: 'check', size: 100 } } },
     });
-    const buckets = (perCheck.aggregations?.checks as { buckets: Array<{ doc_count: number }> }).buckets;
+    const buckets = (perCheck.aggregations!.checks as { buckets: Array<{ doc_count: number }> }).buckets;
     expect(buckets).toHaveLength(CHECKS);
     expect(buckets.every((b) => b.doc_count === PER_CHECK)).toBe(true);
   });

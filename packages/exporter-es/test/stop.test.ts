@@ -6,7 +6,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
+import { sampleResult, sampleRunSummary } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
 
 let dir: string;

@@ -13,7 +13,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll } from 'vitest';
-import { tar } from '../../core/test/_fixtures.js';
+import { tar } from '@gather/core/testing';
 
 export { tar };
 
@@ -123,7 +123,7 @@ export type ProxyAction =
   /** Accept the request and never answer. */
   | { kind: 'hang' };
 
-export interface Proxy {
+export interface FaultProxy {
   url: string;
   requests: ProxiedRequest[];
   close(): Promise<void>;
@@ -133,7 +133,7 @@ export interface Proxy {
  * An HTTP proxy on 127.0.0.1 in front of the real S3 server. `plan` decides per request (0-based index).
  * The Host header is passed through unchanged, so SigV4 signatures made for the proxy URL stay valid.
  */
-export async function startProxy(target: string, plan: (req: IncomingMessage, index: number) => ProxyAction = () => ({ kind: 'forward' })): Promise<Proxy> {
+export async function startProxy(target: string, plan: (req: IncomingMessage, index: number) => ProxyAction = () => ({ kind: 'forward' })): Promise<FaultProxy> {
   const upstream = new URL(target);
   const requests: ProxiedRequest[] = [];
   const server = createServer((req, res) => {
@@ -217,7 +217,7 @@ export function s3TestScope() {
   const env = s3Env();
   const admin = adminClient(env);
   const prefixes: string[] = [];
-  const proxies: Proxy[] = [];
+  const proxies: FaultProxy[] = [];
   afterAll(async () => {
     for (const proxy of proxies) await proxy.close();
     for (const prefix of prefixes) await deletePrefix(admin, env.bucket, prefix);

@@ -4,7 +4,7 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fetcherContract } from '../../core/test/contracts/fetcher.js';
+import { fetcherContract } from '@gather/core/testing';
 import { createS3Fetcher, type S3FetcherOptions } from '../src/index.js';
 import { publishBundle, rollbackBundle, serializePointer } from '../src/publish/index.js';
 import {
@@ -17,12 +17,12 @@ import {
   startProxy,
   s3TestScope,
   tempDir,
-  type Proxy,
+  type FaultProxy,
 } from './_helpers.js';
 
 const { env, bucket, admin, proxies, newPrefix } = s3TestScope();
 
-async function proxy(...args: Parameters<typeof startProxy> extends [string, ...infer Rest] ? Rest : never): Promise<Proxy> {
+async function proxy(...args: Parameters<typeof startProxy> extends [string, ...infer Rest] ? Rest : never): Promise<FaultProxy> {
   const started = await startProxy(env.endpoint, ...args);
   proxies.push(started);
   return started;

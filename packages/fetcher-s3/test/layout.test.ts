@@ -1,6 +1,6 @@
 // The published layout (pointer format, keys) and reading a bundle's version from its manifest.
 import { describe, expect, it } from 'vitest';
-import { makeBundle, makeKeys } from '../../core/test/_fixtures.js';
+import { makeBundle, makeKeys } from '@gather/core/testing';
 import { normalizePrefix, parsePointer, pointerKey, serializePointer, versionKey } from '../src/_layout.js';
 import { readBundleManifest } from '../src/publish/manifest.js';
 import { bundle, tar } from './_helpers.js';

@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { readTar } from '@gather/core';
-import { makeBundle, makeKeys } from '../../core/test/_fixtures.js';
+import { makeBundle, makeKeys } from '@gather/core/testing';
 import { createS3Fetcher } from '../src/index.js';
 import {
   listBundleVersions,
@@ -28,7 +28,6 @@ import {
   tar,
   s3TestScope,
   tempDir,
-  type Proxy,
 } from './_helpers.js';
 
 const { env, bucket, admin, proxies, newPrefix } = s3TestScope();

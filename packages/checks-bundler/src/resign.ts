@@ -5,9 +5,9 @@
  */
 import { createPublicKey } from 'node:crypto';
 import { ConfigError, RUNNER_MEMBER, verifyBundle, type BundleManifest } from '@gather/core';
-import { parseCreated, signedBundle, validateSequence, validateVersion, type BuiltBundle } from './_bundle.js';
-import { SCOPE } from './_collect.js';
-import { loadSigningKey } from './_keys.js';
+import { parseCreated, signedBundle, validateSequence, validateVersion, type BuiltBundle } from './bundle.js';
+import { SCOPE } from './collect.js';
+import { loadSigningKey } from './keys.js';
 
 export interface ResignOptions {
   privateKeyPem?: string | Buffer;

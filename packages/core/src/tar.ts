@@ -45,6 +45,7 @@ function checkName(name: string): void {
   if (name.split(/[\\/]/).includes('..')) {
     throw new BundleRefusedError(`Bundle refused: tar entry "${name}" contains ".." (path traversal).`);
   }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters in names is the point.
   if (/[\\\0-\x1f]/.test(name)) {
     throw new BundleRefusedError(`Bundle refused: tar entry "${JSON.stringify(name)}" has a backslash or control character.`);
   }

@@ -14,8 +14,8 @@ import {
   type BundleManifest,
   type Category,
 } from '@gather/core';
-import { SCOPE, collectChecksWith, type CollectOptions } from './_collect.js';
-import { loadSigningKey } from './_keys.js';
+import { SCOPE, collectChecksWith, type CollectOptions } from './collect.js';
+import { loadSigningKey } from './keys.js';
 import { buildRunner } from './_runner.js';
 import { writeTar } from './_tar.js';
 

@@ -1,7 +1,7 @@
 // The contract every Exporter must meet, run against each adapter (core's built-ins here, Elasticsearch in
 // @gather/exporter-es). `readBack` returns what the destination holds, so the suite checks real delivery.
 import { describe, expect, it } from 'vitest';
-import type { ErrorDocument, Exporter, GatherDocument, ResultDocument, RunSummaryDocument } from '../../src/types.js';
+import type { ErrorDocument, Exporter, GatherDocument, ResultDocument, RunSummaryDocument } from '../types.js';
 
 export interface ExporterHarness {
   create(): Promise<Exporter> | Exporter;
@@ -66,7 +66,7 @@ export function exporterContract(name: string, harness: ExporterHarness): void {
       await exporter.exportResults(values.map((value, i) => sampleResult(i, value)));
       await exporter.close();
       const byName = new Map((await harness.readBack()).map((d) => [(d as ResultDocument).name, (d as ResultDocument).value]));
-      values.forEach((value, i) => expect(byName.get(`n.${i}`)).toEqual(value));
+      for (const [i, value] of values.entries()) expect(byName.get(`n.${i}`)).toEqual(value);
     });
 
     it('exportRunSummary, when present, delivers the summary', async () => {

@@ -1,8 +1,9 @@
 // The contract every Fetcher must meet, run against each adapter (file here, S3 in @gather/fetcher-s3).
-import { readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Fetcher } from '../../src/types.js';
-import { tempDir } from '../_fixtures.js';
+import type { Fetcher } from '../types.js';
 
 export interface FetcherHarness {
   /** A fetcher whose source currently holds `bundle`. */
@@ -10,6 +11,8 @@ export interface FetcherHarness {
   /** A fetcher whose source has nothing to fetch. */
   missing(): Promise<Fetcher> | Fetcher;
 }
+
+const tempDir = () => mkdtempSync(join(tmpdir(), 'gather-contract-'));
 
 export function fetcherContract(name: string, harness: FetcherHarness): void {
   describe(`Fetcher contract: ${name}`, () => {

@@ -1,7 +1,7 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '@gather/core';
-import { SCOPE } from './_collect.js';
+import { SCOPE } from './collect.js';
 
 const HOW_TO_MAKE =
   'Make one with "gather-bundle keygen --out-private key.pem --out-public key.pub.pem" ' +
