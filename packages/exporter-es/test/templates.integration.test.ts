@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@elastic/elasticsearch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sampleResult, sampleRunSummary } from '../../core/test/contracts/exporter.js';
+import { sampleResult, sampleRunSummary } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
 import { templateName } from '../src/mapping.js';
 import { count, dropIndices, esUrl, testClient, uniqueName } from './_es.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ExportError } from '@gather/core';
-import { sampleResult } from '../../core/test/contracts/exporter.js';
+import { sampleResult } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
 
 interface Seen {
