@@ -28,10 +28,24 @@ try {
   const privateKey = join(work, 'dev-signing-key.pem');
   const publicKey = join(work, 'dev-signing-key.pub.pem');
   const bundle = join(work, 'check.tar');
-  if ((status = step('gather-bundle', bundleCli, ['keygen', '--out-private', privateKey, '--out-public', publicKey])) !== 0) process.exit(status);
-  if ((status = step('gather-bundle', bundleCli, ['build', '--checks', join(root, 'checks'), '--out', bundle, '--key', privateKey])) !== 0) process.exit(status);
+  if ((status = step('gather-bundle', bundleCli, ['keygen', '--out-private', privateKey, '--out-public', publicKey])) !== 0)
+    process.exit(status);
+  if ((status = step('gather-bundle', bundleCli, ['build', '--checks', join(root, 'checks'), '--out', bundle, '--key', privateKey])) !== 0)
+    process.exit(status);
   const stateDir = join(work, 'state');
-  status = step('gather-agent', agentCli, ['run', '--bundle', bundle, '--public-key', publicKey, '--out', out, '--state-dir', stateDir, '--table', ...process.argv.slice(2)]);
+  status = step('gather-agent', agentCli, [
+    'run',
+    '--bundle',
+    bundle,
+    '--public-key',
+    publicKey,
+    '--out',
+    out,
+    '--state-dir',
+    stateDir,
+    '--table',
+    ...process.argv.slice(2),
+  ]);
   process.stderr.write(`\nNDJSON results and error records: ${out} (exit code ${status}; see README "Exit codes")\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });

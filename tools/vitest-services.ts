@@ -40,19 +40,14 @@ const S3_KEYS = ['GATHER_S3_ACCESS_KEY_ID', 'GATHER_S3_SECRET_ACCESS_KEY', 'GATH
 
 function runServices(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(
-      'bash',
-      [SERVICES_SCRIPT, ...args],
-      { maxBuffer: 16 * 1024 * 1024, timeout: 15 * 60_000 },
-      (error, stdout, stderr) => {
-        if (stderr) process.stderr.write(stderr);
-        if (error) {
-          reject(new Error(`tools/services ${args.join(' ')} failed: ${error.message}\n${stderr}`));
-        } else {
-          resolve(stdout);
-        }
-      },
-    );
+    execFile('bash', [SERVICES_SCRIPT, ...args], { maxBuffer: 16 * 1024 * 1024, timeout: 15 * 60_000 }, (error, stdout, stderr) => {
+      if (stderr) process.stderr.write(stderr);
+      if (error) {
+        reject(new Error(`tools/services ${args.join(' ')} failed: ${error.message}\n${stderr}`));
+      } else {
+        resolve(stdout);
+      }
+    });
   });
 }
 

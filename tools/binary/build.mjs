@@ -25,7 +25,8 @@ for (const arch of arches) {
   if (arch !== 'x64' && arch !== 'arm64') fail(`--arch must be x64 or arm64, got "${arch}"`);
 }
 const out = resolve(values.out ?? join(root, 'dist/binary'));
-const nodeVersion = readFileSync(join(root, '.ci/node-lines'), 'utf8').match(/^(\d+\.\d+\.\d+)/m)?.[1] ?? fail('no version in .ci/node-lines');
+const nodeVersion =
+  readFileSync(join(root, '.ci/node-lines'), 'utf8').match(/^(\d+\.\d+\.\d+)/m)?.[1] ?? fail('no version in .ci/node-lines');
 const agentVersion = JSON.parse(readFileSync(join(root, 'packages/agent/package.json'), 'utf8')).version;
 const work = join(out, '.work');
 
@@ -35,7 +36,10 @@ function fail(message) {
 }
 
 function nodeBinary(arch) {
-  const bin = execFileSync('bash', [join(root, 'tools/node-dist'), nodeVersion, `linux-${arch}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const bin = execFileSync('bash', [join(root, 'tools/node-dist'), nodeVersion, `linux-${arch}`], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return join(bin.trim(), 'node');
 }
 
@@ -54,7 +58,15 @@ async function bundle(main, adapters) {
   }
   // esbuild is a dependency of the bundler package; the binary needs nothing else at build time.
   const esbuild = createRequire(join(root, 'packages/checks-bundler/package.json'))('esbuild');
-  const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node22', minify: true, legalComments: 'eof', logLevel: 'warning' };
+  const common = {
+    absWorkingDir: root,
+    bundle: true,
+    platform: 'node',
+    target: 'node22',
+    minify: true,
+    legalComments: 'eof',
+    logLevel: 'warning',
+  };
   const started = Date.now();
   await esbuild.build({
     ...common,
@@ -68,7 +80,10 @@ async function bundle(main, adapters) {
         name: 'gather-agent-binary',
         setup(build) {
           // The agent package says "sideEffects": false (true of its library API), but its CLI runs on import.
-          build.onResolve({ filter: /[\\/]agent[\\/]dist[\\/]cli\.js$/ }, (args) => ({ path: resolve(args.resolveDir, args.path), sideEffects: true }));
+          build.onResolve({ filter: /[\\/]agent[\\/]dist[\\/]cli\.js$/ }, (args) => ({
+            path: resolve(args.resolveDir, args.path),
+            sideEffects: true,
+          }));
           // `createRequire(import.meta.url)` (our version.ts, logger.ts) would resolve files next to the
           // binary at run time; without it, esbuild bundles what they require (package.json, pino).
           build.onLoad({ filter: /[\\/]packages[\\/][^\\/]+[\\/]dist[\\/][^\\/]+\.js$/ }, (args) => {
@@ -82,10 +97,18 @@ async function bundle(main, adapters) {
   // One asset per adapter: a run that exports to Elasticsearch does not evaluate the AWS SDK, nor the
   // reverse (each costs ~10 MB of RSS once evaluated). Without @gather/core: the executable passes its own.
   for (const [asset, pkg] of Object.entries(ADAPTER_ASSETS)) {
-    await esbuild.build({ ...common, entryPoints: [join(root, 'packages', pkg, 'dist/index.js')], outfile: adapters[asset], format: 'cjs', external: ['@gather/core'] });
+    await esbuild.build({
+      ...common,
+      entryPoints: [join(root, 'packages', pkg, 'dist/index.js')],
+      outfile: adapters[asset],
+      format: 'cjs',
+      external: ['@gather/core'],
+    });
   }
   const mib = (file) => `${(statSync(file).size / 1048576).toFixed(2)} MiB`;
-  const sizes = Object.entries(adapters).map(([asset, file]) => `${asset} ${mib(file)}`).join(', ');
+  const sizes = Object.entries(adapters)
+    .map(([asset, file]) => `${asset} ${mib(file)}`)
+    .join(', ');
   process.stderr.write(`build:binary: bundled the agent (${mib(main)}) and the adapters (${sizes}) in ${Date.now() - started} ms\n`);
 }
 
@@ -137,7 +160,9 @@ function buildSea(arch, main, adapters, hostNode) {
   const started = Date.now();
   execFileSync(hostNode, ['--build-sea', config], { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] });
   chmodSync(output, 0o755);
-  process.stderr.write(`build:binary: ${relative(root, output)} (${(statSync(output).size / 1048576).toFixed(1)} MiB, node ${nodeVersion}) in ${Date.now() - started} ms\n`);
+  process.stderr.write(
+    `build:binary: ${relative(root, output)} (${(statSync(output).size / 1048576).toFixed(1)} MiB, node ${nodeVersion}) in ${Date.now() - started} ms\n`,
+  );
   return output;
 }
 
@@ -150,13 +175,25 @@ function tarball(arch, binary) {
   copyFileSync(join(root, 'tools/systemd/gather-agent.service'), join(stage, 'gather-agent.service'));
   copyFileSync(join(root, 'tools/binary/install.sh'), join(stage, 'install.sh'));
   copyFileSync(join(root, 'LICENSE'), join(stage, 'LICENSE'));
-  for (const [file, mode] of [['gather-agent', 0o755], ['install.sh', 0o755], ['gather-agent.service', 0o644], ['LICENSE', 0o644]]) chmodSync(join(stage, file), mode);
+  for (const [file, mode] of [
+    ['gather-agent', 0o755],
+    ['install.sh', 0o755],
+    ['gather-agent.service', 0o644],
+    ['LICENSE', 0o644],
+  ])
+    chmodSync(join(stage, file), mode);
   chmodSync(stage, 0o755);
   const file = join(out, `${name}.tar.gz`);
-  const tar = execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--format=gnu', '-C', work, '-cf', '-', name], { maxBuffer: 1 << 30 });
+  const tar = execFileSync(
+    'tar',
+    ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--format=gnu', '-C', work, '-cf', '-', name],
+    { maxBuffer: 1 << 30 },
+  );
   const started = Date.now();
   writeFileSync(file, execFileSync('gzip', ['-n'], { input: tar, maxBuffer: 1 << 30 }));
-  process.stderr.write(`build:binary: ${relative(root, file)} (${(statSync(file).size / 1048576).toFixed(1)} MiB) in ${Date.now() - started} ms\n`);
+  process.stderr.write(
+    `build:binary: ${relative(root, file)} (${(statSync(file).size / 1048576).toFixed(1)} MiB) in ${Date.now() - started} ms\n`,
+  );
   return file;
 }
 

@@ -36,7 +36,11 @@ function run(command, args, options = {}) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-const ndjson = (text) => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+const ndjson = (text) =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
 const quote = (text) => `'${text.replaceAll("'", `'\\''`)}'`;
 
 /**
@@ -50,7 +54,9 @@ function withoutNode(command, args, env) {
     if (dir && existsSync(candidate)) nodes.add(candidate);
   }
   nodes.add(process.execPath);
-  const dirs = ['/usr/lib/node_modules', '/usr/local/lib/node_modules', join(process.env.HOME ?? '/root', '.cache/gather/node')].filter((d) => existsSync(d));
+  const dirs = ['/usr/lib/node_modules', '/usr/local/lib/node_modules', join(process.env.HOME ?? '/root', '.cache/gather/node')].filter(
+    (d) => existsSync(d),
+  );
   const emptyFile = join(work, 'empty-file');
   const emptyDir = join(work, 'empty-dir');
   writeFileSync(emptyFile, '');
@@ -63,7 +69,10 @@ function withoutNode(command, args, env) {
     'if command -v node >/dev/null 2>&1; then echo "node is still on PATH: $(command -v node)" >&2; exit 99; fi',
     'exec "$@"',
   ].join('\n');
-  return run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', command, ...args], { env, cwd: dirname(command) });
+  return run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', command, ...args], {
+    env,
+    cwd: dirname(command),
+  });
 }
 
 function dirname(file) {
@@ -107,15 +116,28 @@ describe('the build', () => {
   it('SHA256SUMS lists the binaries and tarballs of both architectures with their sha256', () => {
     const sums = readFileSync(join(out, 'SHA256SUMS'), 'utf8').trim().split('\n');
     const names = sums.map((line) => line.split(/\s+/)[1]).sort();
-    assert.deepEqual(names, [`gather-agent-${version}-linux-arm64.tar.gz`, `gather-agent-${version}-linux-x64.tar.gz`, 'gather-agent-linux-arm64', 'gather-agent-linux-x64']);
+    assert.deepEqual(names, [
+      `gather-agent-${version}-linux-arm64.tar.gz`,
+      `gather-agent-${version}-linux-x64.tar.gz`,
+      'gather-agent-linux-arm64',
+      'gather-agent-linux-x64',
+    ]);
     for (const line of sums) {
       const [sum, name] = line.split(/\s+/);
-      assert.equal(createHash('sha256').update(readFileSync(join(out, name))).digest('hex'), sum, name);
+      assert.equal(
+        createHash('sha256')
+          .update(readFileSync(join(out, name)))
+          .digest('hex'),
+        sum,
+        name,
+      );
       process.stdout.write(`# ${name}: ${(statSync(join(out, name)).size / 1048576).toFixed(1)} MiB sha256 ${sum}\n`);
     }
   });
 
-  it('is reproducible: a second build from the same sources gives the same bytes', { skip: process.env.GATHER_BINARY_SKIP_REBUILD === '1' }, () => {
+  it('is reproducible: a second build from the same sources gives the same bytes', {
+    skip: process.env.GATHER_BINARY_SKIP_REBUILD === '1',
+  }, () => {
     const again = join(work, 'again');
     const result = run(process.execPath, [join(root, 'tools/binary/build.mjs'), '--out', again], { stdio: ['ignore', 'pipe', 'inherit'] });
     assert.equal(result.code, 0);
@@ -135,10 +157,23 @@ describe('linux-x64 with no node on PATH and no node_modules next to it', () => 
   it('runs a local bundle and writes NDJSON: results and the run summary, exit 0', () => {
     const binary = alone('x64');
     const ndjsonFile = join(work, 'local.ndjson');
-    const result = withoutNode(binary, ['run', '--bundle', bundle, '--public-key', publicKey, '--out', ndjsonFile, '--state-dir', join(work, 'state-local')], env);
+    const result = withoutNode(
+      binary,
+      ['run', '--bundle', bundle, '--public-key', publicKey, '--out', ndjsonFile, '--state-dir', join(work, 'state-local')],
+      env,
+    );
     assert.equal(result.code, 0, result.stderr);
     const docs = ndjson(readFileSync(ndjsonFile, 'utf8'));
-    assert.deepEqual(docs.filter((d) => d.kind === 'result').map((d) => [d.check, d.name, d.value]).sort(), [['arc', 'binary.bash', true], ['bin', 'binary.marker', marker]]);
+    assert.deepEqual(
+      docs
+        .filter((d) => d.kind === 'result')
+        .map((d) => [d.check, d.name, d.value])
+        .sort(),
+      [
+        ['arc', 'binary.bash', true],
+        ['bin', 'binary.marker', marker],
+      ],
+    );
     const summary = docs.at(-1);
     assert.equal(summary.kind, 'run');
     assert.equal(summary.outcome, 'ok');
@@ -147,21 +182,53 @@ describe('linux-x64 with no node on PATH and no node_modules next to it', () => 
 
   it('fetches a bundle published to S3 and exports to Elasticsearch (credentials as tools/services prints them), exit 0', async () => {
     const esUrl = required('GATHER_ES_URL');
-    const s3 = { endpoint: required('GATHER_S3_ENDPOINT'), id: required('GATHER_S3_ACCESS_KEY_ID'), secret: required('GATHER_S3_SECRET_ACCESS_KEY'), bucket: required('GATHER_S3_BUCKET') };
+    const s3 = {
+      endpoint: required('GATHER_S3_ENDPOINT'),
+      id: required('GATHER_S3_ACCESS_KEY_ID'),
+      secret: required('GATHER_S3_SECRET_ACCESS_KEY'),
+      bucket: required('GATHER_S3_BUCKET'),
+    };
     const prefix = `binary-test/${id}`;
     const indices = { results: `gather-binary-results-${id}`, errors: `gather-binary-errors-${id}`, runs: `gather-binary-runs-${id}` };
     const s3Env = { GATHER_S3_ACCESS_KEY_ID: s3.id, GATHER_S3_SECRET_ACCESS_KEY: s3.secret };
     try {
-      const published = run(process.execPath, [bundleCli, 'publish', '--bundle', bundle, '--bucket', s3.bucket, '--prefix', prefix, '--endpoint', s3.endpoint], { env: { ...process.env, ...s3Env } });
+      const published = run(
+        process.execPath,
+        [bundleCli, 'publish', '--bundle', bundle, '--bucket', s3.bucket, '--prefix', prefix, '--endpoint', s3.endpoint],
+        { env: { ...process.env, ...s3Env } },
+      );
       assert.equal(published.code, 0, published.stderr);
       const result = withoutNode(
         alone('x64'),
-        ['run', '--bundle', `s3://${s3.bucket}/${prefix}`, '--public-key', publicKey, '--s3-endpoint', s3.endpoint, '--exporter', 'elasticsearch', '--es-url', esUrl, '--state-dir', join(work, 'state-s3'), '--spool-dir', join(work, 'spool-s3')],
-        { ...env, ...s3Env, GATHER_ES_RESULTS_INDEX: indices.results, GATHER_ES_ERRORS_INDEX: indices.errors, GATHER_ES_RUNS_INDEX: indices.runs },
+        [
+          'run',
+          '--bundle',
+          `s3://${s3.bucket}/${prefix}`,
+          '--public-key',
+          publicKey,
+          '--s3-endpoint',
+          s3.endpoint,
+          '--exporter',
+          'elasticsearch',
+          '--es-url',
+          esUrl,
+          '--state-dir',
+          join(work, 'state-s3'),
+          '--spool-dir',
+          join(work, 'spool-s3'),
+        ],
+        {
+          ...env,
+          ...s3Env,
+          GATHER_ES_RESULTS_INDEX: indices.results,
+          GATHER_ES_ERRORS_INDEX: indices.errors,
+          GATHER_ES_RUNS_INDEX: indices.runs,
+        },
       );
       assert.equal(result.code, 0, result.stderr);
       await fetch(`${esUrl}/${indices.results},${indices.runs}/_refresh`, { method: 'POST' });
-      const hits = async (index) => ((await (await fetch(`${esUrl}/${index}/_search?size=100`)).json()).hits?.hits ?? []).map((h) => h._source);
+      const hits = async (index) =>
+        ((await (await fetch(`${esUrl}/${index}/_search?size=100`)).json()).hits?.hits ?? []).map((h) => h._source);
       const results = await hits(indices.results);
       assert.deepEqual(results.map((d) => d.value).sort(), [marker, true].sort());
       const [summary] = await hits(indices.runs);
@@ -179,7 +246,12 @@ describe('linux-x64 with no node on PATH and no node_modules next to it', () => 
 
 async function deletePrefix(s3, prefix) {
   const sdk = createRequire(join(root, 'packages/fetcher-s3/package.json'))('@aws-sdk/client-s3');
-  const client = new sdk.S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.id, secretAccessKey: s3.secret } });
+  const client = new sdk.S3Client({
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.id, secretAccessKey: s3.secret },
+  });
   try {
     const listed = await client.send(new sdk.ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${prefix}/` }));
     for (const object of listed.Contents ?? []) await client.send(new sdk.DeleteObjectCommand({ Bucket: s3.bucket, Key: object.Key }));
@@ -195,7 +267,8 @@ describe('linux-arm64 under qemu-user', () => {
   const env = { ...process.env, ...(existsSync('/lib/ld-linux-aarch64.so.1') ? {} : { QEMU_LD_PREFIX: '/usr/aarch64-linux-gnu' }) };
   const arm = (args) => run(qemu, [alone('arm64'), ...args], { env });
 
-  it('has qemu-user (apt-get install qemu-user-static)', () => assert.ok(qemu, 'qemu-aarch64-static is missing: apt-get install qemu-user-static'));
+  it('has qemu-user (apt-get install qemu-user-static)', () =>
+    assert.ok(qemu, 'qemu-aarch64-static is missing: apt-get install qemu-user-static'));
 
   it('version', () => {
     const result = arm(['version']);
@@ -244,7 +317,10 @@ describe('the release tarball: install.sh --destdir', () => {
       assert.equal(mode(file), want, file);
       if (process.getuid?.() === 0) assert.equal(owner(file), '0:0', file);
     }
-    assert.match(readFileSync(join(dest, 'etc/systemd/system/gather-agent.service'), 'utf8'), /^ExecStart=\/usr\/local\/bin\/gather-agent daemon /m);
+    assert.match(
+      readFileSync(join(dest, 'etc/systemd/system/gather-agent.service'), 'utf8'),
+      /^ExecStart=\/usr\/local\/bin\/gather-agent daemon /m,
+    );
     assert.equal(readFileSync(join(dest, 'etc/gather/signing.pub.pem'), 'utf8'), readFileSync(publicKey, 'utf8'));
     assert.equal(run(join(dest, 'usr/local/bin/gather-agent'), ['version']).stdout, `${version}\n`);
 

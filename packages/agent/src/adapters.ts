@@ -5,14 +5,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ConfigError,
-  createFileExporter,
-  createFileFetcher,
-  createStdoutExporter,
-  type Exporter,
-  type Fetcher,
-} from '@gather/core';
+import { ConfigError, createFileExporter, createFileFetcher, createStdoutExporter, type Exporter, type Fetcher } from '@gather/core';
 import type { EsExporterOptions } from '@gather/exporter-es';
 import type { S3FetcherOptions } from '@gather/fetcher-s3';
 import type { AgentConfig } from './config.js';
@@ -138,7 +131,11 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
       );
       const exporterOptions: EsExporterOptions = {
         node: es.url,
-        ...(es.apiKey ? { auth: { apiKey: es.apiKey } } : es.username ? { auth: { username: es.username, password: es.password ?? '' } } : {}),
+        ...(es.apiKey
+          ? { auth: { apiKey: es.apiKey } }
+          : es.username
+            ? { auth: { username: es.username, password: es.password ?? '' } }
+            : {}),
         ...(es.ca ? { tls: { ca: es.ca } } : {}),
         ...(es.resultsIndex ? { resultsIndex: es.resultsIndex } : {}),
         ...(es.errorsIndex ? { errorsIndex: es.errorsIndex } : {}),
@@ -152,7 +149,8 @@ export async function createExporter(config: AgentConfig, options: AdapterOption
         ...(options.exportSignal ? { signal: options.exportSignal } : {}),
         currentState: true,
         // At the exporter's level (spool delivery is info, an outage warn); an older exporter passes none: warn.
-        log: (line, level) => options.logger[level ?? 'warn'](options.oneShot ? oneShotOutageLine(line) : line, { component: 'exporter-es' }),
+        log: (line, level) =>
+          options.logger[level ?? 'warn'](options.oneShot ? oneShotOutageLine(line) : line, { component: 'exporter-es' }),
       };
       return module.createEsExporter(exporterOptions);
     }

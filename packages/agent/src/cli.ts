@@ -90,7 +90,13 @@ const b = { type: 'boolean' } as const;
 
 function parse(command: string, args: string[], options: Options): Flags {
   try {
-    const parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false, allowNegative: true });
+    const parsed = parseArgs({
+      args,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+      allowNegative: true,
+    });
     return parsed.values as Flags;
   } catch (error) {
     throw new UsageError((error as Error).message, { command });
@@ -103,7 +109,9 @@ function parse(command: string, args: string[], options: Options): Flags {
  */
 function logProcessWarnings(logger: Logger): void {
   process.removeAllListeners('warning');
-  process.on('warning', (warning) => logger.warn(warning.message, { warning: warning.name, ...('code' in warning ? { code: warning.code } : {}) }));
+  process.on('warning', (warning) =>
+    logger.warn(warning.message, { warning: warning.name, ...('code' in warning ? { code: warning.code } : {}) }),
+  );
 }
 
 function load(command: string, flags: Flags, defaultLogLevel: LogLevel, bundleOnly = false): AgentConfig {
@@ -143,8 +151,7 @@ async function commandRun(args: string[]): Promise<number> {
         purpose: `run ${config.category}`,
         waitMs: config.lockWaitSec * 1000,
         signal: stop.signal,
-        onWait: (owner) =>
-          logger.warn(`another gather-agent run is in progress; waiting up to ${config.lockWaitSec} s`, { holder: owner }),
+        onWait: (owner) => logger.warn(`another gather-agent run is in progress; waiting up to ${config.lockWaitSec} s`, { holder: owner }),
         onTakeover: logTakeover(logger),
       });
     } catch (error) {
@@ -246,7 +253,10 @@ async function commandDaemon(args: string[]): Promise<number> {
   let first = true;
   const daemon = new Daemon({
     // The first load is the one above; later ones (SIGHUP) read the file and the environment again.
-    load: () => (first ? ((first = false), config) : loadConfig({ ...(typeof flags.config === 'string' ? { configFile: flags.config } : {}), flags, defaultLogLevel: 'info' })),
+    load: () =>
+      first
+        ? ((first = false), config)
+        : loadConfig({ ...(typeof flags.config === 'string' ? { configFile: flags.config } : {}), flags, defaultLogLevel: 'info' }),
     logger,
   });
   const onStop = (signal: NodeJS.Signals) => void daemon.stop(signal);
@@ -310,7 +320,8 @@ function report(error: unknown, secrets: readonly string[] = []): number {
   if (UsageError.isInstance(error) || error instanceof CommandConfigError) print(usageErrorText(PROGRAM, error));
   else if (BundleRefusedError.isInstance(error)) print(`${error.message}\nNo check was run.`);
   else if (isGatherError(error)) print(error.message);
-  else if (isHostResourceError(error)) print(`[gather] [agent] The run failed because this host did: ${error.message}. Fix it (e.g. free disk space) and run again.`);
+  else if (isHostResourceError(error))
+    print(`[gather] [agent] The run failed because this host did: ${error.message}. Fix it (e.g. free disk space) and run again.`);
   else print(`[gather] [agent] Unexpected error (please report it): ${(error as Error)?.stack ?? String(error)}`);
   return exitCodeForError(error instanceof CommandConfigError ? error.error : error);
 }

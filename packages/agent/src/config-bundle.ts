@@ -64,7 +64,9 @@ export function loadBundleSettings(
   const publicKeyPath = values.string('publicKey');
   let publicKey: string | undefined;
   if (publicKeyPath === undefined) {
-    problems.push(`publicKey: Missing --public-key <file> (or GATHER_PUBLIC_KEY, or "publicKey" in ${configFile}): every bundle is verified`);
+    problems.push(
+      `publicKey: Missing --public-key <file> (or GATHER_PUBLIC_KEY, or "publicKey" in ${configFile}): every bundle is verified`,
+    );
   } else if (trusted('publicKey', publicKeyPath, 'the public key')) {
     try {
       publicKey = readFileSync(publicKeyPath, 'utf8');

@@ -40,7 +40,10 @@ export interface EsLoadContext {
 /** The exporter's settings, or undefined (with a problem) when the URL is missing. */
 export function loadEsConfig({ values, env, configFile, problems, trusted, secrets }: EsLoadContext): EsConfig | undefined {
   const url = values.string('elasticsearch.url');
-  if (url === undefined) problems.push(`elasticsearch.url: the elasticsearch exporter needs --es-url (or GATHER_ES_URL, or "elasticsearch.url" in ${configFile})`);
+  if (url === undefined)
+    problems.push(
+      `elasticsearch.url: the elasticsearch exporter needs --es-url (or GATHER_ES_URL, or "elasticsearch.url" in ${configFile})`,
+    );
   else {
     const parsed = parseHttpUrl(url);
     if (!parsed) {
@@ -87,10 +90,14 @@ export function loadEsConfig({ values, env, configFile, problems, trusted, secre
   const configured = (key: string) => values.has(key) || values.has(`${key}File`);
   const apiKey = configured('elasticsearch.apiKey')
     ? secret('elasticsearch.apiKey', 'elasticsearch.apiKeyFile')
-    : username === undefined ? credential(CREDENTIALS.esApiKey) : undefined;
+    : username === undefined
+      ? credential(CREDENTIALS.esApiKey)
+      : undefined;
   const password = configured('elasticsearch.password')
     ? secret('elasticsearch.password', 'elasticsearch.passwordFile')
-    : username !== undefined ? credential(CREDENTIALS.esPassword) : undefined;
+    : username !== undefined
+      ? credential(CREDENTIALS.esPassword)
+      : undefined;
   const passwordSet = configured('elasticsearch.password') || password !== undefined;
   if (apiKey !== undefined && (username !== undefined || passwordSet)) {
     problems.push('elasticsearch.apiKey: use either an API key or a username and password, not both');
@@ -163,4 +170,3 @@ function templateIndexSettings(values: SettingValues): Record<string, number> | 
     ...(replicas !== undefined ? { 'index.number_of_replicas': replicas } : {}),
   };
 }
-

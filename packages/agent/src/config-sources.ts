@@ -32,7 +32,14 @@ export interface Raw {
 /** Flattens the JSON file to `a.b.c` keys; reports unknown keys. `checkSettings` is kept whole. */
 function flattenFile(data: unknown, file: string, problems: string[]): Map<string, unknown> {
   const out = new Map<string, unknown>();
-  const sections = new Set(SETTINGS.flatMap((s) => s.key.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+  const sections = new Set(
+    SETTINGS.flatMap((s) =>
+      s.key
+        .split('.')
+        .slice(0, -1)
+        .map((_, i, parts) => parts.slice(0, i + 1).join('.')),
+    ),
+  );
   const walk = (value: unknown, prefix: string) => {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       problems.push(`${prefix || '(top level)'}: must be an object (in ${file})`);
@@ -77,13 +84,20 @@ export function readConfigFile(
 }
 
 /** Merges file < env < flags into one value (with its origin) per configured setting. */
-export function mergeSources(fileValues: Map<string, unknown>, configFile: string, env: NodeJS.ProcessEnv, flags: Flags, problems: string[]): Map<string, Raw> {
+export function mergeSources(
+  fileValues: Map<string, unknown>,
+  configFile: string,
+  env: NodeJS.ProcessEnv,
+  flags: Flags,
+  problems: string[],
+): Map<string, Raw> {
   const raw = new Map<string, Raw>();
   for (const setting of SETTINGS) {
     const flag = setting.flag ? flags[setting.flag] : undefined;
     const envValue = setting.env ? env[setting.env] : undefined;
     if (flag !== undefined && flag !== '') raw.set(setting.key, { value: flag, origin: { kind: 'flag', name: setting.flag! } });
-    else if (envValue !== undefined && envValue !== '') raw.set(setting.key, { value: envValue, origin: { kind: 'env', name: setting.env! } });
+    else if (envValue !== undefined && envValue !== '')
+      raw.set(setting.key, { value: envValue, origin: { kind: 'env', name: setting.env! } });
     else if (fileValues.has(setting.key)) {
       const value = fileValues.get(setting.key);
       const origin: Origin = { kind: 'file', file: configFile, key: setting.key };
@@ -179,7 +193,8 @@ export class SettingValues {
         return problem(`must be true or false (got ${JSON.stringify(r.value)})`);
       case 'number': {
         const n = asNumber(r.value);
-        const ok = Number.isFinite(n) && n >= rule.min && (rule.max === undefined || n <= rule.max) && (!rule.integer || Number.isInteger(n));
+        const ok =
+          Number.isFinite(n) && n >= rule.min && (rule.max === undefined || n <= rule.max) && (!rule.integer || Number.isInteger(n));
         return ok ? n : problem(`must be ${rule.label} (got ${JSON.stringify(r.value)})`);
       }
       case 'duration': {
@@ -190,7 +205,8 @@ export class SettingValues {
       }
       default: {
         if (typeof r.value !== 'string') return problem(`must be a string (got ${JSON.stringify(r.value)})`);
-        if (rule.kind === 'oneOf' && !rule.values.includes(r.value)) return problem(`must be one of ${rule.values.join(', ')} (got "${r.value}")`);
+        if (rule.kind === 'oneOf' && !rule.values.includes(r.value))
+          return problem(`must be one of ${rule.values.join(', ')} (got "${r.value}")`);
         if (rule.kind === 'indexName') {
           const why = indexNameProblem(r.value);
           if (why) return problem(`${why} Set it to a name such as ${JSON.stringify(setting.default)}.`);

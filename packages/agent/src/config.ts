@@ -6,14 +6,7 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import {
-  CATEGORIES,
-  CONTAINMENT_MODES,
-  ConfigError,
-  rootOwnershipProblem,
-  type Category,
-  type ContainmentMode,
-} from '@gather/core';
+import { CATEGORIES, CONTAINMENT_MODES, ConfigError, rootOwnershipProblem, type Category, type ContainmentMode } from '@gather/core';
 import { loadCheckSettings } from './check-settings.js';
 import { loadBundleSettings, type BundleSource } from './config-bundle.js';
 import { loadEsConfig, type EsConfig } from './config-elasticsearch.js';
@@ -29,7 +22,17 @@ import {
   type ResultsMode,
 } from './settings.js';
 
-export { DEFAULT_CONFIG_FILE, EXPORTERS, LOG_LEVELS, RESULTS_MODES, SCHEDULE_DEFAULTS, SETTINGS, type ExporterKind, type LogLevel, type ResultsMode } from './settings.js';
+export {
+  DEFAULT_CONFIG_FILE,
+  EXPORTERS,
+  LOG_LEVELS,
+  RESULTS_MODES,
+  SCHEDULE_DEFAULTS,
+  SETTINGS,
+  type ExporterKind,
+  type LogLevel,
+  type ResultsMode,
+} from './settings.js';
 export { parseBundleSource, type BundleSource } from './config-bundle.js';
 export type { EsConfig } from './config-elasticsearch.js';
 export type { Flags } from './config-sources.js';
@@ -201,9 +204,12 @@ export function loadConfig(options: LoadOptions = {}): AgentConfig {
   } satisfies AgentConfig;
 
   if (problems.length > 0) {
-    throw new ConfigError(`Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  ${p}`).join('\n')}`, {
-      problems,
-    });
+    throw new ConfigError(
+      `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  ${p}`).join('\n')}`,
+      {
+        problems,
+      },
+    );
   }
   return config;
 }

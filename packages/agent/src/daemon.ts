@@ -81,7 +81,8 @@ export class Daemon {
       jobs,
       clock: this.options.clock ?? systemClock,
       ...(this.options.random ? { random: this.options.random } : {}),
-      onPlanned: (job, info) => this.logger.debug('run planned', { category: job, slot: info.slot, due: new Date(info.dueAt).toISOString() }),
+      onPlanned: (job, info) =>
+        this.logger.debug('run planned', { category: job, slot: info.slot, due: new Date(info.dueAt).toISOString() }),
       onSkip: (job, info) => {
         this.stats.skipped++;
         this.logger.warn('run skipped: the previous run of this category is still going', { category: job, slot: info.slot });
@@ -181,7 +182,10 @@ export class Daemon {
         const outcome = await Promise.race([current.done.then(() => 'done' as const), graceOver]);
         clearTimeout(timer);
         if (outcome === 'grace') {
-          this.logger.warn('grace period over: killing the running checks', { category: current.category, grace_sec: this.config.graceSec });
+          this.logger.warn('grace period over: killing the running checks', {
+            category: current.category,
+            grace_sec: this.config.graceSec,
+          });
           current.abort.abort();
           await current.done;
         }
@@ -207,7 +211,8 @@ export class Daemon {
       });
       return;
     }
-    if (next.stateDir !== this.config.stateDir) this.logger.warn('stateDir changed: takes effect at the next restart', { stateDir: next.stateDir });
+    if (next.stateDir !== this.config.stateDir)
+      this.logger.warn('stateDir changed: takes effect at the next restart', { stateDir: next.stateDir });
     this.config = { ...next, stateDir: this.config.stateDir };
     this.logger.setSecrets(next.secrets);
     this.logger.level = next.logLevel;

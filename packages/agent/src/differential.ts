@@ -26,7 +26,6 @@ import {
 } from '@gather/core';
 import type { ResultsMode } from './config.js';
 
-
 /** What one category's state file holds: every result last reported, by name. */
 interface CategoryState {
   format: 1;

@@ -2,7 +2,16 @@
  * The agent's exit codes, documented in the README and stable across releases, and the one place that maps
  * how a run ended (its outcome) to them.
  */
-import { AbortedError, BundleRefusedError, ConfigError, FetchError, LockBusyError, UsageError, type ExportTotals, type RunOutcome } from '@gather/core';
+import {
+  AbortedError,
+  BundleRefusedError,
+  ConfigError,
+  FetchError,
+  LockBusyError,
+  UsageError,
+  type ExportTotals,
+  type RunOutcome,
+} from '@gather/core';
 
 export const EXIT = {
   /** Every check ran and every document reached its index. */

@@ -1,6 +1,18 @@
 export { EXIT, OUTCOME_EXIT, exitCodeOf, exitCodeForError, outcomeOf, type ExitCode, type RunFacts } from './exit-codes.js';
 export { AGENT_VERSION } from './version.js';
-export { loadConfig, describeConfig, parseBundleSource, defaultDirs, SETTINGS, SCHEDULE_DEFAULTS, DEFAULT_CONFIG_FILE, type AgentConfig, type LoadOptions, type ScheduleConfig, type BundleSource } from './config.js';
+export {
+  loadConfig,
+  describeConfig,
+  parseBundleSource,
+  defaultDirs,
+  SETTINGS,
+  SCHEDULE_DEFAULTS,
+  DEFAULT_CONFIG_FILE,
+  type AgentConfig,
+  type LoadOptions,
+  type ScheduleConfig,
+  type BundleSource,
+} from './config.js';
 export { Scheduler, firstDelayMs, splayMs, systemClock, type Clock, type Job, type JobSpec, type SchedulerOptions } from './scheduler.js';
 export { acquireLock, LockBusyError, ownerAlive, processStartTime, type Lock, type LockOwner, type LockTakeover } from './lock.js';
 export { createLogger, type Logger } from './logger.js';

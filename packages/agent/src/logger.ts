@@ -42,16 +42,16 @@ export function createLogger(options: LoggerOptions): Logger {
     if (instance) return instance;
     const pino = require('pino') as typeof import('pino');
     instance = pino.pino(
-    {
-      level,
-      base: { pid: process.pid, ...(options.bindings ?? {}) },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: {
-        level: (label) => ({ level: label }),
-        log: (fields) => redact(fields, secrets),
+      {
+        level,
+        base: { pid: process.pid, ...(options.bindings ?? {}) },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: {
+          level: (label) => ({ level: label }),
+          log: (fields) => redact(fields, secrets),
+        },
       },
-    },
-    (options.destination as DestinationStream | undefined) ?? pino.destination({ dest: 2, sync: true }),
+      (options.destination as DestinationStream | undefined) ?? pino.destination({ dest: 2, sync: true }),
     );
     return instance;
   };

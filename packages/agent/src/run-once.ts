@@ -90,7 +90,11 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   // Config errors (e.g. an adapter package missing) surface before anything runs.
   const fetcher = await createFetcher(config, adapterOptions);
   let exporter: Exporter;
-  const differential = new DifferentialResults({ stateDir: config.stateDir, mode: config.results, snapshotIntervalSec: config.snapshotIntervalSec });
+  const differential = new DifferentialResults({
+    stateDir: config.stateDir,
+    mode: config.results,
+    snapshotIntervalSec: config.snapshotIntervalSec,
+  });
   try {
     // Differential outside: it decides what to send from the values; the scrubber cleans what is sent.
     exporter = differential.wrap(scrubbingExporter(await createExporter(config, adapterOptions), scrubber));
@@ -124,7 +128,10 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     ...(hostId ? { hostId } : {}),
     onCheckDone: (event) => {
       logger.debug('check done', { run_id: runId, check: event.check.id, duration_ms: event.durationMs, error: event.error?.reason });
-      if (options.onCheckDone) options.onCheckDone(scrubber.empty ? event : { ...event, results: scrubber.value(event.results), error: scrubber.value(event.error) });
+      if (options.onCheckDone)
+        options.onCheckDone(
+          scrubber.empty ? event : { ...event, results: scrubber.value(event.results), error: scrubber.value(event.error) },
+        );
     },
   });
 
@@ -198,7 +205,8 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   options.signal?.removeEventListener('abort', onStop);
   try {
     const state = await differential.commit(totals, exportError !== undefined || summary.export_failed);
-    if (state === 'invalidated') logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
+    if (state === 'invalidated')
+      logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
     await saveHostHistory(config.stateDir, history, document);
   } catch (caught) {
     logger.error('could not save the results state; the next run exports a full snapshot', { run_id: runId, error: errorText(caught) });
@@ -217,9 +225,15 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   else if (outcome === 'export_incomplete') {
     logger.error('run completed but some documents did not reach their index (refused, dropped or unreadable in the spool)', fields);
   } else logger.info('run completed', fields);
-  if (!exporter.exportRunSummary) logger.debug('the exporter takes no run summary documents; logged above instead', { exporter: exporter.name });
+  if (!exporter.exportRunSummary)
+    logger.debug('the exporter takes no run summary documents; logged above instead', { exporter: exporter.name });
   if (document.overrun) {
-    logger.warn('run overran its interval', { run_id: runId, category: options.category, duration_ms: document.duration_ms, interval_ms: options.overrunAfterMs });
+    logger.warn('run overran its interval', {
+      run_id: runId,
+      category: options.category,
+      duration_ms: document.duration_ms,
+      interval_ms: options.overrunAfterMs,
+    });
   }
   return { summary, document, error, exportError, exitCode };
 }

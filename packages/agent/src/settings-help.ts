@@ -49,7 +49,8 @@ export function defaultOf(setting: Setting): string | undefined {
 
 /** One `--help` line: the flag, its help, allowed values, default and environment variable. */
 function helpLine(setting: Setting & { flag: string }): string {
-  const flag = setting.rule.kind === 'boolean' ? `--${setting.flag} / --no-${setting.flag}` : `--${setting.flag} ${setting.arg ?? '<value>'}`;
+  const flag =
+    setting.rule.kind === 'boolean' ? `--${setting.flag} / --no-${setting.flag}` : `--${setting.flag} ${setting.arg ?? '<value>'}`;
   const notes = [
     setting.rule.kind === 'oneOf' ? `one of ${setting.rule.values.join(', ')}` : undefined,
     defaultOf(setting) === 'required' ? 'required' : defaultOf(setting) ? `default: ${defaultOf(setting)}` : undefined,

@@ -13,8 +13,19 @@ const code = (text: string | undefined) => (text ? `\`${text}\`` : '—');
 const cell = (text: string) => text.replace(/\|/g, '\\|');
 
 function row(setting: Setting, fallback: string | undefined): string {
-  const flag = setting.flag ? (setting.rule.kind === 'boolean' ? `\`--${setting.flag}\` / \`--no-${setting.flag}\`` : code(`--${setting.flag}`)) : '—';
-  const columns = [code(setting.key), code(setting.env), flag, fallback ?? '—', allowedValues(setting) ?? '—', `${setting.help}${setting.more ?? ''}`];
+  const flag = setting.flag
+    ? setting.rule.kind === 'boolean'
+      ? `\`--${setting.flag}\` / \`--no-${setting.flag}\``
+      : code(`--${setting.flag}`)
+    : '—';
+  const columns = [
+    code(setting.key),
+    code(setting.env),
+    flag,
+    fallback ?? '—',
+    allowedValues(setting) ?? '—',
+    `${setting.help}${setting.more ?? ''}`,
+  ];
   return `| ${columns.map(cell).join(' | ')} |`;
 }
 

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { buildBundle, generateSigningKeyPair, type BuildOptions } from '@gather/checks-bundler';
 
 export const AGENT_CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
-if (!existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} is missing: run "pnpm --filter @gather/agent build" (turbo runs it before test).`);
+if (!existsSync(AGENT_CLI))
+  throw new Error(`${AGENT_CLI} is missing: run "pnpm --filter @gather/agent build" (turbo runs it before test).`);
 
 export const tempDir = (prefix = 'gather-agent-test-') => mkdtempSync(join(tmpdir(), prefix));
 
@@ -33,7 +34,10 @@ export interface Fixture {
 export async function makeBundleFile(
   scripts: Record<string, string>,
   common?: string,
-  build: Partial<Pick<BuildOptions, 'sequence' | 'expiresInSec' | 'created' | 'version'>> & { privateKeyPem?: string; publicKeyPem?: string } = {},
+  build: Partial<Pick<BuildOptions, 'sequence' | 'expiresInSec' | 'created' | 'version'>> & {
+    privateKeyPem?: string;
+    publicKeyPem?: string;
+  } = {},
 ): Promise<Fixture> {
   const { privateKeyPem, publicKeyPem, ...options } = build;
   const keys = privateKeyPem && publicKeyPem ? { privateKeyPem, publicKeyPem } : generateSigningKeyPair();
@@ -93,5 +97,6 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
  * rewrites the `workspace:^` ranges between our packages to real versions (`npm pack` would keep them).
  */
 export function packPackages(dir: string, names: readonly string[]): void {
-  for (const name of names) execFileSync('pnpm', ['pack', '--pack-destination', dir], { cwd: join(REPO_ROOT, 'packages', name), stdio: 'pipe' });
+  for (const name of names)
+    execFileSync('pnpm', ['pack', '--pack-destination', dir], { cwd: join(REPO_ROOT, 'packages', name), stdio: 'pipe' });
 }

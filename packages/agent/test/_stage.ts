@@ -3,7 +3,18 @@
 // /usr/bin/perl under telling or misleading names, with sockets on 127.0.0.1 only. Every staged thing carries
 // the run's unique prefix, so cleanup finds it even after a crash.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -48,7 +59,7 @@ export interface Scenario {
 
 const PERL_PROLOGUE = `use strict; use warnings; use Socket; use IO::Socket::INET; use Fcntl;
 my @keep; my $burn = 0; $SIG{TERM} = sub { exit 0 };
-sub lst { my ($p, $b, $h) = @_; die "loopback only" unless ($h // '127.0.0.1') =~ /^127\./;
+sub lst { my ($p, $b, $h) = @_; die "loopback only" unless ($h // '127.0.0.1') =~ /^127./;
   push @keep, IO::Socket::INET->new(LocalAddr => $h // '127.0.0.1', LocalPort => $p, Listen => $b // 64, ReuseAddr => 1) or die "listen $p: $!" }
 sub con { my ($p, $n) = @_; for (1 .. ($n // 1)) { push @keep, IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p) or die "connect $p: $!" } }
 sub syn { my ($p, $n) = @_; lst($p, 0);
@@ -151,7 +162,12 @@ export class Stage {
     const env = { PATH: '/usr/bin:/bin', GATHER_SCENARIO: this.name, GATHER_SCENARIO_COMM: spec.comm ?? '', ...(spec.env ?? {}) };
     const child = spec.memfd
       ? // a perl that copies perl into a memfd and execs it: the staged process runs from memory only
-        spawn('/usr/bin/perl', ['-e', MEMFD_STAGER], { argv0: 'perl', detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...env, GATHER_SCENARIO_ARGV0: argv0 } })
+        spawn('/usr/bin/perl', ['-e', MEMFD_STAGER], {
+          argv0: 'perl',
+          detached: true,
+          stdio: ['pipe', 'pipe', 'pipe'],
+          env: { ...env, GATHER_SCENARIO_ARGV0: argv0 },
+        })
       : spawn(exe, ['-'], { argv0, detached: true, stdio: ['pipe', 'pipe', 'pipe'], env });
     child.stdin!.end(program);
     this.children.push(child);
@@ -223,7 +239,8 @@ export function sweep(prefixBase: string): void {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`GATHER_SCENARIO=${prefixBase}`)) process.kill(Number(entry), 'SIGKILL');
+      if (readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`GATHER_SCENARIO=${prefixBase}`))
+        process.kill(Number(entry), 'SIGKILL');
     } catch {
       // gone or not ours to read
     }

@@ -59,15 +59,25 @@ async function runAbuseChecks(stage: Stage): Promise<Map<string, { detected: boo
   const out = join(outDir, 'results.ndjson');
   // HOMES points the home-dir walks at the scenario's home (the test machine's /root is large and not under test)
   const env = cleanEnv({ ...TUNING, GATHER_CHECK_HOMES: stage.home, PATH: `${stage.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}` });
-  const result = await agent(['run', '--bundle', bundle, '--public-key', publicKey, '--category', 'abuse', '--exporter', 'file', '--out', out], { env });
-  if (!existsSync(out)) throw new Error(`gather-agent run wrote no results (exit ${result.code}, signal ${result.signal}):\n${result.stderr}`);
+  const result = await agent(
+    ['run', '--bundle', bundle, '--public-key', publicKey, '--category', 'abuse', '--exporter', 'file', '--out', out],
+    { env },
+  );
+  if (!existsSync(out))
+    throw new Error(`gather-agent run wrote no results (exit ${result.code}, signal ${result.signal}):\n${result.stderr}`);
   const docs = ndjson(readFileSync(out, 'utf8'));
   rmSync(outDir, { recursive: true, force: true });
-  expect(docs.filter((d) => d.kind === 'error'), result.stderr).toEqual([]);
+  expect(
+    docs.filter((d) => d.kind === 'error'),
+    result.stderr,
+  ).toEqual([]);
   const byName = new Map(docs.filter((d) => d.kind !== 'run').map((d) => [d.name as string, d.value]));
   const kinds = new Map<string, { detected: boolean; evidence: string[] }>();
   for (const kind of KINDS) {
-    kinds.set(kind, { detected: byName.get(`abuse.${kind}.detected`) === true, evidence: (byName.get(`abuse.${kind}.evidence`) as string[] | undefined) ?? [] });
+    kinds.set(kind, {
+      detected: byName.get(`abuse.${kind}.detected`) === true,
+      evidence: (byName.get(`abuse.${kind}.evidence`) as string[] | undefined) ?? [],
+    });
   }
   return kinds;
 }

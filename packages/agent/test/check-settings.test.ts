@@ -32,7 +32,7 @@ describe('checkSettings', () => {
     expect(loadConfig({ configFile: configFile({}), env: {}, uid: 0 }).checkSettings).toEqual({});
   });
 
-  it('reject bad names (and the runner\'s own CATEGORY / CHECK), multi-line values and a non-object, each with the fix', () => {
+  it("reject bad names (and the runner's own CATEGORY / CHECK), multi-line values and a non-object, each with the fix", () => {
     let problems: string[] = [];
     try {
       loadConfig({
@@ -50,11 +50,16 @@ describe('checkSettings', () => {
       expect.stringMatching(/^checkSettings\.NOTE .*single-line/),
       expect.stringMatching(/GATHER_CHECK_CHECK.*not CATEGORY or CHECK/),
     ]);
-    expect(() => loadConfig({ configFile: configFile({ checkSettings: [1] }), env: {}, uid: 0 })).toThrow(/checkSettings: must be an object/);
+    expect(() => loadConfig({ configFile: configFile({ checkSettings: [1] }), env: {}, uid: 0 })).toThrow(
+      /checkSettings: must be an object/,
+    );
   });
 
-  it('reach the check as GATHER_<NAME>; the scrubbed environment still passes nothing else of the agent\'s', () => {
-    const env = checkEnvironment({ PATH: '/bin', AWS_SECRET_ACCESS_KEY: 's', GATHER_CHECK_X: '1' }, 'abuse', 'abc', { CPU_MIN_SEC: '3', CATEGORY: 'evil' });
+  it("reach the check as GATHER_<NAME>; the scrubbed environment still passes nothing else of the agent's", () => {
+    const env = checkEnvironment({ PATH: '/bin', AWS_SECRET_ACCESS_KEY: 's', GATHER_CHECK_X: '1' }, 'abuse', 'abc', {
+      CPU_MIN_SEC: '3',
+      CATEGORY: 'evil',
+    });
     expect(env).toEqual({ PATH: '/bin', GATHER_CPU_MIN_SEC: '3', GATHER_CATEGORY: 'abuse', GATHER_CHECK: 'abc' });
   });
 

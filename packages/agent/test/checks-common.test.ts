@@ -54,7 +54,7 @@ describe('checks/common: work shared by the checks of one run', () => {
     expect(await check(script, {})).toBe('none\nfresh\n');
   });
 
-  it('walk_match finds names as find -iname does, within each root group\'s depth, with or without a run dir', async () => {
+  it("walk_match finds names as find -iname does, within each root group's depth, with or without a run dir", async () => {
     const home = dir('gather-common-home-');
     const files = ['XMRig', 'a/b/c/xmrig-6.2', 'a/b/c/d/xmrig', 'node_modules/x/XMRIG', 'a/server.jar', 'a/Server.jar', 'a/notes.txt'];
     for (const file of files) {
@@ -89,7 +89,10 @@ describe('checks/common: work shared by the checks of one run', () => {
     writeFileSync(join(home, 'small'), 'x');
     writeFileSync(join(home, 'big'), Buffer.alloc(300 * 1024));
     const list = [join(home, 'small'), join(home, 'big'), join(home, 'missing'), home].join('\0');
-    const out = execFileSync('bash', ['-c', `source ${COMMON}; files_sized -size -256k | tr '\\0' '\\n'`], { input: list, encoding: 'utf8' });
+    const out = execFileSync('bash', ['-c', `source ${COMMON}; files_sized -size -256k | tr '\\0' '\\n'`], {
+      input: list,
+      encoding: 'utf8',
+    });
     expect(out).toBe(`${join(home, 'small')}\n`);
   });
 });

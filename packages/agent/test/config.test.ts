@@ -47,7 +47,12 @@ describe('configuration', () => {
     });
     const config = load({
       configFile,
-      env: { GATHER_USERNAME: 'env-user', GATHER_INSTANCE_ID: 'env-id', GATHER_ES_URL: 'https://env.example:9200', GATHER_ABUSE_EVERY_SEC: '30' },
+      env: {
+        GATHER_USERNAME: 'env-user',
+        GATHER_INSTANCE_ID: 'env-id',
+        GATHER_ES_URL: 'https://env.example:9200',
+        GATHER_ABUSE_EVERY_SEC: '30',
+      },
       flags: { 'instance-id': 'flag-id', 'abuse-every': '10' },
     });
     expect(config).toMatchObject({
@@ -92,7 +97,12 @@ describe('configuration', () => {
   });
 
   it('lists every problem at once, each as "path: message" naming where the value came from', () => {
-    const configFile = file({ bundle: 'https://example.com/check.tar', nice: 25, schedule: { abuse: { everySec: 'often' } }, colour: 'blue' });
+    const configFile = file({
+      bundle: 'https://example.com/check.tar',
+      nice: 25,
+      schedule: { abuse: { everySec: 'often' } },
+      colour: 'blue',
+    });
     const problems = problemsOf({
       configFile,
       env: { GATHER_EXPORTER: 'kafka', GATHER_LOG_LEVEL: 'loud', GATHER_IONICE: 'maybe' },
@@ -135,14 +145,26 @@ describe('configuration', () => {
     expect(config.elasticsearch).toMatchObject({ username: 'gather', password: 'hunter2-secret' });
     expect(config.secrets).toEqual(['hunter2-secret', 'gather:hunter2-secret']);
     const apiKey = load({
-      env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'https://es:9200', GATHER_ES_API_KEY_FILE: secretFile('api-key', 'a2V5LWlk') },
+      env: {
+        GATHER_BUNDLE: 'x',
+        GATHER_PUBLIC_KEY: publicKey,
+        GATHER_EXPORTER: 'elasticsearch',
+        GATHER_ES_URL: 'https://es:9200',
+        GATHER_ES_API_KEY_FILE: secretFile('api-key', 'a2V5LWlk'),
+      },
     });
     expect(apiKey.elasticsearch).toMatchObject({ apiKey: 'a2V5LWlk' });
   });
 
   it('a secret set in the environment overrides one from a file in the config file; two at one level are a problem', () => {
     const configFile = file({ elasticsearch: { passwordFile: secretFile('pw', 'from-file') } });
-    const base = { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'https://es:9200', GATHER_ES_USERNAME: 'u' };
+    const base = {
+      GATHER_BUNDLE: 'x',
+      GATHER_PUBLIC_KEY: publicKey,
+      GATHER_EXPORTER: 'elasticsearch',
+      GATHER_ES_URL: 'https://es:9200',
+      GATHER_ES_USERNAME: 'u',
+    };
     expect(load({ configFile, env: { ...base, GATHER_ES_PASSWORD: 'from-env' } }).elasticsearch?.password).toBe('from-env');
     expect(problemsOf({ env: { ...base, GATHER_ES_PASSWORD: 'a', GATHER_ES_PASSWORD_FILE: secretFile('pw2', 'b') } })).toEqual([
       'elasticsearch.password: set either GATHER_ES_PASSWORD or GATHER_ES_PASSWORD_FILE, not both',
@@ -151,22 +173,38 @@ describe('configuration', () => {
 
   it('checks the exporter settings the chosen exporter needs', () => {
     const base = { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey };
-    expect(problemsOf({ env: { ...base, GATHER_EXPORTER: 'elasticsearch' } })).toEqual([expect.stringMatching(/^elasticsearch\.url: the elasticsearch exporter needs --es-url/)]);
+    expect(problemsOf({ env: { ...base, GATHER_EXPORTER: 'elasticsearch' } })).toEqual([
+      expect.stringMatching(/^elasticsearch\.url: the elasticsearch exporter needs --es-url/),
+    ]);
     expect(problemsOf({ env: { ...base, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'es:9200' } })).toEqual([
       'elasticsearch.url: GATHER_ES_URL must be an http(s) URL such as https://es.example.com:9200',
     ]);
-    expect(problemsOf({ env: { ...base, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'https://es:9200', GATHER_ES_API_KEY: 'k', GATHER_ES_USERNAME: 'u' } })).toEqual([
+    expect(
+      problemsOf({
+        env: {
+          ...base,
+          GATHER_EXPORTER: 'elasticsearch',
+          GATHER_ES_URL: 'https://es:9200',
+          GATHER_ES_API_KEY: 'k',
+          GATHER_ES_USERNAME: 'u',
+        },
+      }),
+    ).toEqual([
       'elasticsearch.apiKey: use either an API key or a username and password, not both',
       'elasticsearch.password: a username is set but no password (GATHER_ES_PASSWORD_FILE or GATHER_ES_PASSWORD)',
     ]);
-    expect(problemsOf({ env: { ...base, GATHER_EXPORTER: 'file' } })).toEqual([expect.stringMatching(/^out: the file exporter needs --out <file>/)]);
+    expect(problemsOf({ env: { ...base, GATHER_EXPORTER: 'file' } })).toEqual([
+      expect.stringMatching(/^out: the file exporter needs --out <file>/),
+    ]);
     // GATHER_ES_* set for another purpose do not matter when the exporter is not elasticsearch.
     expect(load({ env: { ...base, GATHER_ES_URL: 'not a url' } }).elasticsearch).toBeUndefined();
   });
 
   it('rejects a file that is not JSON, and a named file that does not exist; the default file is optional', () => {
     const broken = file('{ "bundle": ');
-    expect(problemsOf({ configFile: broken, flags: { bundle: 'x', 'public-key': publicKey } })).toEqual([expect.stringMatching(new RegExp(`^${broken}: not valid JSON`))]);
+    expect(problemsOf({ configFile: broken, flags: { bundle: 'x', 'public-key': publicKey } })).toEqual([
+      expect.stringMatching(new RegExp(`^${broken}: not valid JSON`)),
+    ]);
     const missing = join(dir, 'absent.json');
     expect(problemsOf({ configFile: missing, flags: { bundle: 'x', 'public-key': publicKey } })).toEqual([
       `${missing}: cannot read the configuration file (ENOENT)`,
@@ -196,7 +234,9 @@ describe('gather-agent with a broken configuration', () => {
     expect(result.stderr).toContain('gather-agent: Invalid configuration (4 problems):');
     expect(result.stderr).toContain('  publicKey: Missing --public-key');
     expect(result.stderr).toContain('  elasticsearch.url: the elasticsearch exporter needs --es-url');
-    expect(result.stderr).toContain(`  schedule.analytics.splayPct: "schedule.analytics.splayPct" in ${configFile} must be a number of percent from 0 to 100 (got 300); set it within that range`);
+    expect(result.stderr).toContain(
+      `  schedule.analytics.splayPct: "schedule.analytics.splayPct" in ${configFile} must be a number of percent from 0 to 100 (got 300); set it within that range`,
+    );
     expect(result.stderr).toContain('  nice: GATHER_NICE must be an integer from 0 to 19 (got "-3")');
     expect(result.stderr).toMatch(/\nRun "gather-agent daemon --help" for the options\.\n$/);
     expect(result.stderr).not.toMatch(/Usage: gather-agent daemon/);
@@ -206,7 +246,14 @@ describe('gather-agent with a broken configuration', () => {
 describe('durations', () => {
   it('takes the longest documented values as they are', () => {
     const config = load({
-      flags: { bundle: 'x', 'public-key': publicKey, timeout: '3600', grace: '3600', 'lock-wait': '86400', 'analytics-every': String(366 * 86400) },
+      flags: {
+        bundle: 'x',
+        'public-key': publicKey,
+        timeout: '3600',
+        grace: '3600',
+        'lock-wait': '86400',
+        'analytics-every': String(366 * 86400),
+      },
       env: { GATHER_ANALYTICS_FIRST_DELAY_SEC: String(366 * 86400), GATHER_ANALYTICS_SPLAY_PCT: '100' },
     });
     expect(config).toMatchObject({ timeoutSec: 3600, graceSec: 3600, lockWaitSec: 86400 });

@@ -39,23 +39,55 @@ type Values = Record<string, unknown>;
 const host = { hostname: 'vm-cs', id: 'cs0123456789abcdef0123456789abcd' };
 
 /** One run as core would make it: each `check: { name: value }` a check's results, at time `at`. */
-async function run(indices: ReturnType<typeof names>, stateDir: string, at: string, checks: Record<string, Values>, extra: Partial<EsExporterOptions> = {}, failing: string[] = []) {
+async function run(
+  indices: ReturnType<typeof names>,
+  stateDir: string,
+  at: string,
+  checks: Record<string, Values>,
+  extra: Partial<EsExporterOptions> = {},
+  failing: string[] = [],
+) {
   const runId = `run-${at}`;
   const diff = new DifferentialResults({ stateDir, mode: 'differential', snapshotIntervalSec: 86_400, now: () => new Date(at) });
-  const exporter = diff.wrap(createEsExporter({ node: url!, ...indices, currentState: true, indexSettings: { number_of_replicas: 0 }, maxRetries: 0, ...extra }));
+  const exporter = diff.wrap(
+    createEsExporter({ node: url!, ...indices, currentState: true, indexSettings: { number_of_replicas: 0 }, maxRetries: 0, ...extra }),
+  );
   const base = { '@timestamp': at, run_id: runId, host, agent: { version: '1.0.0' }, bundle: { version: 'v1', sha256: 's' } };
   for (const [check, values] of Object.entries(checks)) {
-    const results: ResultDocument[] = Object.entries(values).map(([name, value]) => ({
-      kind: 'result', ...base, category: 'abuse', check, duration_ms: 1, name, type: typeof value === 'number' ? 'number' : 'boolean', value,
-    }) as ResultDocument);
+    const results: ResultDocument[] = Object.entries(values).map(
+      ([name, value]) =>
+        ({
+          kind: 'result',
+          ...base,
+          category: 'abuse',
+          check,
+          duration_ms: 1,
+          name,
+          type: typeof value === 'number' ? 'number' : 'boolean',
+          value,
+        }) as ResultDocument,
+    );
     await exporter.exportResults(results);
   }
   for (const check of failing) {
-    await exporter.exportErrors([{ kind: 'error', ...base, category: 'abuse', check, reason: 'timeout', message: 'timed out after 60 s' } as ErrorDocument]);
+    await exporter.exportErrors([
+      { kind: 'error', ...base, category: 'abuse', check, reason: 'timeout', message: 'timed out after 60 s' } as ErrorDocument,
+    ]);
   }
   const summary: RunSummaryDocument = {
-    kind: 'run', ...base, category: 'abuse', outcome: 'ok', checks: { run: 1, ok: 1, failed: 0, timed_out: 0 }, results: 0, errors: 0,
-    export: { delivered: 0, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 }, spooled: 0, bytes_fetched: 0, duration_ms: 1, peak_rss_bytes: 1, ...diff.summaryFields(),
+    kind: 'run',
+    ...base,
+    category: 'abuse',
+    outcome: 'ok',
+    checks: { run: 1, ok: 1, failed: 0, timed_out: 0 },
+    results: 0,
+    errors: 0,
+    export: { delivered: 0, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 },
+    spooled: 0,
+    bytes_fetched: 0,
+    duration_ms: 1,
+    peak_rss_bytes: 1,
+    ...diff.summaryFields(),
     ...(await readHostHistory(stateDir)),
   };
   await exporter.flush();
@@ -75,9 +107,14 @@ async function latest(index: string): Promise<Record<string, unknown>> {
 async function changes(resultsIndex: string): Promise<string[]> {
   await es.indices.refresh({ index: `${resultsIndex}-2*`, allow_no_indices: true });
   const found = await es.search<{ name: string; value: unknown; change: string; '@timestamp': string }>({
-    index: `${resultsIndex}-2*`, size: 1000, allow_no_indices: true, sort: [{ '@timestamp': 'asc' }, { name: 'asc' }],
+    index: `${resultsIndex}-2*`,
+    size: 1000,
+    allow_no_indices: true,
+    sort: [{ '@timestamp': 'asc' }, { name: 'asc' }],
   });
-  return found.hits.hits.map((h) => `${h._source!['@timestamp'].slice(11, 16)} ${h._source!.change}:${h._source!.name}=${JSON.stringify(h._source!.value)}`);
+  return found.hits.hits.map(
+    (h) => `${h._source!['@timestamp'].slice(11, 16)} ${h._source!.change}:${h._source!.name}=${JSON.stringify(h._source!.value)}`,
+  );
 }
 
 /** A loopback port nothing listens on: Elasticsearch "down". */
@@ -93,9 +130,18 @@ describe('differential results in Elasticsearch', () => {
   it('a sequence of runs with additions, changes and removals: history in daily indices, gather-latest current, gather-hosts per host', async () => {
     const indices = names();
     const state = tempDir();
-    await run(indices, state, '2026-11-30T23:50:00.000Z', { abc: { 'abuse.miner.detected': false, 'proc.count': 10 }, def: { 'net.ports': 3 } });
-    await run(indices, state, '2026-12-01T00:05:00.000Z', { abc: { 'abuse.miner.detected': true, 'proc.count': 10 }, def: { 'net.ports': 3, 'net.udp': 1 } });
-    const third = await run(indices, state, '2026-12-01T00:20:00.000Z', { abc: { 'abuse.miner.detected': true, 'proc.count': 10 }, def: { 'net.ports': 3 } });
+    await run(indices, state, '2026-11-30T23:50:00.000Z', {
+      abc: { 'abuse.miner.detected': false, 'proc.count': 10 },
+      def: { 'net.ports': 3 },
+    });
+    await run(indices, state, '2026-12-01T00:05:00.000Z', {
+      abc: { 'abuse.miner.detected': true, 'proc.count': 10 },
+      def: { 'net.ports': 3, 'net.udp': 1 },
+    });
+    const third = await run(indices, state, '2026-12-01T00:20:00.000Z', {
+      abc: { 'abuse.miner.detected': true, 'proc.count': 10 },
+      def: { 'net.ports': 3 },
+    });
     expect(third.counts).toMatchObject({ removed: 1, unchanged: 3, added: 0, changed: 0 });
     // A check that failed removes nothing.
     await run(indices, state, '2026-12-01T00:35:00.000Z', { abc: { 'abuse.miner.detected': true, 'proc.count': 10 } }, {}, ['def']);
@@ -118,8 +164,12 @@ describe('differential results in Elasticsearch', () => {
     expect(hosts.hits.hits).toHaveLength(1);
     expect(hosts.hits.hits[0]!._id).toBe(host.id);
     expect(hosts.hits.hits[0]!._source).toMatchObject({
-      host, first_seen: '2026-11-30T23:50:00.000Z', last_seen: '2026-12-01T00:35:00.000Z',
-      runs: { abuse: { '@timestamp': '2026-12-01T00:35:00.000Z', outcome: 'ok' } }, agent: { version: '1.0.0' }, bundle: { version: 'v1' },
+      host,
+      first_seen: '2026-11-30T23:50:00.000Z',
+      last_seen: '2026-12-01T00:35:00.000Z',
+      runs: { abuse: { '@timestamp': '2026-12-01T00:35:00.000Z', outcome: 'ok' } },
+      agent: { version: '1.0.0' },
+      bundle: { version: 'v1' },
     });
   });
 
@@ -129,7 +179,13 @@ describe('differential results in Elasticsearch', () => {
     const spoolDir = tempDir('gather-cs-spool-');
     await run(indices, state, '2026-12-01T10:00:00.000Z', { abc: { 'proc.count': 1, 'x.gone': 1 } });
     // Elasticsearch "down" for this run: its changes wait in the spool.
-    const spooled = await run(indices, state, '2026-12-01T10:15:00.000Z', { abc: { 'proc.count': 2, 'x.gone': 1 } }, { node: await deadPort(), spoolDir });
+    const spooled = await run(
+      indices,
+      state,
+      '2026-12-01T10:15:00.000Z',
+      { abc: { 'proc.count': 2, 'x.gone': 1 } },
+      { node: await deadPort(), spoolDir },
+    );
     expect(spooled.totals).toMatchObject({ spooled: 2, failed: 0 }); // the change and the summary (their current-state writes travel along, uncounted)
     expect(spooled.state).toBe('committed');
     // A newer run delivered first by another path (no spool here), then the old spool is replayed.
@@ -140,7 +196,10 @@ describe('differential results in Elasticsearch', () => {
     expect(await latest(indices.latestIndex)).toEqual({ 'proc.count': 3 });
     await es.indices.refresh({ index: indices.hostsIndex });
     const hosts = await es.search<Record<string, any>>({ index: indices.hostsIndex });
-    expect(hosts.hits.hits[0]!._source).toMatchObject({ last_seen: '2026-12-01T10:30:00.000Z', runs: { abuse: { '@timestamp': '2026-12-01T10:30:00.000Z' } } });
+    expect(hosts.hits.hits[0]!._source).toMatchObject({
+      last_seen: '2026-12-01T10:30:00.000Z',
+      runs: { abuse: { '@timestamp': '2026-12-01T10:30:00.000Z' } },
+    });
     // The history has every change, the replayed ones included.
     expect(await changes(indices.resultsIndex)).toContain('10:15 changed:proc.count=2');
   });
@@ -154,7 +213,13 @@ describe('differential results in Elasticsearch', () => {
     const small = { node: dead, spoolDir, spoolMaxBytes: 6000, spoolSegmentBytes: 1, maxBatchDocs: 1 };
     // Outage: a removal is spooled, then pushed out of the full spool by later documents.
     await run(indices, state, '2026-12-01T12:15:00.000Z', { abc: { 'a.one': 1 } }, small);
-    const dropped = await run(indices, state, '2026-12-01T12:30:00.000Z', { abc: { 'a.one': 1, 'big.value': 'x'.repeat(700) as unknown as number } }, small);
+    const dropped = await run(
+      indices,
+      state,
+      '2026-12-01T12:30:00.000Z',
+      { abc: { 'a.one': 1, 'big.value': 'x'.repeat(700) as unknown as number } },
+      small,
+    );
     expect(dropped.totals.dropped).toBeGreaterThan(0);
     expect(dropped.state).toBe('invalidated');
     await rm(spoolDir, { recursive: true, force: true });

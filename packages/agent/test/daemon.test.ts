@@ -26,7 +26,9 @@ function startDaemon(args: string[], env: Record<string, string>): Daemon {
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   child.stdout!.resume();
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   const logs = () =>
     stderr
       .split('\n')
@@ -55,7 +57,10 @@ function setup(fx: Fixture, extra: Record<string, string> = {}) {
 
 describe('gather-agent daemon', () => {
   it('runs the abuse checks on their schedule, appends results and a run summary per run, logs JSON lines', async () => {
-    const fx = await makeBundleFile({ 'abuse/run-abc': 'output proc.count number 3', 'analytics/run-def': 'output shell string \'"bash"\'' });
+    const fx = await makeBundleFile({
+      'abuse/run-abc': 'output proc.count number 3',
+      'analytics/run-def': 'output shell string \'"bash"\'',
+    });
     const { env, docs, state } = setup(fx, { GATHER_ABUSE_EVERY_SEC: '1', GATHER_ABUSE_SPLAY_PCT: '0' });
     const daemon = startDaemon([], env);
     await waitFor(() => docs().filter((d) => d.kind === 'run').length >= 3, 20_000);
@@ -66,7 +71,14 @@ describe('gather-agent daemon', () => {
     const runs = all.filter((d) => d.kind === 'run');
     expect(runs.length).toBeGreaterThanOrEqual(3);
     for (const run of runs) {
-      expect(run).toMatchObject({ category: 'abuse', outcome: 'ok', trigger: 'schedule', checks: { run: 1, ok: 1 }, results: 1, overrun: false });
+      expect(run).toMatchObject({
+        category: 'abuse',
+        outcome: 'ok',
+        trigger: 'schedule',
+        checks: { run: 1, ok: 1 },
+        results: 1,
+        overrun: false,
+      });
     }
     // Only abuse ran (analytics is due in an hour); every run has its own run_id.
     expect(all.filter((d) => d.kind === 'result').every((d) => d.check === 'abc')).toBe(true);
@@ -74,9 +86,17 @@ describe('gather-agent daemon', () => {
 
     const logs = daemon.logs();
     expect(logs.length).toBeGreaterThan(0);
-    for (const line of logs) expect(line).toMatchObject({ level: expect.any(String), time: expect.any(String), pid: daemon.child.pid, msg: expect.any(String) });
-    expect(logs.map((l) => l.msg)).toEqual(expect.arrayContaining(['daemon started', 'run started', 'run completed', 'daemon stopping', 'daemon stopped']));
-    expect(daemon.stderr().split('\n').filter((l) => l && !l.startsWith('{'))).toEqual([]);
+    for (const line of logs)
+      expect(line).toMatchObject({ level: expect.any(String), time: expect.any(String), pid: daemon.child.pid, msg: expect.any(String) });
+    expect(logs.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['daemon started', 'run started', 'run completed', 'daemon stopping', 'daemon stopped']),
+    );
+    expect(
+      daemon
+        .stderr()
+        .split('\n')
+        .filter((l) => l && !l.startsWith('{')),
+    ).toEqual([]);
     // Locks are gone after a clean stop.
     expect(readdirSync(state).filter((f) => f.endsWith('.lock'))).toEqual([]);
   });
@@ -150,7 +170,9 @@ describe('gather-agent daemon', () => {
     await waitFor(() => first.logs().some((l) => l.msg === 'daemon started'));
     const second = await agent(['daemon'], { env: cleanEnv({ ...env }) });
     expect(second.code).toBe(8);
-    expect(second.stderr).toMatch(new RegExp(`Another gather-agent holds ${env.GATHER_STATE_DIR}/daemon.lock \\(pid ${first.child.pid}, daemon, since`));
+    expect(second.stderr).toMatch(
+      new RegExp(`Another gather-agent holds ${env.GATHER_STATE_DIR}/daemon.lock \\(pid ${first.child.pid}, daemon, since`),
+    );
     first.child.kill('SIGINT');
     expect((await first.exit).code).toBe(0);
   });
@@ -167,7 +189,11 @@ describe('gather-agent daemon', () => {
     expect((await daemon.exit).code).toBe(0);
     const takeovers = daemon.logs().filter((l) => l.msg === 'took over a stale lock');
     expect(takeovers).toEqual([
-      expect.objectContaining({ level: 'warn', lock: join(state, 'daemon.lock'), reason: 'pid 1 now belongs to another process (other start time)' }),
+      expect.objectContaining({
+        level: 'warn',
+        lock: join(state, 'daemon.lock'),
+        reason: 'pid 1 now belongs to another process (other start time)',
+      }),
       expect.objectContaining({ level: 'warn', lock: join(state, 'agent.lock'), reason: 'it was taken before the last reboot' }),
     ]);
     expect(readdirSync(state).filter((name) => name.endsWith('.lock'))).toEqual([]);
@@ -210,7 +236,11 @@ describe('gather-agent daemon', () => {
       GATHER_SPOOL_DIR: tempDir('gather-spool-'),
     });
     const daemon = startDaemon([], env);
-    await waitFor(() => daemon.logs().some((l) => l.msg === 'run completed' || l.msg === 'run completed but exporting failed' || l.msg === 'run failed'), 60_000);
+    await waitFor(
+      () =>
+        daemon.logs().some((l) => l.msg === 'run completed' || l.msg === 'run completed but exporting failed' || l.msg === 'run failed'),
+      60_000,
+    );
     daemon.child.kill('SIGTERM');
     expect((await daemon.exit).code).toBe(0);
     const stderr = daemon.stderr();

@@ -10,11 +10,31 @@ const base = { host: { hostname: 'vm-1', id: 'id-1' }, agent: { version: '1.0.0'
 
 function result(name: string, value: unknown, check = 'abc', version = 'v1', category: 'abuse' | 'analytics' = 'abuse'): ResultDocument {
   const type = typeof value === 'boolean' ? 'boolean' : typeof value === 'number' ? 'number' : 'string';
-  return { kind: 'result', '@timestamp': '2026-12-01T00:00:00.000Z', run_id: 'r', ...base, bundle: { version, sha256: 's' }, category, check, name, type, value };
+  return {
+    kind: 'result',
+    '@timestamp': '2026-12-01T00:00:00.000Z',
+    run_id: 'r',
+    ...base,
+    bundle: { version, sha256: 's' },
+    category,
+    check,
+    name,
+    type,
+    value,
+  };
 }
 
 function error(check: string): ErrorDocument {
-  return { kind: 'error', '@timestamp': '2026-12-01T00:00:00.000Z', run_id: 'r', ...base, category: 'abuse', check, reason: 'timeout', message: 'timed out' };
+  return {
+    kind: 'error',
+    '@timestamp': '2026-12-01T00:00:00.000Z',
+    run_id: 'r',
+    ...base,
+    category: 'abuse',
+    check,
+    reason: 'timeout',
+    message: 'timed out',
+  };
 }
 
 interface RunInput {
@@ -81,9 +101,13 @@ describe('differential results', () => {
     await runWith(dir, { results: [result('a', 1)] });
     expect((await runWith(dir, { results: [result('a', 1, 'abc', 'v2')] })).changes).toEqual(['snapshot:a=1']);
     expect((await runWith(dir, { results: [result('a', 1, 'abc', 'v2')], now: '2026-12-01T00:59:00.000Z' })).changes).toEqual([]);
-    expect((await runWith(dir, { results: [result('a', 1, 'abc', 'v2')], now: '2026-12-01T01:00:00.000Z' })).changes).toEqual(['snapshot:a=1']);
+    expect((await runWith(dir, { results: [result('a', 1, 'abc', 'v2')], now: '2026-12-01T01:00:00.000Z' })).changes).toEqual([
+      'snapshot:a=1',
+    ]);
     await writeFile(join(dir, 'results-abuse.json'), '{"format":1,"bund');
-    expect((await runWith(dir, { results: [result('a', 1, 'abc', 'v2')], now: '2026-12-01T01:00:01.000Z' })).changes).toEqual(['snapshot:a=1']);
+    expect((await runWith(dir, { results: [result('a', 1, 'abc', 'v2')], now: '2026-12-01T01:00:01.000Z' })).changes).toEqual([
+      'snapshot:a=1',
+    ]);
   });
 
   it('keep the old state when documents failed, and forget every state when the spool dropped documents', async () => {

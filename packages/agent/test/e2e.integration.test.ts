@@ -86,7 +86,9 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
     // Only what a VM has: the configuration in GATHER_* and S3 credentials in the AWS SDK's standard
     // variables (the test's own GATHER_S3_* connection settings are not passed on).
     const env: Record<string, string> = Object.fromEntries(
-      Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined && !entry[0].startsWith('GATHER_') && !entry[0].startsWith('AWS_')),
+      Object.entries(process.env).filter(
+        (entry): entry is [string, string] => entry[1] !== undefined && !entry[0].startsWith('GATHER_') && !entry[0].startsWith('AWS_'),
+      ),
     );
     Object.assign(env, {
       GATHER_BUNDLE: `s3://${services.bucket}/${prefix}`,
@@ -116,7 +118,11 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
     // stderr holds only JSON log lines (e.g. a dependency's warning), nothing else.
     expect(dry.stderr.split('\n').filter((line) => line && !line.startsWith('{'))).toEqual([]);
     expect(dry.code).toBe(0);
-    expect(dry.stdout).toMatch(new RegExp(`^ok: bundle ${v1} .*\\nabuse: abc abd\\nanalytics: def\\ndry run: would run 3 checks from s3://${services.bucket}/${prefix}/${v1}.tar at ${services.s3Endpoint} with the elasticsearch exporter; nothing was run or exported\\.\\n$`));
+    expect(dry.stdout).toMatch(
+      new RegExp(
+        `^ok: bundle ${v1} .*\\nabuse: abc abd\\nanalytics: def\\ndry run: would run 3 checks from s3://${services.bucket}/${prefix}/${v1}.tar at ${services.s3Endpoint} with the elasticsearch exporter; nothing was run or exported\\.\\n$`,
+      ),
+    );
     expect((await agent(['verify'], { env })).stdout).toMatch(new RegExp(`^ok: bundle ${v1} `));
     expect(await es.indices.exists({ index: resultsIndex })).toBe(false);
 
@@ -157,7 +163,12 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
         agent: { version: expect.any(String) },
       });
       expect(docs.find((d) => d.check === 'abd' && d.value === 2)).toMatchObject({ bundle: { version: v2 } });
-      expect(docs.find((d) => d.check === 'def')).toMatchObject({ category: 'analytics', name: 'shell.login', value: 'bash', bundle: { version: v1 } });
+      expect(docs.find((d) => d.check === 'def')).toMatchObject({
+        category: 'analytics',
+        name: 'shell.login',
+        value: 'bash',
+        bundle: { version: v1 },
+      });
       expect(docs.filter((d) => d.category === 'analytics').length).toBe(1); // analytics runs daily: once
       expect(await search(errorsIndex)).toEqual([]);
       expect(stderr.split('\n').filter((line) => line && !line.startsWith('{'))).toEqual([]);
@@ -175,9 +186,18 @@ describe('gather-agent daemon on a VM: bundle from S3, results to Elasticsearch'
       expect(runs.filter((r) => (r.bytes_fetched as number) > 0).length).toBeGreaterThanOrEqual(2);
       expect(runs.some((r) => r.bytes_fetched === 0 && r.bundle_unchanged === true)).toBe(true);
       // Differential: an abuse run of an unchanged bundle exported no result, and says how many were unchanged.
-      expect(runs.some((r) => r.category === 'abuse' && (r.changes as { mode: string; unchanged: number } | undefined)?.mode === 'differential' && (r.changes as { unchanged: number }).unchanged > 0)).toBe(true);
+      expect(
+        runs.some(
+          (r) =>
+            r.category === 'abuse' &&
+            (r.changes as { mode: string; unchanged: number } | undefined)?.mode === 'differential' &&
+            (r.changes as { unchanged: number }).unchanged > 0,
+        ),
+      ).toBe(true);
       // The current state: one host document, the latest results.
-      expect(await search(`${runsIndex}-hosts`)).toMatchObject([{ runs: { abuse: { outcome: 'ok' }, analytics: { outcome: 'ok' } }, agent: { version: expect.any(String) } }]);
+      expect(await search(`${runsIndex}-hosts`)).toMatchObject([
+        { runs: { abuse: { outcome: 'ok' }, analytics: { outcome: 'ok' } }, agent: { version: expect.any(String) } },
+      ]);
       expect((await search(`${runsIndex}-latest`)).some((d) => d.check === 'def' && d.value === 'bash')).toBe(true);
       // A run is logged after its summary was delivered: every logged run is in Elasticsearch.
       const logged = logs().filter((l) => l.msg === 'run completed');

@@ -11,7 +11,8 @@ import { dailyIndex } from '@gather/exporter-es';
 import { agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
 
 const esUrl = process.env.GATHER_ES_URL;
-if (!esUrl) throw new Error('GATHER_ES_URL is not set: run through the vitest "integration" project (tools/vitest-services.ts), or export it.');
+if (!esUrl)
+  throw new Error('GATHER_ES_URL is not set: run through the vitest "integration" project (tools/vitest-services.ts), or export it.');
 const es = new Client({ node: esUrl, requestTimeout: 60_000 });
 const created: string[] = [];
 const templates: string[] = [];
@@ -46,7 +47,12 @@ const days = (base: string) => `${base}-2*`;
 
 const SMALL = { 'abuse/run-abc': 'output a.one number 1\noutput a.two string \'"x"\'', 'abuse/run-def': 'output b.one boolean true' };
 
-async function runAgent(n: ReturnType<typeof names>, spoolDir = tempDir('gather-spool-'), extraEnv: Record<string, string> = {}, scripts: Record<string, string> = SMALL) {
+async function runAgent(
+  n: ReturnType<typeof names>,
+  spoolDir = tempDir('gather-spool-'),
+  extraEnv: Record<string, string> = {},
+  scripts: Record<string, string> = SMALL,
+) {
   const fx = await makeBundleFile(scripts);
   const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--log-level', 'info'], {
     env: cleanEnv({
@@ -61,7 +67,12 @@ async function runAgent(n: ReturnType<typeof names>, spoolDir = tempDir('gather-
       ...extraEnv,
     }),
   });
-  const logs = ndjson(result.stderr.split('\n').filter((line) => line.startsWith('{')).join('\n'));
+  const logs = ndjson(
+    result.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .join('\n'),
+  );
   const completed = logs.find((line) => /^run (completed|failed)/.test(String(line.msg)));
   return { ...result, logs, completed, spoolDir };
 }
@@ -70,7 +81,9 @@ async function runAgent(n: ReturnType<typeof names>, spoolDir = tempDir('gather-
 async function runSummaries(base: string): Promise<Array<Record<string, unknown>>> {
   const index = days(base);
   await es.indices.refresh({ index, allow_no_indices: true });
-  return (await es.search<Record<string, unknown>>({ index, allow_no_indices: true, query: { match_all: {} } })).hits.hits.map((hit) => hit._source!);
+  return (await es.search<Record<string, unknown>>({ index, allow_no_indices: true, query: { match_all: {} } })).hits.hits.map(
+    (hit) => hit._source!,
+  );
 }
 
 function spooledRecords(dir: string): Array<{ index: string; doc: Record<string, unknown> }> {
@@ -89,7 +102,11 @@ describe('exit codes and summaries tell the truth', () => {
     expect(run.code, run.stderr).toBe(6);
     // The log line has the final totals. The run summary document has those at the time it was written: on a
     // loaded cluster a bulk request may time out first, its documents spooled, then refused at the final flush.
-    expect(run.completed).toMatchObject({ level: 'error', outcome: 'export_incomplete', export: { dead_lettered: 3, dropped: 0, unreadable: 0, spooled: 0 } });
+    expect(run.completed).toMatchObject({
+      level: 'error',
+      outcome: 'export_incomplete',
+      export: { dead_lettered: 3, dropped: 0, unreadable: 0, spooled: 0 },
+    });
     const [summary] = await runSummaries(n.runs);
     expect(summary).toMatchObject({ results: 3, export: { dropped: 0, unreadable: 0 } });
     const counted = summary!.export as { dead_lettered: number; spooled: number };
@@ -117,7 +134,11 @@ describe('exit codes and summaries tell the truth', () => {
     const spooled = spooledRecords(run.spoolDir);
     // Everything (3 results, the run summary too) waits in the spool for the indices to be fixed.
     expect(spooled.filter((r) => r.index === today(n.results))).toHaveLength(3);
-    expect(spooled.find((r) => r.index === today(n.runs))?.doc).toMatchObject({ outcome: 'export_failed', spooled: 3, export: { spooled: 3 } });
+    expect(spooled.find((r) => r.index === today(n.runs))?.doc).toMatchObject({
+      outcome: 'export_failed',
+      spooled: 3,
+      export: { spooled: 3 },
+    });
     // The log line counts the run summary too (not the current-state writes, spooled with them).
     expect(run.completed).toMatchObject({ outcome: 'export_failed', spooled: 4, export: { spooled: 4, dead_lettered: 0, dropped: 0 } });
     expect(run.stderr).toMatch(/refused the request while installing the index templates \(.*illegal_argument_exception/);
@@ -131,10 +152,27 @@ describe('exit codes and summaries tell the truth', () => {
     const spoolDir = tempDir('gather-spool-');
     const at = new Date().toISOString();
     // A record as the exporter spools it: for the daily index of the document's @timestamp.
-    const good = { index: dailyIndex(n.results, at), id: `p9e-spooled-${n.id}:abc:0`, doc: { kind: 'result', '@timestamp': at, run_id: `p9e-spooled-${n.id}`, host: { hostname: 'vm' }, agent: { version: '0' }, check: 'abc', name: 'old', type: 'number', value: 1 } };
+    const good = {
+      index: dailyIndex(n.results, at),
+      id: `p9e-spooled-${n.id}:abc:0`,
+      doc: {
+        kind: 'result',
+        '@timestamp': at,
+        run_id: `p9e-spooled-${n.id}`,
+        host: { hostname: 'vm' },
+        agent: { version: '0' },
+        check: 'abc',
+        name: 'old',
+        type: 'number',
+        value: 1,
+      },
+    };
     // A record, garbage bytes (a damaged disk block), another record's worth of garbage at the end.
     const garbage = Buffer.from(randomBytes(300).map((b) => (b === 10 ? 11 : b)));
-    writeFileSync(join(spoolDir, 'spool-000000000001.ndjson'), Buffer.concat([Buffer.from(`${JSON.stringify(good)}\n`), garbage, Buffer.from('\n'), garbage]));
+    writeFileSync(
+      join(spoolDir, 'spool-000000000001.ndjson'),
+      Buffer.concat([Buffer.from(`${JSON.stringify(good)}\n`), garbage, Buffer.from('\n'), garbage]),
+    );
 
     const run = await runAgent(n, spoolDir);
     expect(run.code, run.stderr).toBe(6);
@@ -178,7 +216,8 @@ describe('exit codes and summaries tell the truth', () => {
     const back = await runAgent(n, spoolDir);
     expect(back.code, back.stderr).toBe(0);
     await es.indices.refresh({ index: days(n.errors) });
-    const reports = (await es.search<Record<string, unknown>>({ index: days(n.errors), query: { term: { reason: 'spool_dropped' } } })).hits.hits;
+    const reports = (await es.search<Record<string, unknown>>({ index: days(n.errors), query: { term: { reason: 'spool_dropped' } } })).hits
+      .hits;
     expect(reports.reduce((sum, hit) => sum + Number(hit._source!.dropped_docs), 0)).toBe(dropped);
   });
 
@@ -187,6 +226,9 @@ describe('exit codes and summaries tell the truth', () => {
     const run = await runAgent(n);
     expect(run.code, run.stderr).toBe(0);
     const [summary] = await runSummaries(n.runs);
-    expect(summary).toMatchObject({ outcome: 'ok', export: { delivered: 3, dead_lettered: 0, dropped: 0, unreadable: 0, spooled: 0, failed: 0 } });
+    expect(summary).toMatchObject({
+      outcome: 'ok',
+      export: { delivered: 3, dead_lettered: 0, dropped: 0, unreadable: 0, spooled: 0, failed: 0 },
+    });
   });
 });

@@ -24,9 +24,19 @@ describe('the one mapping from how a run ended to its exit code', () => {
   });
 
   it('maps every outcome, and errors thrown before a run', () => {
-    expect(Object.keys(OUTCOME_EXIT).sort()).toEqual(
-      ['bundle_expired', 'bundle_refused', 'bundle_replayed', 'checks_failed', 'export_failed', 'export_incomplete', 'failed', 'fetch_failed', 'interrupted', 'ok', 'spooled'],
-    );
+    expect(Object.keys(OUTCOME_EXIT).sort()).toEqual([
+      'bundle_expired',
+      'bundle_refused',
+      'bundle_replayed',
+      'checks_failed',
+      'export_failed',
+      'export_incomplete',
+      'failed',
+      'fetch_failed',
+      'interrupted',
+      'ok',
+      'spooled',
+    ]);
     expect([OUTCOME_EXIT.bundle_replayed, OUTCOME_EXIT.bundle_expired]).toEqual([EXIT.BUNDLE_REFUSED, EXIT.BUNDLE_REFUSED]);
     expect(exitCodeForError(new ConfigError('bad'))).toBe(EXIT.USAGE);
     expect(exitCodeForError(new AbortedError('stopped'))).toBe(EXIT.INTERRUPTED);

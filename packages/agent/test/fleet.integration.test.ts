@@ -19,7 +19,10 @@ interface Proxy {
   reset(): Promise<unknown>;
   stop(): Promise<void>;
 }
-interface Sample { simSec: number; spoolBytes: number }
+interface Sample {
+  simSec: number;
+  spoolBytes: number;
+}
 
 const SERVICES = join(dirname(fileURLToPath(import.meta.url)), '../../../tools/services');
 let work: string;
@@ -46,7 +49,13 @@ async function fleetRun(name: string, options: Record<string, unknown>) {
   const workDir = await mkdtemp(join(work, `${name}-`));
   const indexPrefix = `gather-fleet-it-${name}-${Date.now().toString(36)}`;
   const samples: Sample[] = [];
-  const result = await fleet.simulateFleet({ esUrl: proxy.url, workDir, indexPrefix, onSample: (s: Sample) => samples.push(s), ...options });
+  const result = await fleet.simulateFleet({
+    esUrl: proxy.url,
+    workDir,
+    indexPrefix,
+    onSample: (s: Sample) => samples.push(s),
+    ...options,
+  });
   const drained = await fleet.drainSpools({ esUrl: proxy.url, workDir, indexPrefix });
   const stored = await fleet.countStored(urls[0], indexPrefix);
   return { result, drained, stored, samples, indexPrefix };

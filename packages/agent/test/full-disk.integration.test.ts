@@ -12,7 +12,8 @@ import { agent, cleanEnv, makeChecksDir, ndjson, tempDir } from './_helpers.js';
 
 function required(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this test through the vitest "integration" project (tools/vitest-services.ts starts S3).`);
+  if (!value)
+    throw new Error(`${name} is not set: run this test through the vitest "integration" project (tools/vitest-services.ts starts S3).`);
   return value;
 }
 
@@ -26,7 +27,10 @@ describe('a full disk while fetching', () => {
     };
     const keys = generateSigningKeyPair();
     const prefix = `agent-full-disk/${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-    const bundle = await buildBundle({ checksDir: makeChecksDir({ 'abuse/run-abc': 'output a number 1' }), privateKeyPem: keys.privateKeyPem });
+    const bundle = await buildBundle({
+      checksDir: makeChecksDir({ 'abuse/run-abc': 'output a number 1' }),
+      privateKeyPem: keys.privateKeyPem,
+    });
     await publishBundle({
       endpoint: s3.endpoint,
       region: 'us-east-1',

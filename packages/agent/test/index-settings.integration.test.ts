@@ -29,13 +29,30 @@ afterAll(async () => {
 describe('shards and replicas from the agent configuration', () => {
   it('GATHER_ES_SHARDS / GATHER_ES_REPLICAS reach the templates and the indices they create', async () => {
     const fixture = await makeBundleFile({ 'abuse/run-abc': 'output miner.found boolean false' });
-    const result = await agent(['run', '--bundle', fixture.bundlePath, '--public-key', fixture.publicKeyPath, '--exporter', 'elasticsearch', '--es-url', url, '--category', 'abuse'], {
-      env: cleanEnv({ ...indices, GATHER_ES_SHARDS: '2', GATHER_ES_REPLICAS: '0', GATHER_SPOOL_DIR: tempDir('gather-spool-') }),
-    });
+    const result = await agent(
+      [
+        'run',
+        '--bundle',
+        fixture.bundlePath,
+        '--public-key',
+        fixture.publicKeyPath,
+        '--exporter',
+        'elasticsearch',
+        '--es-url',
+        url,
+        '--category',
+        'abuse',
+      ],
+      {
+        env: cleanEnv({ ...indices, GATHER_ES_SHARDS: '2', GATHER_ES_REPLICAS: '0', GATHER_SPOOL_DIR: tempDir('gather-spool-') }),
+      },
+    );
     expect(result.code, result.stderr).toBe(0);
 
     for (const index of Object.values(indices)) {
-      const { index_templates: [template] } = await es.indices.getIndexTemplate({ name: `${index}-gather` });
+      const {
+        index_templates: [template],
+      } = await es.indices.getIndexTemplate({ name: `${index}-gather` });
       const settings = template!.index_template.template!.settings as { index?: Record<string, unknown> };
       // Naming replicas replaces the default auto_expand_replicas.
       expect(settings.index, index).toMatchObject({ number_of_shards: '2', number_of_replicas: '0' });

@@ -37,7 +37,9 @@ describe('the host lock', () => {
     expect(owner).toMatchObject({ pid: process.pid, purpose: 'run abuse', start: processStartTime(process.pid) });
     const busy = await acquireLock(path, { purpose: 'second', waitMs: 0 }).catch((error: unknown) => error);
     expect(busy).toBeInstanceOf(LockBusyError);
-    expect((busy as Error).message).toMatch(new RegExp(`Another gather-agent holds ${path} \\(pid ${process.pid}, run abuse, since .+\\); nothing was run`));
+    expect((busy as Error).message).toMatch(
+      new RegExp(`Another gather-agent holds ${path} \\(pid ${process.pid}, run abuse, since .+\\); nothing was run`),
+    );
     await lock.release();
     expect(existsSync(path)).toBe(false);
     await (await acquireLock(path, { purpose: 'third', waitMs: 0 })).release();
@@ -48,10 +50,14 @@ describe('the host lock', () => {
     const child = await holder(path);
     const started = Date.now();
     let waitedFor: unknown;
-    const error = await acquireLock(path, { purpose: 'contender', waitMs: 700, pollMs: 50, onWait: (o) => (waitedFor = o) }).catch((e: unknown) => e);
+    const error = await acquireLock(path, { purpose: 'contender', waitMs: 700, pollMs: 50, onWait: (o) => (waitedFor = o) }).catch(
+      (e: unknown) => e,
+    );
     expect(Date.now() - started).toBeGreaterThanOrEqual(700);
     expect(error).toBeInstanceOf(LockBusyError);
-    expect((error as Error).message).toMatch(new RegExp(`\\(pid ${child.pid}, test holder, since .+\\) after waiting 1 s; nothing was run`));
+    expect((error as Error).message).toMatch(
+      new RegExp(`\\(pid ${child.pid}, test holder, since .+\\) after waiting 1 s; nothing was run`),
+    );
     expect(waitedFor).toMatchObject({ pid: child.pid });
   });
 
@@ -91,9 +97,13 @@ describe('the host lock', () => {
       const path = join(tempDir(), 'agent.lock');
       writeFileSync(path, JSON.stringify({ pid: 2 ** 22 + 12345, purpose: 'dead', since: '2020-01-01T00:00:00Z', token: 'x' }));
       const attempts = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => acquireLock(path, { purpose: `c${i}`, waitMs: 0 })));
-      const winners = attempts.filter((a): a is PromiseFulfilledResult<Awaited<ReturnType<typeof acquireLock>>> => a.status === 'fulfilled');
+      const winners = attempts.filter(
+        (a): a is PromiseFulfilledResult<Awaited<ReturnType<typeof acquireLock>>> => a.status === 'fulfilled',
+      );
       expect(winners, `round ${round}`).toHaveLength(1);
-      expect(attempts.filter((a) => a.status === 'rejected').every((a) => (a as PromiseRejectedResult).reason instanceof LockBusyError)).toBe(true);
+      expect(
+        attempts.filter((a) => a.status === 'rejected').every((a) => (a as PromiseRejectedResult).reason instanceof LockBusyError),
+      ).toBe(true);
       expect(JSON.parse(readFileSync(path, 'utf8')).token).toBe(winners[0]!.value.owner.token);
       await winners[0]!.value.release();
     }
@@ -104,10 +114,16 @@ describe('gather-agent run after a crash', () => {
   it('takes over and logs a run lock whose pid now belongs to another live process (pid 1, other start time), and runs', async () => {
     const state = tempDir('gather-agent-state-');
     const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
-    writeFileSync(join(state, 'agent.lock'), JSON.stringify({ pid: 1, start: '0', purpose: 'run all', since: '2020-01-01T00:00:00Z', token: 'x' }));
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--lock-wait', '0', '--log-level', 'warn'], {
-      env: cleanEnv({ GATHER_STATE_DIR: state }),
-    });
+    writeFileSync(
+      join(state, 'agent.lock'),
+      JSON.stringify({ pid: 1, start: '0', purpose: 'run all', since: '2020-01-01T00:00:00Z', token: 'x' }),
+    );
+    const result = await agent(
+      ['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--lock-wait', '0', '--log-level', 'warn'],
+      {
+        env: cleanEnv({ GATHER_STATE_DIR: state }),
+      },
+    );
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/"name":"a"/);
     expect(result.stderr).toMatch(/"level":"warn".*"reason":"pid 1 now belongs to another process.*"msg":"took over a stale lock"/);

@@ -62,7 +62,11 @@ describe('compatibility with the original gather', () => {
     const result = await agent(['run', '--bundle', bundle, '--public-key', publicKey]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    const values = Object.fromEntries(ndjson(result.stdout).filter((d) => d.kind === 'result').map((d) => [d.name, [d.type, d.value]]));
+    const values = Object.fromEntries(
+      ndjson(result.stdout)
+        .filter((d) => d.kind === 'result')
+        .map((d) => [d.name, [d.type, d.value]]),
+    );
     expect(values).toEqual({
       'bash installed': ['boolean', true],
       'zshrc line count': ['number', 0],

@@ -31,17 +31,41 @@ const flipLastByte = (data: Buffer | string | undefined) => {
 };
 
 const cases: Array<[string, () => { bundle: string; publicKey?: string }, RegExp]> = [
-  ['a bundle signed by another key', () => {
-    const other = join(tempDir(), 'other.pub.pem');
-    writeFileSync(other, generateSigningKeyPair().publicKeyPem);
-    return { bundle: fx.bundlePath, publicKey: other };
-  }, /bad signature/],
-  ['a forged manifest', () => ({ bundle: write(tar(members.map((m) => (m.name === 'manifest.json' ? { ...m, data: flipLastByte(m.data) } : m)))) }), /bad signature/],
+  [
+    'a bundle signed by another key',
+    () => {
+      const other = join(tempDir(), 'other.pub.pem');
+      writeFileSync(other, generateSigningKeyPair().publicKeyPem);
+      return { bundle: fx.bundlePath, publicKey: other };
+    },
+    /bad signature/,
+  ],
+  [
+    'a forged manifest',
+    () => ({ bundle: write(tar(members.map((m) => (m.name === 'manifest.json' ? { ...m, data: flipLastByte(m.data) } : m)))) }),
+    /bad signature/,
+  ],
   ['an unsigned bundle', () => ({ bundle: write(tar(members.filter((m) => m.name !== 'manifest.sig'))) }), /unsigned/],
-  ['a runner that does not match the manifest hash', () => ({ bundle: write(tar(members.map((m) => (m.name === 'runner.js' ? { ...m, data: flipLastByte(m.data) } : m)))) }), /manifest hash mismatch for "runner.js"/],
-  ['a truncated tar', () => ({ bundle: write(readFileSync(fx.bundlePath).subarray(0, readFileSync(fx.bundlePath).length - 1100)) }), /truncated/],
-  ['a tar entry with ..', () => ({ bundle: write(tar([{ name: '../../etc/cron.d/x', data: 'x' }, ...members])) }), /contains "\.\." \(path traversal\)/],
-  ['a tar entry with an absolute path', () => ({ bundle: write(tar([{ name: '/etc/cron.d/x', data: 'x' }, ...members])) }), /absolute path/],
+  [
+    'a runner that does not match the manifest hash',
+    () => ({ bundle: write(tar(members.map((m) => (m.name === 'runner.js' ? { ...m, data: flipLastByte(m.data) } : m)))) }),
+    /manifest hash mismatch for "runner.js"/,
+  ],
+  [
+    'a truncated tar',
+    () => ({ bundle: write(readFileSync(fx.bundlePath).subarray(0, readFileSync(fx.bundlePath).length - 1100)) }),
+    /truncated/,
+  ],
+  [
+    'a tar entry with ..',
+    () => ({ bundle: write(tar([{ name: '../../etc/cron.d/x', data: 'x' }, ...members])) }),
+    /contains "\.\." \(path traversal\)/,
+  ],
+  [
+    'a tar entry with an absolute path',
+    () => ({ bundle: write(tar([{ name: '/etc/cron.d/x', data: 'x' }, ...members])) }),
+    /absolute path/,
+  ],
   ['a symlink', () => ({ bundle: write(tar([...members, { name: 'runner2.js', type: '2', linkname: '/etc/shadow' }])) }), /is a symlink/],
   ['a device', () => ({ bundle: write(tar([...members, { name: 'mem', type: '3' }])) }), /is a character device/],
 ];

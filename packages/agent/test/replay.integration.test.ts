@@ -13,7 +13,8 @@ import { agent, cleanEnv, makeChecksDir, ndjson, tempDir } from './_helpers.js';
 
 function required(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this test through the vitest "integration" project (tools/vitest-services.ts starts S3).`);
+  if (!value)
+    throw new Error(`${name} is not set: run this test through the vitest "integration" project (tools/vitest-services.ts starts S3).`);
   return value;
 }
 
@@ -44,7 +45,14 @@ describe('replay through S3', () => {
       prefix,
     };
     const build = async (value: number, sequence: number) =>
-      (await buildBundle({ checksDir: makeChecksDir({ 'abuse/run-abc': `output bundle.value number ${value}` }), privateKeyPem: keys.privateKeyPem, sequence, version: `v${value}` })).bytes;
+      (
+        await buildBundle({
+          checksDir: makeChecksDir({ 'abuse/run-abc': `output bundle.value number ${value}` }),
+          privateKeyPem: keys.privateKeyPem,
+          sequence,
+          version: `v${value}`,
+        })
+      ).bytes;
     const v1 = await build(1, 1000);
     const v2 = await build(2, 2000);
     await publishBundle({ ...connection, bundle: v1 });
@@ -74,12 +82,21 @@ describe('replay through S3', () => {
     // publish refuses to do it, so the attacker writes the pointer with the plain S3 API.
     await expect(publishBundle({ ...connection, bundle: v1 })).rejects.toThrow(/its sequence 1000 is lower than 2000/);
     const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: connection.credentials });
-    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/latest`, Body: JSON.stringify({ format: 1, version: 'v1', key: `${prefix}/v1.tar` }) }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: s3.bucket,
+        Key: `${prefix}/latest`,
+        Body: JSON.stringify({ format: 1, version: 'v1', key: `${prefix}/v1.tar` }),
+      }),
+    );
     client.destroy();
     const replayed = await agent(['run'], { env });
     expect(replayed.code).toBe(3);
     expect(replayed.stderr).toMatch(/bundle v1 with sequence 1000, older than sequence 2000 already accepted/);
-    expect(ndjson(replayed.stdout)).toMatchObject([{ kind: 'error', reason: 'bundle_replayed' }, { kind: 'run', outcome: 'bundle_replayed' }]);
+    expect(ndjson(replayed.stdout)).toMatchObject([
+      { kind: 'error', reason: 'bundle_replayed' },
+      { kind: 'run', outcome: 'bundle_replayed' },
+    ]);
     expect((await agent(['verify'], { env })).code).toBe(3);
 
     // The way back: the old checks, re-signed under a higher sequence.
@@ -88,7 +105,12 @@ describe('replay through S3', () => {
       [BUNDLER_CLI, 'rollback', '--to', 'v1', '--key', privateKeyPath, '--bucket', s3.bucket, '--prefix', prefix],
       {
         encoding: 'utf8',
-        env: { PATH: process.env.PATH ?? '', GATHER_S3_ENDPOINT: s3.endpoint, GATHER_S3_ACCESS_KEY_ID: s3.accessKeyId, GATHER_S3_SECRET_ACCESS_KEY: s3.secretAccessKey },
+        env: {
+          PATH: process.env.PATH ?? '',
+          GATHER_S3_ENDPOINT: s3.endpoint,
+          GATHER_S3_ACCESS_KEY_ID: s3.accessKeyId,
+          GATHER_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+        },
       },
     );
     expect(rollback.stderr).not.toMatch(/\[gather\]/);

@@ -17,7 +17,11 @@ describe('results settings', () => {
     const es = loadConfig({ env: { ...base, GATHER_EXPORTER: 'elasticsearch', GATHER_ES_URL: 'http://127.0.0.1:9200' }, uid: 0 });
     expect(es).toMatchObject({ results: 'differential', snapshotIntervalSec: 86_400, hostId: undefined });
     expect(loadConfig({ env: base, uid: 0 }).results).toBe('snapshot');
-    const set = loadConfig({ env: { ...base, GATHER_RESULTS: 'snapshot', GATHER_SNAPSHOT_INTERVAL_SEC: '3600', GATHER_HOST_ID: 'env-id' }, flags: { results: 'differential', 'host-id': 'flag-id' }, uid: 0 });
+    const set = loadConfig({
+      env: { ...base, GATHER_RESULTS: 'snapshot', GATHER_SNAPSHOT_INTERVAL_SEC: '3600', GATHER_HOST_ID: 'env-id' },
+      flags: { results: 'differential', 'host-id': 'flag-id' },
+      uid: 0,
+    });
     expect(set).toMatchObject({ results: 'differential', snapshotIntervalSec: 3600, hostId: 'flag-id' });
   });
 

@@ -56,7 +56,9 @@ describe('running as root, the agent refuses paths others own or can write (exit
     copyFileSync(fx.publicKeyPath, key);
     const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', key], { env: env() });
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain(`publicKey: root will not trust the public key ${key}: ${dir} is writable by its group (mode 0775). Fix: chmod go-w ${dir}`);
+    expect(result.stderr).toContain(
+      `publicKey: root will not trust the public key ${key}: ${dir} is writable by its group (mode 0775). Fix: chmod go-w ${dir}`,
+    );
   });
 
   it('a secret file owned by nobody and writable by others, a spool dir owned by nobody, a state dir others can write', async () => {
@@ -72,15 +74,31 @@ describe('running as root, the agent refuses paths others own or can write (exit
     mkdirSync(state);
     chmodSync(state, 0o777);
     const result = await agent(
-      ['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--exporter', 'elasticsearch', '--es-url', 'http://127.0.0.1:9', '--es-api-key-file', secret],
+      [
+        'run',
+        '--bundle',
+        fx.bundlePath,
+        '--public-key',
+        fx.publicKeyPath,
+        '--exporter',
+        'elasticsearch',
+        '--es-url',
+        'http://127.0.0.1:9',
+        '--es-api-key-file',
+        secret,
+      ],
       { env: cleanEnv({ GATHER_STATE_DIR: state, GATHER_SPOOL_DIR: spool }) },
     );
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(
       `elasticsearch.apiKeyFile: root will not trust the secret file ${secret}: ${secret} is owned by uid ${NOBODY}, writable by its group and others (mode 0666). Fix: chown root:root ${secret} && chmod go-w ${secret}`,
     );
-    expect(result.stderr).toContain(`spoolDir: root will not trust the spool directory ${spool}: ${spool} is owned by uid ${NOBODY}. Fix: chown root:root ${spool}`);
-    expect(result.stderr).toContain(`stateDir: root will not trust the state directory ${state}: ${state} is writable by its group and others (mode 0777). Fix: chmod go-w ${state}`);
+    expect(result.stderr).toContain(
+      `spoolDir: root will not trust the spool directory ${spool}: ${spool} is owned by uid ${NOBODY}. Fix: chown root:root ${spool}`,
+    );
+    expect(result.stderr).toContain(
+      `stateDir: root will not trust the state directory ${state}: ${state} is writable by its group and others (mode 0777). Fix: chmod go-w ${state}`,
+    );
   });
 
   it('a root-owned symbolic link to a file nobody owns: the path it resolves to counts', async () => {

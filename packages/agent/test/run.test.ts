@@ -10,7 +10,19 @@ describe('gather-agent run', () => {
       'abuse/run-abc': 'output proc.count number 7',
       'analytics/run-def': 'echo "not json"',
     });
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--username', 'alice', '--instance-id', 'i-42', '--host-id', 'vm-42-id']);
+    const result = await agent([
+      'run',
+      '--bundle',
+      fx.bundlePath,
+      '--public-key',
+      fx.publicKeyPath,
+      '--username',
+      'alice',
+      '--instance-id',
+      'i-42',
+      '--host-id',
+      'vm-42-id',
+    ]);
     expect(result.code).toBe(5);
     const docs = ndjson(result.stdout);
     expect(docs).toHaveLength(3);
@@ -28,7 +40,12 @@ describe('gather-agent run', () => {
       bundle: { version: expect.any(String), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) },
       run_id: expect.any(String),
     });
-    expect(docs.find((d) => d.kind === 'error')).toMatchObject({ check: 'def', category: 'analytics', reason: 'invalid_output', stdout: 'not json\n' });
+    expect(docs.find((d) => d.kind === 'error')).toMatchObject({
+      check: 'def',
+      category: 'analytics',
+      reason: 'invalid_output',
+      stdout: 'not json\n',
+    });
     // The run summary comes last: what ran, where it went, what it cost.
     expect(docs[2]).toMatchObject({
       kind: 'run',
@@ -61,14 +78,42 @@ describe('gather-agent run', () => {
     const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--table']);
     expect(result.code).toBe(5);
     const docs = ndjson(readFileSync(out, 'utf8'));
-    expect(docs.filter((d) => d.kind === 'result').map((d) => d.name).sort()).toEqual(['after', 'before', 'other']);
-    expect(docs.find((d) => d.kind === 'error')).toMatchObject({ check: 'abc', reason: 'invalid_output', message: expect.stringMatching(/nested deeper than 20 levels/) });
-    expect(docs.at(-1)).toMatchObject({ kind: 'run', outcome: 'checks_failed', checks: { run: 2, ok: 1, failed: 1 }, results: 3, containment: { mechanism: 'cgroup', killed_after_exit: 0 } });
+    expect(
+      docs
+        .filter((d) => d.kind === 'result')
+        .map((d) => d.name)
+        .sort(),
+    ).toEqual(['after', 'before', 'other']);
+    expect(docs.find((d) => d.kind === 'error')).toMatchObject({
+      check: 'abc',
+      reason: 'invalid_output',
+      message: expect.stringMatching(/nested deeper than 20 levels/),
+    });
+    expect(docs.at(-1)).toMatchObject({
+      kind: 'run',
+      outcome: 'checks_failed',
+      checks: { run: 2, ok: 1, failed: 1 },
+      results: 3,
+      containment: { mechanism: 'cgroup', killed_after_exit: 0 },
+    });
     expect(result.stderr).toMatch(/2 checks: 1 ok, 1 failed/);
     // Forced to the fallback, the summary says so.
-    const fallback = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--containment', 'pgroup']);
+    const fallback = await agent([
+      'run',
+      '--bundle',
+      fx.bundlePath,
+      '--public-key',
+      fx.publicKeyPath,
+      '--out',
+      out,
+      '--containment',
+      'pgroup',
+    ]);
     expect(fallback.code).toBe(5);
-    expect(ndjson(readFileSync(out, 'utf8')).at(-1)).toMatchObject({ kind: 'run', containment: { mechanism: 'pgroup', killed_after_exit: 0 } });
+    expect(ndjson(readFileSync(out, 'utf8')).at(-1)).toMatchObject({
+      kind: 'run',
+      containment: { mechanism: 'pgroup', killed_after_exit: 0 },
+    });
   });
 
   it('runs only the category asked for and exits 0 when every check is fine', async () => {
@@ -84,8 +129,23 @@ describe('gather-agent run', () => {
   });
 
   it('prints a human table on request: one row per check and the totals', async () => {
-    const fx = await makeBundleFile({ 'abuse/run-abc': 'output cpu.count number 4', 'abuse/run-xyz': 'sleep 5', 'analytics/run-def': `output shell string '"bash"'` });
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', '/dev/null', '--table', '--timeout', '1']);
+    const fx = await makeBundleFile({
+      'abuse/run-abc': 'output cpu.count number 4',
+      'abuse/run-xyz': 'sleep 5',
+      'analytics/run-def': `output shell string '"bash"'`,
+    });
+    const result = await agent([
+      'run',
+      '--bundle',
+      fx.bundlePath,
+      '--public-key',
+      fx.publicKeyPath,
+      '--out',
+      '/dev/null',
+      '--table',
+      '--timeout',
+      '1',
+    ]);
     expect(result.code).toBe(5);
     const lines = result.stderr.split('\n');
     expect(lines[0]).toMatch(/^CHECK\s+CATEGORY\s+STATUS\s+DURATION\s+RESULT$/);
@@ -112,7 +172,11 @@ describe('gather-agent run', () => {
     expect(fx.bundle.includes('TOP-SECRET')).toBe(false);
     const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: cleanEnv({ TMPDIR: tmp }) });
     expect(result.code).toBe(0);
-    const values = Object.fromEntries(ndjson(result.stdout).filter((d) => d.kind === 'result').map((d) => [d.name, d.value]));
+    const values = Object.fromEntries(
+      ndjson(result.stdout)
+        .filter((d) => d.kind === 'result')
+        .map((d) => [d.name, d.value]),
+    );
     expect(values).toMatchObject({ before: 0, after: 1 });
     expect(String(values.dir).startsWith(tmp)).toBe(true);
     expect(readdirSync(tmp)).toEqual([]);
@@ -149,7 +213,19 @@ describe('gather-agent run', () => {
   it('against an unreachable Elasticsearch, a one-off run spools and says the next run sends them (no "retrying in")', async () => {
     const fx = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
     const spoolDir = tempDir('gather-agent-spool-');
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--exporter', 'elasticsearch', '--es-url', 'http://127.0.0.1:1', '--spool-dir', spoolDir]);
+    const result = await agent([
+      'run',
+      '--bundle',
+      fx.bundlePath,
+      '--public-key',
+      fx.publicKeyPath,
+      '--exporter',
+      'elasticsearch',
+      '--es-url',
+      'http://127.0.0.1:1',
+      '--spool-dir',
+      spoolDir,
+    ]);
     expect(result.code).toBe(7);
     expect(result.stderr).toContain('the next gather-agent run (or the daemon) sends them first');
     expect(result.stderr).not.toMatch(/retrying in/);

@@ -51,7 +51,10 @@ function manualJob(name: string, spec: Job['spec'], clock: FakeClock) {
       return new Promise<void>((resolve) => finishers.push(resolve));
     },
   };
-  return { job, starts, finishAll: () => {
+  return {
+    job,
+    starts,
+    finishAll: () => {
       for (const finish of finishers.splice(0)) finish();
     },
   };
@@ -200,7 +203,13 @@ describe('the daemon schedule', () => {
       const starts: number[] = [];
       const t0 = Date.now();
       const scheduler = new Scheduler({
-        jobs: [{ name: 'analytics', spec: { everySec: 30 * 24 * 3600, splayPct: 0, firstDelaySec: 0 }, run: async () => void starts.push(Date.now() - t0) }],
+        jobs: [
+          {
+            name: 'analytics',
+            spec: { everySec: 30 * 24 * 3600, splayPct: 0, firstDelaySec: 0 },
+            run: async () => void starts.push(Date.now() - t0),
+          },
+        ],
         clock: systemClock,
         random: () => 0,
       });

@@ -10,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
 
 const esUrl = process.env.GATHER_ES_URL;
-if (!esUrl) throw new Error('GATHER_ES_URL is not set: run through the vitest "integration" project (tools/vitest-services.ts), or export it.');
+if (!esUrl)
+  throw new Error('GATHER_ES_URL is not set: run through the vitest "integration" project (tools/vitest-services.ts), or export it.');
 
 const id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const secret = (what: string) => `${what}-${randomBytes(12).toString('hex')}`;
@@ -68,18 +69,23 @@ afterAll(async () => {
 describe('secrets never leave in results', () => {
   it('NDJSON and logs: secrets from the environment and an AWS credentials file (systemd credential) are scrubbed everywhere', async () => {
     const secrets = { aws: secret('awssecret'), token: secret('session'), password: secret('espass'), credfile: secret('credfile') };
-    const creds = credentialsDir({ 'aws-credentials': `[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = ${secrets.credfile}\n` });
+    const creds = credentialsDir({
+      'aws-credentials': `[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = ${secrets.credfile}\n`,
+    });
     const fx = await makeBundleFile({ 'abuse/run-abc': HOSTILE, 'abuse/run-err': ERRING });
     const out = join(fx.dir, 'out.ndjson');
-    const result = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--log-level', 'debug', '--table'], {
-      env: cleanEnv({
-        P9E_MARKER: MARKER,
-        AWS_SECRET_ACCESS_KEY: secrets.aws,
-        AWS_SESSION_TOKEN: secrets.token,
-        GATHER_ES_PASSWORD: secrets.password,
-        CREDENTIALS_DIRECTORY: creds,
-      }),
-    });
+    const result = await agent(
+      ['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', out, '--log-level', 'debug', '--table'],
+      {
+        env: cleanEnv({
+          P9E_MARKER: MARKER,
+          AWS_SECRET_ACCESS_KEY: secrets.aws,
+          AWS_SESSION_TOKEN: secrets.token,
+          GATHER_ES_PASSWORD: secrets.password,
+          CREDENTIALS_DIRECTORY: creds,
+        }),
+      },
+    );
     expect(result.code, result.stderr).toBe(5);
     const exported = readFileSync(out, 'utf8');
     const docs = ndjson(exported);
@@ -121,7 +127,9 @@ describe('secrets never leave in results', () => {
     // First with the key from the systemd credential (no GATHER_ES_API_KEY), then from the environment.
     const viaCredential = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env });
     expect(viaCredential.code, viaCredential.stderr).toBe(5);
-    const viaEnv = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: { ...env, GATHER_ES_API_KEY: secrets.apiKey } });
+    const viaEnv = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
+      env: { ...env, GATHER_ES_API_KEY: secrets.apiKey },
+    });
     expect(viaEnv.code, viaEnv.stderr).toBe(5);
 
     await es.indices.refresh({ index: written });

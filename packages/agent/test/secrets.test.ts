@@ -21,7 +21,11 @@ const es = { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, GATHER_EXPORTER: 
 
 describe('the agent secret set', () => {
   it('reads the Elasticsearch API key from a systemd credential ($CREDENTIALS_DIRECTORY/es-api-key) when none is configured', () => {
-    const config = loadConfig({ env: { ...es, CREDENTIALS_DIRECTORY: credentials({ 'es-api-key': 'Y3JlZC1rZXk6c2VjcmV0\n' }) }, uid: 0, home });
+    const config = loadConfig({
+      env: { ...es, CREDENTIALS_DIRECTORY: credentials({ 'es-api-key': 'Y3JlZC1rZXk6c2VjcmV0\n' }) },
+      uid: 0,
+      home,
+    });
     expect(config.elasticsearch?.apiKey).toBe('Y3JlZC1rZXk6c2VjcmV0');
     expect(config.secrets).toContain('Y3JlZC1rZXk6c2VjcmV0');
   });
@@ -42,11 +46,21 @@ describe('the agent secret set', () => {
 
   it('collects AWS secrets from the environment and from shared credentials files, whatever the exporter', () => {
     mkdirSync(join(home, '.aws'), { recursive: true });
-    writeFileSync(join(home, '.aws', 'credentials'), '[default]\naws_access_key_id=AKIA1\naws_secret_access_key = home-secret\n[other]\naws_session_token=tok-en-1\n');
-    const secrets = environmentSecrets({ AWS_SECRET_ACCESS_KEY: 'env-secret', AWS_SESSION_TOKEN: 'env-token', GATHER_S3_SECRET_ACCESS_KEY: 'gather-s3' }, home);
+    writeFileSync(
+      join(home, '.aws', 'credentials'),
+      '[default]\naws_access_key_id=AKIA1\naws_secret_access_key = home-secret\n[other]\naws_session_token=tok-en-1\n',
+    );
+    const secrets = environmentSecrets(
+      { AWS_SECRET_ACCESS_KEY: 'env-secret', AWS_SESSION_TOKEN: 'env-token', GATHER_S3_SECRET_ACCESS_KEY: 'gather-s3' },
+      home,
+    );
     expect(secrets).toEqual(expect.arrayContaining(['env-secret', 'env-token', 'gather-s3', 'home-secret', 'tok-en-1']));
     expect(secrets).not.toContain('AKIA1');
-    const config = loadConfig({ env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, AWS_SECRET_ACCESS_KEY: 'env-secret' }, uid: 0, home });
+    const config = loadConfig({
+      env: { GATHER_BUNDLE: 'x', GATHER_PUBLIC_KEY: publicKey, AWS_SECRET_ACCESS_KEY: 'env-secret' },
+      uid: 0,
+      home,
+    });
     expect(config.secrets).toEqual(expect.arrayContaining(['env-secret', 'home-secret']));
     expect(awsFileSecrets('aws_secret_access_key=a\r\nAWS_SESSION_TOKEN = b ')).toEqual(['a', 'b']);
   });

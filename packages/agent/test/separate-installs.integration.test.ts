@@ -16,7 +16,10 @@ const ROOT_MODULES = ['lib', 'node_modules'];
 /** Installs `tarballs` (the package itself last) like `npm install --global` would put them under `globalRoot`. */
 function installGlobally(globalRoot: string, work: string, name: string, tarballs: string[]): void {
   const prefix = join(work, `prefix-${name}`);
-  execFileSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...tarballs], { stdio: 'pipe', timeout: 300_000 });
+  execFileSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...tarballs], {
+    stdio: 'pipe',
+    timeout: 300_000,
+  });
   const target = join(globalRoot, ...ROOT_MODULES, '@gather', name);
   mkdirSync(join(globalRoot, ...ROOT_MODULES, '@gather'), { recursive: true });
   renameSync(join(prefix, 'node_modules', '@gather', name), target);
@@ -62,7 +65,11 @@ describe('separately installed packages (two copies of @gather/core)', () => {
         spoolDir: join(fixture.dir, 'spool'),
       }),
     );
-    const result = spawnSync(process.execPath, [agentBin, 'run', '--config', config], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    const result = spawnSync(process.execPath, [agentBin, 'run', '--config', config], {
+      encoding: 'utf8',
+      env: cleanEnv(),
+      timeout: 60_000,
+    });
     expect(result.stderr).not.toMatch(/Unexpected error/);
     expect(result.stderr).toMatch(/not a valid index name: "Not_A_Valid_Index"/);
     expect(result.status).toBe(2);

@@ -61,9 +61,22 @@ describe('Elasticsearch index names', () => {
   });
 
   it('gather-agent run: a bad index name is a configuration error (exit 2) before anything runs', async () => {
-    const result = await agent(['run', '--bundle', join(dir, 'none.tar'), '--public-key', publicKey, '--exporter', 'elasticsearch', '--es-url', 'http://127.0.0.1:1'], {
-      env: cleanEnv({ GATHER_ES_RESULTS_INDEX: 'Results' }),
-    });
+    const result = await agent(
+      [
+        'run',
+        '--bundle',
+        join(dir, 'none.tar'),
+        '--public-key',
+        publicKey,
+        '--exporter',
+        'elasticsearch',
+        '--es-url',
+        'http://127.0.0.1:1',
+      ],
+      {
+        env: cleanEnv({ GATHER_ES_RESULTS_INDEX: 'Results' }),
+      },
+    );
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('elasticsearch.resultsIndex: GATHER_ES_RESULTS_INDEX is not a valid index name: "Results".');
     expect(result.stderr).toContain('Run "gather-agent run --help" for the options.');
@@ -80,12 +93,16 @@ describe('the S3 bundle source', () => {
     expect(problemsOf({ env: { ...base, GATHER_BUNDLE: 's3://bucket/prod', GATHER_S3_ENDPOINT: 'http://[::1' } })).toEqual([
       's3.endpoint: GATHER_S3_ENDPOINT must be an http(s) URL such as https://s3.example.com:9000',
     ]);
-    expect(load({ env: { ...base, GATHER_BUNDLE: 's3://bucket/gather/prod/', GATHER_S3_ENDPOINT: 'http://[::1]:9300' } }).source).toEqual({ kind: 's3', bucket: 'bucket', prefix: 'gather/prod' });
+    expect(load({ env: { ...base, GATHER_BUNDLE: 's3://bucket/gather/prod/', GATHER_S3_ENDPOINT: 'http://[::1]:9300' } }).source).toEqual({
+      kind: 's3',
+      bucket: 'bucket',
+      prefix: 'gather/prod',
+    });
   });
 });
 
 describe('shards and replicas of the indices', () => {
-  it('passes elasticsearch.shards / .replicas to the exporter as the templates\' index settings', async () => {
+  it("passes elasticsearch.shards / .replicas to the exporter as the templates' index settings", async () => {
     expect((await exporterOptions({ GATHER_ES_SHARDS: '3', GATHER_ES_REPLICAS: '2' })).indexSettings).toEqual({
       'index.number_of_shards': 3,
       'index.number_of_replicas': 2,

@@ -13,7 +13,8 @@ import { AGENT_CLI, agent, cleanEnv, makeBundleFile, ndjson, tempDir, type CliRe
 import { processesWith, waitFor } from './_process.js';
 
 const esUrl = process.env.GATHER_ES_URL;
-if (!esUrl) throw new Error('GATHER_ES_URL is not set: run through the vitest "integration" project (tools/vitest-services.ts), or export it.');
+if (!esUrl)
+  throw new Error('GATHER_ES_URL is not set: run through the vitest "integration" project (tools/vitest-services.ts), or export it.');
 const es = new Client({ node: esUrl, requestTimeout: 60_000 });
 const id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const indices = { results: `p9e-signals-results-${id}`, errors: `p9e-signals-errors-${id}`, runs: `p9e-signals-runs-${id}` };
@@ -86,7 +87,12 @@ interface Staged {
 
 function stage(): Staged {
   const tmp = tempDir('gather-signals-tmp-');
-  return { tmp, stateDir: tempDir('gather-signals-state-'), spoolDir: tempDir('gather-signals-spool-'), out: join(tempDir('gather-signals-out-'), 'out.ndjson') };
+  return {
+    tmp,
+    stateDir: tempDir('gather-signals-state-'),
+    spoolDir: tempDir('gather-signals-spool-'),
+    out: join(tempDir('gather-signals-out-'), 'out.ndjson'),
+  };
 }
 
 /** Every file under a directory, relative to it. */
@@ -124,30 +130,33 @@ const esEnv = (staged: Staged, url: string) =>
   });
 
 describe('gather-agent run stopped by a signal', () => {
-  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s during the checks: checks and descendants killed, results so far exported, exit 130', async (signal) => {
-    const staged = stage();
-    const marker = `p9e-sig-checks-${signal}-${id}`;
-    const fx = await makeBundleFile({
-      'abuse/run-abc': 'output early.result number 42',
-      // A check that leaves a grandchild behind in its process group and sleeps.
-      'abuse/run-slo': `(exec -a ${marker} sleep 300) & (exec -a ${marker}-grandchild sleep 300) & wait`,
-    });
-    let pid = 0;
-    const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', staged.out], {
-      env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
-      onSpawn: (p) => track((pid = p)),
-    });
-    // Signalled once the quick check's result is written (checks run side by side) and the slow one sleeps.
-    const earlyWritten = () => existsSync(staged.out) && readFileSync(staged.out, 'utf8').includes('early.result');
-    await waitFor(() => processesWith(marker).length >= 2 && earlyWritten(), 20_000, 'the sleeping check and the early result');
-    process.kill(pid, signal);
-    const result = await running;
-    expectCleanStop(result, staged, marker);
-    const docs = ndjson(readFileSync(staged.out, 'utf8'));
-    expect(docs.find((d) => d.kind === 'result')).toMatchObject({ check: 'abc', name: 'early.result', value: 42 });
-    expect(docs.find((d) => d.kind === 'error' && d.check === 'slo')).toMatchObject({ reason: 'killed' });
-    expect(docs.at(-1)).toMatchObject({ kind: 'run', outcome: 'interrupted' });
-  });
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)(
+    '%s during the checks: checks and descendants killed, results so far exported, exit 130',
+    async (signal) => {
+      const staged = stage();
+      const marker = `p9e-sig-checks-${signal}-${id}`;
+      const fx = await makeBundleFile({
+        'abuse/run-abc': 'output early.result number 42',
+        // A check that leaves a grandchild behind in its process group and sleeps.
+        'abuse/run-slo': `(exec -a ${marker} sleep 300) & (exec -a ${marker}-grandchild sleep 300) & wait`,
+      });
+      let pid = 0;
+      const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', staged.out], {
+        env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
+        onSpawn: (p) => track((pid = p)),
+      });
+      // Signalled once the quick check's result is written (checks run side by side) and the slow one sleeps.
+      const earlyWritten = () => existsSync(staged.out) && readFileSync(staged.out, 'utf8').includes('early.result');
+      await waitFor(() => processesWith(marker).length >= 2 && earlyWritten(), 20_000, 'the sleeping check and the early result');
+      process.kill(pid, signal);
+      const result = await running;
+      expectCleanStop(result, staged, marker);
+      const docs = ndjson(readFileSync(staged.out, 'utf8'));
+      expect(docs.find((d) => d.kind === 'result')).toMatchObject({ check: 'abc', name: 'early.result', value: 42 });
+      expect(docs.find((d) => d.kind === 'error' && d.check === 'slo')).toMatchObject({ reason: 'killed' });
+      expect(docs.at(-1)).toMatchObject({ kind: 'run', outcome: 'interrupted' });
+    },
+  );
 
   it('SIGTERM while waiting for another run to finish: nothing run, the other run untouched, exit 130', async () => {
     const staged = stage();
@@ -160,10 +169,14 @@ describe('gather-agent run stopped by a signal', () => {
     });
     await waitFor(() => processesWith(marker).length > 0, 20_000, 'the first run holding the lock');
     // Spawned here to watch its log: the signal goes once it says it waits for the lock.
-    const waiter = spawn(process.execPath, [AGENT_CLI, 'run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', `${staged.out}.2`, '--lock-wait', '120'], {
-      env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const waiter = spawn(
+      process.execPath,
+      [AGENT_CLI, 'run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath, '--out', `${staged.out}.2`, '--lock-wait', '120'],
+      {
+        env: cleanEnv({ TMPDIR: staged.tmp, GATHER_STATE_DIR: staged.stateDir }),
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     track(waiter.pid!);
     let waiterStderr = '';
     waiter.stderr.on('data', (chunk) => (waiterStderr += chunk));
@@ -202,7 +215,10 @@ describe('gather-agent run stopped by a signal', () => {
     expect(Date.now() - stoppedAt).toBeLessThan(20_000);
     expectCleanStop(result, staged);
     const docs = ndjson(readFileSync(staged.out, 'utf8'));
-    expect(docs).toMatchObject([{ kind: 'error', reason: 'run_failed' }, { kind: 'run', outcome: 'interrupted', checks: { run: 0 } }]);
+    expect(docs).toMatchObject([
+      { kind: 'error', reason: 'run_failed' },
+      { kind: 'run', outcome: 'interrupted', checks: { run: 0 } },
+    ]);
   });
 
   it.each([
@@ -213,7 +229,10 @@ describe('gather-agent run stopped by a signal', () => {
     async (signal, _what, makeServer, reached) => {
       const staged = stage();
       const hung = await makeServer();
-      const fx = await makeBundleFile({ 'abuse/run-abc': 'output a.one number 1\noutput a.two number 2', 'analytics/run-def': `output d.one string '"x"'` });
+      const fx = await makeBundleFile({
+        'abuse/run-abc': 'output a.one number 1\noutput a.two number 2',
+        'analytics/run-def': `output d.one string '"x"'`,
+      });
       let pid = 0;
       const running = agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
         env: esEnv(staged, `http://127.0.0.1:${hung.port}`),
@@ -236,7 +255,9 @@ describe('gather-agent run stopped by a signal', () => {
       expect(records.find((r) => inIndex(r, indices.runs))?.doc).toMatchObject({ run_id: runId, outcome: 'interrupted', spooled: 3 });
 
       // Nothing lost: the next run, with Elasticsearch back, delivers the spool first.
-      const delivered = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], { env: { ...esEnv(staged, esUrl!), TMPDIR: tempDir() } });
+      const delivered = await agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
+        env: { ...esEnv(staged, esUrl!), TMPDIR: tempDir() },
+      });
       expect(delivered.code, delivered.stderr).toBe(0);
       expect(spooled(staged.spoolDir)).toEqual([]);
       await es.indices.refresh({ index: [indices.results, indices.runs] });

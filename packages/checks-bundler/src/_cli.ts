@@ -311,7 +311,10 @@ async function loadS3Commands(): Promise<typeof import('@gather/fetcher-s3/publi
     const code = (cause as NodeJS.ErrnoException).code;
     // An @gather/fetcher-s3 from before the /publish entry existed says "not exported": same fix, a current one.
     if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') throw cause;
-    throw new ConfigError('publish and rollback need @gather/fetcher-s3. Install it next to @gather/checks-bundler: npm i -D @gather/fetcher-s3.', { scope: SCOPE, cause });
+    throw new ConfigError(
+      'publish and rollback need @gather/fetcher-s3. Install it next to @gather/checks-bundler: npm i -D @gather/fetcher-s3.',
+      { scope: SCOPE, cause },
+    );
   }
 }
 
@@ -373,7 +376,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const command = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
     if (!command) {
       throw usageError(
-        first.startsWith('-') ? `Unknown option ${JSON.stringify(first)}; put the command first.` : `Unknown command ${JSON.stringify(first)}.`,
+        first.startsWith('-')
+          ? `Unknown option ${JSON.stringify(first)}; put the command first.`
+          : `Unknown command ${JSON.stringify(first)}.`,
         undefined,
       );
     }

@@ -110,9 +110,12 @@ function isoSeconds(seconds: number): string {
 /** Validates a bundle sequence: a non-negative safe integer. */
 export function validateSequence(sequence: number, source = 'sequence'): number {
   if (!Number.isSafeInteger(sequence) || sequence < 0) {
-    throw new ConfigError(`Invalid ${source} ${JSON.stringify(sequence)}: use a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, e.g. $(date +%s).`, {
-      scope: SCOPE,
-    });
+    throw new ConfigError(
+      `Invalid ${source} ${JSON.stringify(sequence)}: use a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, e.g. $(date +%s).`,
+      {
+        scope: SCOPE,
+      },
+    );
   }
   return sequence;
 }
@@ -123,9 +126,12 @@ export function parseDuration(text: string, source = 'duration'): number {
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[match?.[2] ?? ''] ?? 1;
   const seconds = match ? Number(match[1]) * unit : NaN;
   if (!Number.isSafeInteger(seconds) || seconds > 10 * 366 * 86400) {
-    throw new ConfigError(`Invalid ${source} ${JSON.stringify(text)}: use a number with a unit s, m, h, d or w, at most 10 years (e.g. 30d).`, {
-      scope: SCOPE,
-    });
+    throw new ConfigError(
+      `Invalid ${source} ${JSON.stringify(text)}: use a number with a unit s, m, h, d or w, at most 10 years (e.g. 30d).`,
+      {
+        scope: SCOPE,
+      },
+    );
   }
   return seconds;
 }
@@ -225,10 +231,7 @@ export async function writeFileAtomic(out: string, bytes: Uint8Array, mode = 0o6
 }
 
 /** Builds the bundle and writes it to `options.out` (never leaving a partial file). */
-export async function writeBundle(
-  options: WriteOptions,
-  collectOptions: CollectOptions = {},
-): Promise<BuiltBundle & { path: string }> {
+export async function writeBundle(options: WriteOptions, collectOptions: CollectOptions = {}): Promise<BuiltBundle & { path: string }> {
   const built = await buildBundle(options, collectOptions);
   await writeFileAtomic(options.out, built.bytes);
   return { ...built, path: resolve(options.out) };

@@ -38,7 +38,7 @@ export interface CollectOptions {
 
 function errorCode(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | null)?.code;
-  return typeof code === 'string' ? code : (error as Error)?.message ?? String(error);
+  return typeof code === 'string' ? code : ((error as Error)?.message ?? String(error));
 }
 
 function describeType(s: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean }): string {
@@ -93,7 +93,9 @@ async function readText(
     return undefined;
   }
   if (info.size > MAX_CHECK_BYTES) {
-    problems.push(`${rel}: is ${info.size} bytes, over the ${MAX_CHECK_BYTES}-byte limit of a check script; split it or move data out of it.`);
+    problems.push(
+      `${rel}: is ${info.size} bytes, over the ${MAX_CHECK_BYTES}-byte limit of a check script; split it or move data out of it.`,
+    );
     return undefined;
   }
   let bytes: Uint8Array;

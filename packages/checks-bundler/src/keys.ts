@@ -64,10 +64,13 @@ export async function loadSigningKey(options: {
     pem = await readFile(privateKeyPath as string);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError(`Cannot read the signing key file ${privateKeyPath} (${code}). Pass --key with the path of an ed25519 private key PEM. ${HOW_TO_MAKE}`, {
-      scope: SCOPE,
-      cause,
-    });
+    throw new ConfigError(
+      `Cannot read the signing key file ${privateKeyPath} (${code}). Pass --key with the path of an ed25519 private key PEM. ${HOW_TO_MAKE}`,
+      {
+        scope: SCOPE,
+        cause,
+      },
+    );
   }
   return parseSigningKey(pem, `the key file ${privateKeyPath}`);
 }

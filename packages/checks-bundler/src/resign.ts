@@ -46,13 +46,16 @@ export async function resignBundle(bundle: Uint8Array, options: ResignOptions): 
   const version = validateVersion(options.version ?? defaultVersion(old.version, options.sequence));
   const now = options.now ?? new Date();
   const lifetimeSec =
-    options.expiresInSec ?? (old.expires_at !== undefined ? Math.max(1, Math.round((Date.parse(old.expires_at) - Date.parse(old.created)) / 1000)) : undefined);
+    options.expiresInSec ??
+    (old.expires_at !== undefined ? Math.max(1, Math.round((Date.parse(old.expires_at) - Date.parse(old.created)) / 1000)) : undefined);
   const { expires_at: _expired, ...rest } = old;
   const manifest: BundleManifest = {
     ...rest,
     version,
     sequence: options.sequence,
-    ...(lifetimeSec !== undefined ? { expires_at: new Date(Math.floor(now.getTime() / 1000 + lifetimeSec) * 1000).toISOString().replace(/\.000Z$/, 'Z') } : {}),
+    ...(lifetimeSec !== undefined
+      ? { expires_at: new Date(Math.floor(now.getTime() / 1000 + lifetimeSec) * 1000).toISOString().replace(/\.000Z$/, 'Z') }
+      : {}),
   };
   // Keys in the bundler's order, so a re-signed manifest reads like a built one.
   const ordered: BundleManifest = {

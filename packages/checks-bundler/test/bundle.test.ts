@@ -158,7 +158,9 @@ describe('created and version', () => {
       expect(error, version).toBeInstanceOf(ConfigError);
       expect((error as Error).message).toMatch(/^\[gather\] \[checks-bundler\] Invalid bundle version .*A-Z a-z 0-9/);
     }
-    expect((await buildBundle({ checksDir, privateKeyPem: KEYS.privateKeyPem, created: CREATED, version: 'x'.repeat(64) })).manifest.version).toHaveLength(64);
+    expect(
+      (await buildBundle({ checksDir, privateKeyPem: KEYS.privateKeyPem, created: CREATED, version: 'x'.repeat(64) })).manifest.version,
+    ).toHaveLength(64);
   });
 
   it('rejects a created that is not an ISO-8601 date', async () => {
@@ -192,8 +194,8 @@ describe('writeBundle', () => {
 
   it('fails with a clear error when the output directory does not exist', async () => {
     const out = join(await tempDir(), 'missing', 'check.tar');
-    await expect(writeBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: CREATED, out })).rejects.toThrow(
-      /Cannot write .*check\.tar \(ENOENT\): its directory .* does not exist/,
-    );
+    await expect(
+      writeBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: CREATED, out }),
+    ).rejects.toThrow(/Cannot write .*check\.tar \(ENOENT\): its directory .* does not exist/);
   });
 });

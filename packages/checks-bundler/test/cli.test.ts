@@ -48,7 +48,10 @@ describe('gather-bundle help and usage', () => {
   });
 
   it.each(['build', 'keygen', 'inspect'])('%s: "<command> --help" and "help <command>" print its usage, exit 0', (command) => {
-    for (const args of [[command, '--help'], ['help', command]]) {
+    for (const args of [
+      [command, '--help'],
+      ['help', command],
+    ]) {
       const { code, stdout } = run(args);
       expect(code).toBe(0);
       expect(stdout).toMatch(new RegExp(`^Usage: gather-bundle ${command} `));
@@ -56,7 +59,10 @@ describe('gather-bundle help and usage', () => {
   });
 
   it.each(['publish', 'rollback'])('%s comes from @gather/fetcher-s3: its usage, exit 0; a bad flag, exit 2', (command) => {
-    for (const args of [[command, '--help'], ['help', command]]) {
+    for (const args of [
+      [command, '--help'],
+      ['help', command],
+    ]) {
       const { code, stdout } = run(args);
       expect(code).toBe(0);
       expect(stdout).toMatch(new RegExp(`^Usage: gather-bundle ${command} `));
@@ -82,8 +88,14 @@ describe('gather-bundle help and usage', () => {
       [['build', '--checks', 'c', '--out', 'o'], /Missing required option --key\.\nRun "gather-bundle build --help"/],
       [['keygen', '--out-private', 'a.pem'], /Missing required option --out-public/],
       [['keygen', '--out-private', 'a.pem', '--out-public', './a.pem'], /must be different files/],
-      [['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--bundle-version', 'a/b'], /Invalid --bundle-version "a\/b"[\s\S]*Run "gather-bundle build --help"/],
-      [['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--created', 'tomorrow'], /Invalid --created "tomorrow"[\s\S]*Run "gather-bundle build --help"/],
+      [
+        ['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--bundle-version', 'a/b'],
+        /Invalid --bundle-version "a\/b"[\s\S]*Run "gather-bundle build --help"/,
+      ],
+      [
+        ['build', '--checks', 'c', '--out', 'o', '--key', 'k', '--created', 'tomorrow'],
+        /Invalid --created "tomorrow"[\s\S]*Run "gather-bundle build --help"/,
+      ],
     ];
     for (const [args, pattern] of cases) {
       const { code, stdout, stderr } = run(args);
@@ -98,7 +110,17 @@ describe('gather-bundle build', () => {
   it('writes the bundle and prints one summary line (path, version, sha256, counts) to stderr, exit 0', async () => {
     const checksDir = await fixtureChecks();
     const out = join(await tempDir(), 'check.tar');
-    const { code, stdout, stderr } = run(['build', '--checks', checksDir, '--out', out, '--key', await keyFile(), '--created', '2024-06-01T00:00:00Z']);
+    const { code, stdout, stderr } = run([
+      'build',
+      '--checks',
+      checksDir,
+      '--out',
+      out,
+      '--key',
+      await keyFile(),
+      '--created',
+      '2024-06-01T00:00:00Z',
+    ]);
     expect(code).toBe(0);
     expect(stdout).toBe('');
     const bytes = await readFile(out);
@@ -115,9 +137,12 @@ describe('gather-bundle build', () => {
 
   it('honours --bundle-version and SOURCE_DATE_EPOCH', async () => {
     const out = join(await tempDir(), 'check.tar');
-    const { code } = run(['build', '--checks', await fixtureChecks(), '--out', out, '--key', await keyFile(), '--bundle-version', 'release-7'], {
-      SOURCE_DATE_EPOCH: '1717243200',
-    });
+    const { code } = run(
+      ['build', '--checks', await fixtureChecks(), '--out', out, '--key', await keyFile(), '--bundle-version', 'release-7'],
+      {
+        SOURCE_DATE_EPOCH: '1717243200',
+      },
+    );
     expect(code).toBe(0);
     const { manifest } = verifyBundle(await readFile(out), KEYS.publicKeyPem);
     expect(manifest).toMatchObject({ version: 'release-7', created: '2024-06-01T12:00:00Z' });
@@ -197,7 +222,9 @@ describe('gather-bundle inspect', () => {
   it('prints the manifest; with --public-key verifies it like the agent (exit 0), or refuses it (exit 1)', async () => {
     const dir = await tempDir();
     const out = join(dir, 'check.tar');
-    expect(run(['build', '--checks', await fixtureChecks(), '--out', out, '--key', await keyFile(), '--created', '2024-06-01T00:00:00Z']).code).toBe(0);
+    expect(
+      run(['build', '--checks', await fixtureChecks(), '--out', out, '--key', await keyFile(), '--created', '2024-06-01T00:00:00Z']).code,
+    ).toBe(0);
     const manifest = verifyBundle(await readFile(out), KEYS.publicKeyPem).manifest;
 
     const plain = run(['inspect', '--bundle', out]);

@@ -46,12 +46,28 @@ describe('signing keys', () => {
   });
 
   it.each([
-    ['an RSA key', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), /it is an rsa key, gather bundles are signed with ed25519/],
-    ['an EC key (SEC1 PEM)', () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'sec1', format: 'pem' }), /it is an ec key/],
+    [
+      'an RSA key',
+      () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      /it is an rsa key, gather bundles are signed with ed25519/,
+    ],
+    [
+      'an EC key (SEC1 PEM)',
+      () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'sec1', format: 'pem' }),
+      /it is an ec key/,
+    ],
     ['an ed448 key', () => generateKeyPairSync('ed448').privateKey.export({ type: 'pkcs8', format: 'pem' }), /it is an ed448 key/],
     ['the public key', () => KEYS.publicKeyPem, /it is a public key; signing needs the private key/],
-    ['an encrypted key', () => createPrivateKey(KEYS.privateKeyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pw' }), /it is encrypted; decrypt it with "openssl pkey/],
-    ['an OpenSSH key', () => '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n', /it is an OpenSSH key/],
+    [
+      'an encrypted key',
+      () => createPrivateKey(KEYS.privateKeyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pw' }),
+      /it is encrypted; decrypt it with "openssl pkey/,
+    ],
+    [
+      'an OpenSSH key',
+      () => '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n',
+      /it is an OpenSSH key/,
+    ],
     ['garbage', () => 'hello\n', /it is not a PEM private key/],
   ])('refuses %s with a clear error naming the file and how to make a key', async (_label, make, reason) => {
     const path = join(await tempDir(), 'key.pem');
@@ -75,9 +91,9 @@ describe('signing keys', () => {
   it('requires exactly one of privateKeyPem and privateKeyPath', async () => {
     const checksDir = await fixtureChecks();
     await expect(buildBundle({ checksDir, created: CREATED })).rejects.toThrow(/exactly one of privateKeyPem or privateKeyPath/);
-    await expect(
-      buildBundle({ checksDir, created: CREATED, privateKeyPem: KEYS.privateKeyPem, privateKeyPath: '/x' }),
-    ).rejects.toThrow(/exactly one/);
+    await expect(buildBundle({ checksDir, created: CREATED, privateKeyPem: KEYS.privateKeyPem, privateKeyPath: '/x' })).rejects.toThrow(
+      /exactly one/,
+    );
   });
 
   it('parseSigningKey accepts the pair generated here', () => {

@@ -25,7 +25,13 @@ describe('sequence and expiry in the signed manifest', () => {
   });
 
   it('takes an explicit sequence and an expiry counted from the creation time', async () => {
-    const options = { checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: CREATED, sequence: 42, expiresInSec: 30 * 86400 };
+    const options = {
+      checksDir: await fixtureChecks(),
+      privateKeyPem: KEYS.privateKeyPem,
+      created: CREATED,
+      sequence: 42,
+      expiresInSec: 30 * 86400,
+    };
     const built = await buildBundle(options);
     expect(verifyBundle(built.bytes, KEYS.publicKeyPem).manifest).toMatchObject({ sequence: 42, expires_at: '2024-07-01T12:34:56Z' });
     expect((await buildBundle(options)).sha256).toBe(built.sha256);
@@ -33,10 +39,16 @@ describe('sequence and expiry in the signed manifest', () => {
   });
 
   it('parses durations', () => {
-    expect([parseDuration('30d'), parseDuration('12h'), parseDuration('90m'), parseDuration('3600s'), parseDuration('60'), parseDuration('2w')]).toEqual([
-      2592000, 43200, 5400, 3600, 60, 1209600,
-    ]);
-    for (const bad of ['', '0d', '-1d', '1y', '1.5h', '99999999999d']) expect(() => parseDuration(bad, '--expires-in')).toThrow(/Invalid --expires-in/);
+    expect([
+      parseDuration('30d'),
+      parseDuration('12h'),
+      parseDuration('90m'),
+      parseDuration('3600s'),
+      parseDuration('60'),
+      parseDuration('2w'),
+    ]).toEqual([2592000, 43200, 5400, 3600, 60, 1209600]);
+    for (const bad of ['', '0d', '-1d', '1y', '1.5h', '99999999999d'])
+      expect(() => parseDuration(bad, '--expires-in')).toThrow(/Invalid --expires-in/);
   });
 });
 
@@ -62,7 +74,9 @@ describe('size limits shared with the agent', () => {
     const dir = await fixtureChecks({ ...FIXTURE, 'abuse/run-big': `#!/usr/bin/env bash\n# ${'x'.repeat(MAX_CHECK_BYTES)}\n` });
     const error = await buildBundle({ checksDir: dir, privateKeyPem: KEYS.privateKeyPem }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChecksInvalidError);
-    expect((error as Error).message).toMatch(new RegExp(`abuse/run-big: is \\d+ bytes, over the ${MAX_CHECK_BYTES}-byte limit of a check script`));
+    expect((error as Error).message).toMatch(
+      new RegExp(`abuse/run-big: is \\d+ bytes, over the ${MAX_CHECK_BYTES}-byte limit of a check script`),
+    );
   });
 
   it('refuses a bundle whose payload the agent would refuse', async () => {
@@ -75,6 +89,8 @@ describe('size limits shared with the agent', () => {
     }
     const error = await buildBundle({ checksDir: await fixtureChecks(files), privateKeyPem: KEYS.privateKeyPem }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChecksInvalidError);
-    expect((error as Error).message).toMatch(new RegExp(`the checks payload is \\d+ bytes, over the ${MAX_PAYLOAD_BYTES}-byte limit; agents would refuse it`));
+    expect((error as Error).message).toMatch(
+      new RegExp(`the checks payload is \\d+ bytes, over the ${MAX_PAYLOAD_BYTES}-byte limit; agents would refuse it`),
+    );
   });
 });

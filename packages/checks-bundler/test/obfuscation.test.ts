@@ -3,7 +3,18 @@ import { buildBundle } from '../src/index.js';
 import { FIXTURE, KEYS, evalRunner, fixtureChecks, members } from './_helpers.js';
 
 /** Words nobody could guess from the format or the runner code: they can only come from the checks. */
-const DISTINCTIVE = ['xmrig', 'stratum+tcp', 'stratum', 'authorized_keys', 'zebrafinch', 'quarantine', 'penguin', 'uptime_seconds', 'miner_found', 'emit_result'];
+const DISTINCTIVE = [
+  'xmrig',
+  'stratum+tcp',
+  'stratum',
+  'authorized_keys',
+  'zebrafinch',
+  'quarantine',
+  'penguin',
+  'uptime_seconds',
+  'miner_found',
+  'emit_result',
+];
 
 const SOURCES = {
   common: FIXTURE.common,
@@ -35,7 +46,11 @@ function contains(haystack: Buffer, needle: string): boolean {
 
 describe('obfuscation', () => {
   it('no non-trivial line of any script or of common appears in any bundle member or header', async () => {
-    const { bytes } = await buildBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: '2024-06-01T00:00:00Z' });
+    const { bytes } = await buildBundle({
+      checksDir: await fixtureChecks(),
+      privateKeyPem: KEYS.privateKeyPem,
+      created: '2024-06-01T00:00:00Z',
+    });
     const found: string[] = [];
     for (const [file, text] of Object.entries(SOURCES)) {
       for (const line of lines(text)) if (contains(bytes, line)) found.push(`${file}: ${line}`);
@@ -61,7 +76,11 @@ describe('obfuscation', () => {
   });
 
   it('distinctive keywords and "run-" are absent (case-insensitive), in every member and in the tar headers', async () => {
-    const { bytes } = await buildBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: '2024-06-01T00:00:00Z' });
+    const { bytes } = await buildBundle({
+      checksDir: await fixtureChecks(),
+      privateKeyPem: KEYS.privateKeyPem,
+      created: '2024-06-01T00:00:00Z',
+    });
     const lower = bytes.toString('latin1').toLowerCase();
     for (const word of [...DISTINCTIVE, 'run-', 'run-xmr', 'run-ssh', 'run-upt', 'héllo', '日本']) {
       expect(lower.includes(word.toLowerCase()) || contains(bytes, word), word).toBe(false);
@@ -72,12 +91,19 @@ describe('obfuscation', () => {
   });
 
   it('the runner does not embed the payload as plain base64 or JSON either', async () => {
-    const { bytes } = await buildBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: '2024-06-01T00:00:00Z' });
+    const { bytes } = await buildBundle({
+      checksDir: await fixtureChecks(),
+      privateKeyPem: KEYS.privateKeyPem,
+      created: '2024-06-01T00:00:00Z',
+    });
     const runner = members(bytes)['runner.js']!.toString();
     for (const word of ['authorized_keys', 'stratum+tcp://', '#!/usr/bin/env bash']) {
       // The word's base64 at each of the three byte alignments (dropping the characters shared with neighbours).
       for (const k of [0, 1, 2]) {
-        const b64 = Buffer.from('\0'.repeat(k) + word).toString('base64').replace(/=+$/, '').slice(k ? 4 : 0, -2);
+        const b64 = Buffer.from('\0'.repeat(k) + word)
+          .toString('base64')
+          .replace(/=+$/, '')
+          .slice(k ? 4 : 0, -2);
         expect(runner, `${word} @${k}`).not.toContain(b64);
       }
     }

@@ -32,7 +32,10 @@ describe('the repository checks/ directory', () => {
     }
     const payload = loadBundlePayload(verifyBundle(built.bytes, KEYS.publicKeyPem));
     const ids = payload.checks.map((check) => `${check.category}/${check.id}`);
-    expect(ids).toEqual([...built.manifest.checks.abuse.map((id) => `abuse/${id}`), ...built.manifest.checks.analytics.map((id) => `analytics/${id}`)]);
+    expect(ids).toEqual([
+      ...built.manifest.checks.abuse.map((id) => `abuse/${id}`),
+      ...built.manifest.checks.analytics.map((id) => `analytics/${id}`),
+    ]);
     expect(ids.length).toBeGreaterThan(0);
     // No script line (of 12+ characters) appears in clear in the bundle.
     const leaked = [payload.prelude, ...payload.checks.map((check) => check.script)]

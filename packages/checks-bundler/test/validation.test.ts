@@ -126,7 +126,10 @@ describe('collectChecks', () => {
     await symlink(join(root, 'elsewhere'), join(checksDir, 'analytics'));
     await symlink(join(root, 'missing-target'), join(checksDir, 'abuse/run-dng'));
     const { problems } = await problemsOf(collectChecks(checksDir));
-    expectProblems(problems, [/^analytics\/run-abc: resolves to .*elsewhere\/run-abc, outside the checks directory/, /^abuse\/run-dng: cannot be read \(ENOENT\)/]);
+    expectProblems(problems, [
+      /^analytics\/run-abc: resolves to .*elsewhere\/run-abc, outside the checks directory/,
+      /^abuse\/run-dng: cannot be read \(ENOENT\)/,
+    ]);
   });
 
   it('accepts a symlink that stays inside checks/', async () => {

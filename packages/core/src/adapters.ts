@@ -4,15 +4,7 @@ import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { ConfigError, ExportError, FetchError } from './errors.js';
-import type {
-  ErrorDocument,
-  ExportSummary,
-  Exporter,
-  Fetcher,
-  GatherDocument,
-  ResultDocument,
-  RunSummaryDocument,
-} from './types.js';
+import type { ErrorDocument, ExportSummary, Exporter, Fetcher, GatherDocument, ResultDocument, RunSummaryDocument } from './types.js';
 
 export interface FileFetcherOptions {
   /** Path of a bundle built by `gather-bundle build`. */

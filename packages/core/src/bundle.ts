@@ -5,13 +5,7 @@ import vm from 'node:vm';
 import { readTar } from './tar.js';
 import { DURATION_RANGES, describeRange, durationProblem } from './durations.js';
 import { BundleRefusedError, ConfigError } from './errors.js';
-import {
-  CATEGORIES,
-  type BundleManifest,
-  type BundlePayload,
-  type BundledCheck,
-  type Category,
-} from './types.js';
+import { CATEGORIES, type BundleManifest, type BundlePayload, type BundledCheck, type Category } from './types.js';
 
 export const MANIFEST_MEMBER = 'manifest.json';
 export const SIGNATURE_MEMBER = 'manifest.sig';
@@ -58,9 +52,12 @@ export function parsePublicKey(pem: string | Buffer | KeyObject, source = 'publi
   try {
     key = keyObject ?? createPublicKey({ key: pem as string | Buffer, format: 'pem' });
   } catch (cause) {
-    throw new ConfigError(`${source} is not an ed25519 public key (no PEM "BEGIN PUBLIC KEY" block could be read). ${HOW_TO_MAKE_PUBLIC_KEY}`, {
-      cause,
-    });
+    throw new ConfigError(
+      `${source} is not an ed25519 public key (no PEM "BEGIN PUBLIC KEY" block could be read). ${HOW_TO_MAKE_PUBLIC_KEY}`,
+      {
+        cause,
+      },
+    );
   }
   if (key.type !== 'public' || key.asymmetricKeyType !== 'ed25519') {
     throw new ConfigError(
@@ -100,7 +97,8 @@ function parseManifest(bytes: Buffer): BundleManifest {
     );
   }
   if (!Number.isSafeInteger(m.sequence) || (m.sequence as number) < 0) refuse('manifest "sequence" is not a non-negative integer.');
-  if (!Number.isSafeInteger(m.payload_bytes) || (m.payload_bytes as number) < 0) refuse('manifest "payload_bytes" is not a non-negative integer.');
+  if (!Number.isSafeInteger(m.payload_bytes) || (m.payload_bytes as number) < 0)
+    refuse('manifest "payload_bytes" is not a non-negative integer.');
   if (m.expires_at !== undefined && (typeof m.expires_at !== 'string' || Number.isNaN(Date.parse(m.expires_at)))) {
     refuse('manifest "expires_at" is not a date.');
   }
@@ -144,7 +142,9 @@ export function verifyBundle(bundle: Uint8Array, publicKey: string | Buffer | Ke
   const signature = byName.get(SIGNATURE_MEMBER);
   if (!signature) refuse(`it is unsigned (no ${SIGNATURE_MEMBER}). Build it with "gather-bundle build --key ...".`);
   if (signature.length !== 64 || !verify(null, manifestBytes, key, signature)) {
-    refuse('bad signature: the manifest was not signed by the private key matching this public key (tampered bundle or wrong --public-key).');
+    refuse(
+      'bad signature: the manifest was not signed by the private key matching this public key (tampered bundle or wrong --public-key).',
+    );
   }
 
   const manifest = parseManifest(manifestBytes);
@@ -179,7 +179,8 @@ export async function readBundleFile(path: string, source: string = path): Promi
       filled += bytesRead;
     }
     // A file that grew or shrank while read is not the file that was sized.
-    if (filled !== size || (await handle.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) refuse(`${source} changed while it was read. Fetch it again.`);
+    if (filled !== size || (await handle.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0)
+      refuse(`${source} changed while it was read. Fetch it again.`);
     return bytes;
   } finally {
     await handle.close();

@@ -279,7 +279,9 @@ function cgroupContainment(runId: string): Containment {
 function errorText(error: unknown): string {
   const code = (error as NodeJS.ErrnoException)?.code;
   const message = (error as Error)?.message ?? String(error);
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? `the cgroup hierarchy is not writable (${code}): run as root, or delegate a cgroup subtree (systemd: Delegate=yes)` : message;
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+    ? `the cgroup hierarchy is not writable (${code}): run as root, or delegate a cgroup subtree (systemd: Delegate=yes)`
+    : message;
 }
 
 /**
@@ -296,7 +298,9 @@ export function openContainment(options: { mode?: ContainmentMode; runId: string
       return cgroupContainment(options.runId);
     } catch (error) {
       if (mode === 'cgroup') {
-        throw new ConfigError(`Containment "cgroup" is not available: ${errorText(error)}. Use containment "auto" to fall back to process groups.`);
+        throw new ConfigError(
+          `Containment "cgroup" is not available: ${errorText(error)}. Use containment "auto" to fall back to process groups.`,
+        );
       }
       return { mechanism: 'pgroup', fallbackReason: errorText(error), forCheck: processGroupContainer, close: () => {} };
     }

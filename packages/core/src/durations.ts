@@ -74,11 +74,14 @@ export function setLongTimeout(callback: () => void, ms: number): LongTimeout {
   const deadline = Date.now() + Math.max(0, ms);
   let timer: NodeJS.Timeout;
   const arm = (delay: number) => {
-    timer = setTimeout(() => {
-      const left = deadline - Date.now();
-      if (left > 0) arm(left);
-      else callback();
-    }, Math.min(delay, MAX_TIMER_MS));
+    timer = setTimeout(
+      () => {
+        const left = deadline - Date.now();
+        if (left > 0) arm(left);
+        else callback();
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
   };
   arm(Math.max(0, ms));
   return { clear: () => clearTimeout(timer) };

@@ -67,7 +67,9 @@ let idleIoClass: Promise<boolean> | undefined;
  */
 export function enterIdleIoClass(): Promise<boolean> {
   idleIoClass ??= new Promise((resolve) => {
-    execFile('ionice', ['-c3', '-p', String(process.pid)], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (error) => resolve(!error));
+    execFile('ionice', ['-c3', '-p', String(process.pid)], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (error) =>
+      resolve(!error),
+    );
   });
   return idleIoClass;
 }

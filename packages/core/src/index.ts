@@ -29,7 +29,17 @@ export {
   type CheckContainer,
 } from './contain.js';
 export { fetchVerifiedBundle, isHostResourceError, type FetchProgress, type FetchVerifiedOptions } from './fetch-verified.js';
-export { run, runRecorded, checkEnvironment, CHECK_SETTING_NAME, classifyOutcome, checkDocuments, DEFAULTS, type RunOptions, type CheckDoneEvent } from './run.js';
+export {
+  run,
+  runRecorded,
+  checkEnvironment,
+  CHECK_SETTING_NAME,
+  classifyOutcome,
+  checkDocuments,
+  DEFAULTS,
+  type RunOptions,
+  type CheckDoneEvent,
+} from './run.js';
 export {
   createFileFetcher,
   createFileExporter,

@@ -228,7 +228,11 @@ export async function acquireLock(path: string, options: AcquireOptions): Promis
       waited = true;
       options.onWait?.(current);
     }
-    await sleep(Math.min(options.pollMs ?? 200, Math.max(1, deadline - Date.now())), undefined, options.signal ? { signal: options.signal } : {});
+    await sleep(
+      Math.min(options.pollMs ?? 200, Math.max(1, deadline - Date.now())),
+      undefined,
+      options.signal ? { signal: options.signal } : {},
+    );
   }
 }
 

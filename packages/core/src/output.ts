@@ -29,7 +29,10 @@ export function detached(text: string): string {
 }
 
 function snippet(text: string, start: number, end: number): string {
-  const flat = text.slice(start, Math.min(end, start + SNIPPET * 4)).replace(/\s+/g, ' ').trim();
+  const flat = text
+    .slice(start, Math.min(end, start + SNIPPET * 4))
+    .replace(/\s+/g, ' ')
+    .trim();
   return detached(flat.length > SNIPPET ? `${flat.slice(0, SNIPPET)}…` : flat);
 }
 
@@ -84,7 +87,9 @@ function scanValue(text: string, start: number, stopAtComma: boolean): { end: nu
  * than on newlines; a top-level array is split into its elements, so each is parsed (and dropped) on its
  * own and memory stays proportional to one item, not to the whole output.
  */
-function* outputItems(text: string): Generator<
+function* outputItems(
+  text: string,
+): Generator<
   | { kind: 'item'; start: number; end: number; depth: number; where: string }
   | { kind: 'value' }
   | { kind: 'junk'; start: number; end: number; where: string }

@@ -19,7 +19,9 @@ const STICKY = 0o1000;
 function componentProblem(path: string, info: Stats, isTarget: boolean): string | undefined {
   const notRoot = info.uid !== 0;
   if (info.isSymbolicLink()) {
-    return notRoot ? `${path} is a symbolic link owned by uid ${info.uid}. Fix: replace it with root's own (ln -sfn <target> ${path} as root)` : undefined;
+    return notRoot
+      ? `${path} is a symbolic link owned by uid ${info.uid}. Fix: replace it with root's own (ln -sfn <target> ${path} as root)`
+      : undefined;
   }
   const writable = (info.mode & GROUP_OR_OTHER_WRITE) !== 0;
   const stickyAncestor = !isTarget && info.isDirectory() && (info.mode & STICKY) !== 0;
@@ -27,7 +29,9 @@ function componentProblem(path: string, info: Stats, isTarget: boolean): string 
   if (!notRoot && !badWrite) return undefined;
   const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
   const writers = [info.mode & 0o020 ? 'its group' : '', info.mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
-  const faults = [notRoot ? `owned by uid ${info.uid}` : '', badWrite ? `writable by ${writers} (mode ${mode})` : ''].filter(Boolean).join(', ');
+  const faults = [notRoot ? `owned by uid ${info.uid}` : '', badWrite ? `writable by ${writers} (mode ${mode})` : '']
+    .filter(Boolean)
+    .join(', ');
   // A shared sticky directory such as /tmp is not root's to lock down: root's own directory goes below it.
   const shared = badWrite && info.isDirectory() && (info.mode & STICKY) !== 0;
   const fix = shared

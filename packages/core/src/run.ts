@@ -148,9 +148,13 @@ interface Classified {
 
 /** Turns what a check did into results and at most one error record. */
 export function classifyOutcome(outcome: CheckOutcome, timeoutSec: number, stdoutCapBytes: number): Classified {
-  if (outcome.spawnError) return { results: [], error: { reason: 'spawn_failed', message: `could not start bash: ${outcome.spawnError.message}` } };
+  if (outcome.spawnError)
+    return { results: [], error: { reason: 'spawn_failed', message: `could not start bash: ${outcome.spawnError.message}` } };
   if (outcome.stdoutOverflow) {
-    return { results: [], error: { reason: 'output_too_large', message: `stdout exceeded the ${formatMiB(stdoutCapBytes)} cap; the check was stopped` } };
+    return {
+      results: [],
+      error: { reason: 'output_too_large', message: `stdout exceeded the ${formatMiB(stdoutCapBytes)} cap; the check was stopped` },
+    };
   }
   const parsed = parseCheckOutput(outcome.stdout);
   if (outcome.timedOut) return { results: parsed.results, error: { reason: 'timeout', message: `timed out after ${timeoutSec} s` } };
@@ -181,7 +185,10 @@ export function checkDocuments(
   try {
     classified = classifyOutcome(outcome, context.timeoutSec, context.stdoutCapBytes);
   } catch (caught) {
-    classified = { results: [], error: { reason: 'invalid_output', message: `the output could not be processed: ${(caught as Error)?.message ?? String(caught)}` } };
+    classified = {
+      results: [],
+      error: { reason: 'invalid_output', message: `the output could not be processed: ${(caught as Error)?.message ?? String(caught)}` },
+    };
   }
   const results: ResultDocument[] = classified.results.map((result) => ({
     kind: 'result',
@@ -264,7 +271,14 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
   };
   const agent = { version: options.agentVersion ?? CORE_VERSION };
   let bundle: BundleInfo | undefined;
-  const base = (): DocumentBase => ({ '@timestamp': now().toISOString(), run_id: runId, host, ...owner, agent, ...(bundle ? { bundle } : {}) });
+  const base = (): DocumentBase => ({
+    '@timestamp': now().toISOString(),
+    run_id: runId,
+    host,
+    ...owner,
+    agent,
+    ...(bundle ? { bundle } : {}),
+  });
 
   const abort = new AbortController();
   const onParentAbort = () => abort.abort();
@@ -345,7 +359,12 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
         });
         summary.containment!.killed_after_exit += outcome.killedAfterExit;
         if (outcome.containment === 'pgroup') summary.containment!.mechanism = 'pgroup';
-        const { results, error } = checkDocuments(check, outcome, { base: base(), bundle: bundle!, timeoutSec: checkTimeoutSec, stdoutCapBytes });
+        const { results, error } = checkDocuments(check, outcome, {
+          base: base(),
+          bundle: bundle!,
+          timeoutSec: checkTimeoutSec,
+          stdoutCapBytes,
+        });
         summary.checks_run++;
         summary.results += results.length;
         if (error) {
@@ -366,11 +385,18 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     } finally {
       containment.close();
     }
-    if (abort.signal.aborted) throw new AbortedError(`Run interrupted after ${summary.checks_run} of ${checks.length} checks; the results collected so far were exported.`);
+    if (abort.signal.aborted)
+      throw new AbortedError(
+        `Run interrupted after ${summary.checks_run} of ${checks.length} checks; the results collected so far were exported.`,
+      );
   } catch (error) {
     // Only the fetcher's own failures are fetch failures (see fetchVerifiedBundle); anything else unexpected
     // is kept as it is, a bug or the host failing, which the caller reports as such (the agent: exit 1).
-    const reason: ErrorReason = BundleRefusedError.isInstance(error) ? error.reason : FetchError.isInstance(error) ? 'fetch_failed' : 'run_failed';
+    const reason: ErrorReason = BundleRefusedError.isInstance(error)
+      ? error.reason
+      : FetchError.isInstance(error)
+        ? 'fetch_failed'
+        : 'run_failed';
     const message = isGatherError(error)
       ? error.message
       : isHostResourceError(error)

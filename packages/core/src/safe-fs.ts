@@ -51,7 +51,11 @@ export async function createExclusive(path: string, data: string | Uint8Array, m
  * Writes `path` whole or not at all: a temp file with a random name next to it (O_EXCL), fsynced, then
  * renamed over `path`. A symbolic link at `path` is replaced, its target untouched.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number; sync?: boolean } = {}): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: { mode?: number; sync?: boolean } = {},
+): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const handle = await openExclusive(tmp, options.mode ?? 0o600);
   try {

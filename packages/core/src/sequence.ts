@@ -22,7 +22,10 @@ export interface SequenceState {
  * Refuses a bundle older than the highest accepted one (`BundleReplayedError`) or past its `expires_at`
  * (`BundleExpiredError`). The same sequence is fine: it is the bundle already running.
  */
-export function checkFreshness(manifest: BundleManifest, options: { highestAccepted: number | undefined; now: Date; source: string }): void {
+export function checkFreshness(
+  manifest: BundleManifest,
+  options: { highestAccepted: number | undefined; now: Date; source: string },
+): void {
   const { highestAccepted, now, source } = options;
   if (highestAccepted !== undefined && manifest.sequence < highestAccepted) {
     throw new BundleReplayedError(
@@ -75,7 +78,13 @@ export function createSequenceStateFile(stateDir: string, sourceKey: string): Se
     async accept(manifest, sha256) {
       const current = await highest();
       if (current !== undefined && manifest.sequence <= current) return;
-      const record = { source: sourceKey, sequence: manifest.sequence, version: manifest.version, sha256, accepted_at: new Date().toISOString() };
+      const record = {
+        source: sourceKey,
+        sequence: manifest.sequence,
+        version: manifest.version,
+        sha256,
+        accepted_at: new Date().toISOString(),
+      };
       try {
         await writeStateFile(path, JSON.stringify(record) + '\n');
       } catch (cause) {

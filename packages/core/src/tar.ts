@@ -111,9 +111,7 @@ export function readTar(archive: Buffer): TarMember[] {
     const size = octal(header, 124, 12, 'size', offset);
     const dataStart = offset + BLOCK;
     if (dataStart + size > archive.length) {
-      throw new BundleRefusedError(
-        `Bundle refused: tar is truncated inside entry "${name}" (needs ${size} bytes). Fetch it again.`,
-      );
+      throw new BundleRefusedError(`Bundle refused: tar is truncated inside entry "${name}" (needs ${size} bytes). Fetch it again.`);
     }
     members.push({ name, data: archive.subarray(dataStart, dataStart + size) });
     offset = dataStart + Math.ceil(size / BLOCK) * BLOCK;

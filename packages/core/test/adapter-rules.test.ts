@@ -6,9 +6,14 @@ describe('index names', () => {
     expect(indexNameProblem(name)).toBeUndefined();
   });
 
-  it.each(['Gather', '_errors', '-runs', '.', '..', '', 'a b', 'a/b', 'a*', 'x'.repeat(256), 'é'])('refuses %j, saying how to write one', (name) => {
-    expect(indexNameProblem(name)).toMatch(/^is not a valid index name: .*Use lowercase letters, digits, "\.", "_" and "-", not starting with "_" or "-"/);
-  });
+  it.each(['Gather', '_errors', '-runs', '.', '..', '', 'a b', 'a/b', 'a*', 'x'.repeat(256), 'é'])(
+    'refuses %j, saying how to write one',
+    (name) => {
+      expect(indexNameProblem(name)).toMatch(
+        /^is not a valid index name: .*Use lowercase letters, digits, "\.", "_" and "-", not starting with "_" or "-"/,
+      );
+    },
+  );
 });
 
 describe('S3 key prefixes', () => {

@@ -2,12 +2,23 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, createFileExporter, createFileFetcher, createMemoryExporter, createStdoutExporter, type GatherDocument } from '../src/index.js';
+import {
+  ConfigError,
+  createFileExporter,
+  createFileFetcher,
+  createMemoryExporter,
+  createStdoutExporter,
+  type GatherDocument,
+} from '../src/index.js';
 import { exporterContract, sampleResult } from '../src/testing/exporter-contract.js';
 import { fetcherContract } from '../src/testing/fetcher-contract.js';
 import { tempDir, writeTemp } from './_fixtures.js';
 
-const parseNdjson = (text: string): GatherDocument[] => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+const parseNdjson = (text: string): GatherDocument[] =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
 
 let filePath = '';
 exporterContract('file (NDJSON)', {
@@ -81,11 +92,13 @@ describe('file adapters', () => {
 
   it('the file exporter fails clearly when its directory does not exist', async () => {
     const exporter = createFileExporter({ path: '/nonexistent-dir/out.ndjson' });
-    await expect((async () => {
-      await exporter.exportResults([sampleResult(1)]);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      await exporter.close();
-    })()).rejects.toThrow(/\[gather\] \[file exporter\] Writing NDJSON failed: .*ENOENT/);
+    await expect(
+      (async () => {
+        await exporter.exportResults([sampleResult(1)]);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await exporter.close();
+      })(),
+    ).rejects.toThrow(/\[gather\] \[file exporter\] Writing NDJSON failed: .*ENOENT/);
   });
 
   it('options are validated with a message that says what to pass', () => {

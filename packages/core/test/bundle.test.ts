@@ -38,7 +38,8 @@ describe('verifyBundle', () => {
     const bundle = makeBundle({
       keys,
       checks,
-      tamper: (members) => members.map((m) => (m.name === 'manifest.json' ? { ...m, data: String(m.data).replace('test-1', 'test-2') } : m)),
+      tamper: (members) =>
+        members.map((m) => (m.name === 'manifest.json' ? { ...m, data: String(m.data).replace('test-1', 'test-2') } : m)),
     });
     expect(refusal(bundle)).toMatch(/bad signature/);
   });
@@ -49,9 +50,9 @@ describe('verifyBundle', () => {
   });
 
   it('refuses a runner whose hash differs from the signed manifest', () => {
-    expect(refusal(makeBundle({ keys, checks, tamper: replace('runner.js', 'globalThis.gatherBundle={load:()=>({prelude:"",checks:[]})}') }))).toMatch(
-      /hash mismatch for "runner.js"/,
-    );
+    expect(
+      refusal(makeBundle({ keys, checks, tamper: replace('runner.js', 'globalThis.gatherBundle={load:()=>({prelude:"",checks:[]})}') })),
+    ).toMatch(/hash mismatch for "runner.js"/);
   });
 
   it('refuses a member that the manifest does not list', () => {
@@ -99,7 +100,11 @@ describe('verifyBundle', () => {
       checks: { abuse: ['abc'], analytics: [] },
       files: { 'runner.js': createHash('sha256').update(runner).digest('hex') },
     });
-    members.push({ name: 'manifest.json', data: manifest }, { name: 'manifest.sig', data: sign(null, Buffer.from(manifest), keys.privateKey) }, { name: 'runner.js', data: runner });
+    members.push(
+      { name: 'manifest.json', data: manifest },
+      { name: 'manifest.sig', data: sign(null, Buffer.from(manifest), keys.privateKey) },
+      { name: 'runner.js', data: runner },
+    );
     const verified = verifyBundle(tar(members), keys.publicKeyPem);
     expect(() => loadBundlePayload(verified)).toThrow(/"zzz" \(abuse\) is not in the signed manifest/);
   });
@@ -141,7 +146,9 @@ describe('keys are what they claim', () => {
   it('says that a readable key which is not an ed25519 public key is exactly that', () => {
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
     expect(() => parsePublicKey(ec, 'ec.pem')).toThrow(/ec\.pem is not an ed25519 public key \(found an EC public key\)/);
-    expect(() => parsePublicKey('hello\n', 'notes.txt')).toThrow(/notes\.txt is not an ed25519 public key \(no PEM "BEGIN PUBLIC KEY" block/);
+    expect(() => parsePublicKey('hello\n', 'notes.txt')).toThrow(
+      /notes\.txt is not an ed25519 public key \(no PEM "BEGIN PUBLIC KEY" block/,
+    );
   });
 });
 

@@ -128,7 +128,10 @@ describe('containment', () => {
     const containment = open('pgroup');
     expect(containment.mechanism).toBe('pgroup');
     const marker = newMarker();
-    const outcome = await executeCheck(check('esc', `(exec -a ${marker}-bg sleep 1000) >/dev/null 2>&1 & sleep 0.5; echo done`), options(containment));
+    const outcome = await executeCheck(
+      check('esc', `(exec -a ${marker}-bg sleep 1000) >/dev/null 2>&1 & sleep 0.5; echo done`),
+      options(containment),
+    );
     expect(outcome.containment).toBe('pgroup');
     expect(outcome.stdout).toBe('done\n');
     expect(outcome.killedAfterExit).toBe(1);
@@ -155,7 +158,14 @@ describe('containment', () => {
     try {
       const child = spawnSync(
         'bash',
-        ['-c', 'echo $$ > "$1/cgroup.procs" && exec setpriv --bounding-set -all,+dac_read_search,+sys_ptrace --inh-caps -all "$2" --input-type=module -e "$3"', 'x', unit, process.execPath, program],
+        [
+          '-c',
+          'echo $$ > "$1/cgroup.procs" && exec setpriv --bounding-set -all,+dac_read_search,+sys_ptrace --inh-caps -all "$2" --input-type=module -e "$3"',
+          'x',
+          unit,
+          process.execPath,
+          program,
+        ],
         { encoding: 'utf8', timeout: 60_000 },
       );
       expect(child.stderr).toBe('');
@@ -181,10 +191,14 @@ describe('containment', () => {
       `let forced; try { openContainment({ mode: 'cgroup', runId: 'nobody' }); } catch (error) { forced = error.message; }`,
       `console.log(JSON.stringify({ mechanism: containment.mechanism, reason: containment.fallbackReason, outcome: outcome.containment, killed: outcome.killedAfterExit, stdout: outcome.stdout, forced }));`,
     ].join('\n');
-    const child = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '--input-type=module', '-e', program], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const child = spawnSync(
+      'setpriv',
+      ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '--input-type=module', '-e', program],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     expect(child.stderr).toBe('');
     expect(JSON.parse(child.stdout)).toEqual({
       mechanism: 'pgroup',
@@ -202,7 +216,11 @@ describe('containment', () => {
     const stale = join(ownCgroupDir(), `gather-999999999-stale${process.pid}-1`);
     const marker = newMarker();
     mkdirSync(join(stale, 'abc-1'), { recursive: true });
-    const child = spawnSync('bash', ['-c', `echo $$ > "$1/cgroup.procs"; (exec -a ${marker}-left sleep 1000) >/dev/null 2>&1 & echo started`, 'x', join(stale, 'abc-1')], { encoding: 'utf8' });
+    const child = spawnSync(
+      'bash',
+      ['-c', `echo $$ > "$1/cgroup.procs"; (exec -a ${marker}-left sleep 1000) >/dev/null 2>&1 & echo started`, 'x', join(stale, 'abc-1')],
+      { encoding: 'utf8' },
+    );
     expect(child.stdout).toBe('started\n');
     for (let i = 0; i < 100 && processesWith(marker).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(processesWith(marker)).toHaveLength(1);
@@ -218,6 +236,8 @@ describe('containment', () => {
   });
 
   it('refuses an unknown mechanism with a message naming the choices', () => {
-    expect(() => openContainment({ mode: 'pidns' as never, runId: 'x' })).toThrow(/Unknown containment "pidns". Use one of: auto, cgroup, pgroup/);
+    expect(() => openContainment({ mode: 'pidns' as never, runId: 'x' })).toThrow(
+      /Unknown containment "pidns". Use one of: auto, cgroup, pgroup/,
+    );
   });
 });

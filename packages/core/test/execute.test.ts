@@ -36,11 +36,7 @@ afterEach(() => {
 describe('executeCheck', () => {
   it('runs a check at low CPU and I/O priority on request, still leading its own process group', async () => {
     // Field 19 of /proc/self/stat is the niceness; ionice -p names the I/O class; field 5 is the pgid.
-    const script = [
-      'stat=$(cat /proc/$$/stat); set -- ${stat##*) }',
-      'echo "nice=${17} pgid=${3} pid=$$"',
-      'ionice -p $$',
-    ].join('\n');
+    const script = ['stat=$(cat /proc/$$/stat); set -- ${stat##*) }', 'echo "nice=${17} pgid=${3} pid=$$"', 'ionice -p $$'].join('\n');
     const plain = await executeCheck(check('abc', script), options());
     expect(await enterIdleIoClass()).toBe(true);
     const polite = await executeCheck(check('abc', script), options({ nice: 7 }));
@@ -65,14 +61,20 @@ describe('executeCheck', () => {
   });
 
   it('gives the check no stdin', async () => {
-    const outcome = await executeCheck(check('abc', 'if read -r line; then echo "read:$line"; else echo eof; fi; readlink /proc/$$/fd/0'), options());
+    const outcome = await executeCheck(
+      check('abc', 'if read -r line; then echo "read:$line"; else echo eof; fi; readlink /proc/$$/fd/0'),
+      options(),
+    );
     expect(outcome.stdout).toBe('eof\n/dev/null\n');
   });
 
   it('gives the check exactly the environment it is handed', async () => {
     process.env.AWS_SECRET_ACCESS_KEY = 'leaked';
     try {
-      const outcome = await executeCheck(check('abc', 'env | cut -d= -f1 | grep -v -E "^(PWD|SHLVL|_|OLDPWD)$" | sort'), options({ env: { PATH: '/usr/bin:/bin', GATHER_CATEGORY: 'abuse' } }));
+      const outcome = await executeCheck(
+        check('abc', 'env | cut -d= -f1 | grep -v -E "^(PWD|SHLVL|_|OLDPWD)$" | sort'),
+        options({ env: { PATH: '/usr/bin:/bin', GATHER_CATEGORY: 'abuse' } }),
+      );
       expect(outcome.stdout.trim().split('\n')).toEqual(['GATHER_CATEGORY', 'PATH']);
     } finally {
       delete process.env.AWS_SECRET_ACCESS_KEY;
@@ -107,7 +109,10 @@ describe('executeCheck', () => {
   });
 
   it('keeps only the first bytes of stderr', async () => {
-    const outcome = await executeCheck(check('abc', 'head -c 100000 /dev/zero | tr "\\0" e >&2; echo ok'), options({ stderrCapBytes: 1000 }));
+    const outcome = await executeCheck(
+      check('abc', 'head -c 100000 /dev/zero | tr "\\0" e >&2; echo ok'),
+      options({ stderrCapBytes: 1000 }),
+    );
     expect(outcome.stderr).toHaveLength(1000);
     expect(outcome.stdout).toBe('ok\n');
   });

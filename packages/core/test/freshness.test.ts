@@ -27,7 +27,10 @@ async function runBundle(spec: Partial<Spec>, state: ReturnType<typeof createSeq
   const dir = tempDir();
   const sentinel = join(dir, 'ran');
   const path = join(dir, 'check.tar');
-  writeFileSync(path, makeBundle({ keys, checks: [check('abc', `touch ${sentinel}; echo '{"name":"a","type":"number","value":1}'`)], ...spec }));
+  writeFileSync(
+    path,
+    makeBundle({ keys, checks: [check('abc', `touch ${sentinel}; echo '{"name":"a","type":"number","value":1}'`)], ...spec }),
+  );
   const exporter = createMemoryExporter();
   let error: unknown;
   try {
@@ -108,10 +111,16 @@ describe('replay protection (sequence)', () => {
         delete manifest.sequence;
         delete manifest.payload_bytes;
         const text = JSON.stringify(manifest);
-        return [{ name: 'manifest.json', data: text }, { name: 'manifest.sig', data: sign(null, Buffer.from(text), keys.privateKey) }, members[2]!];
+        return [
+          { name: 'manifest.json', data: text },
+          { name: 'manifest.sig', data: sign(null, Buffer.from(text), keys.privateKey) },
+          members[2]!,
+        ];
       },
     });
-    expect(() => verifyBundle(legacy, keys.publicKeyPem)).toThrow(/has no "sequence".*Rebuild and publish it with the current gather-bundle/);
+    expect(() => verifyBundle(legacy, keys.publicKeyPem)).toThrow(
+      /has no "sequence".*Rebuild and publish it with the current gather-bundle/,
+    );
   });
 });
 
@@ -143,9 +152,10 @@ describe('bounded before parsed', () => {
   it('refuses a payload whose declared decoded size is over the limit before running the runner', () => {
     const bundle = makeBundle({ keys, checks: [check('abc', 'true')], payloadBytes: MAX_PAYLOAD_BYTES + 1 });
     const verified = verifyBundle(bundle, keys.publicKeyPem);
-    expect(() => loadBundlePayload(verified)).toThrow(new RegExp(`declares a ${MAX_PAYLOAD_BYTES + 1}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit`));
+    expect(() => loadBundlePayload(verified)).toThrow(
+      new RegExp(`declares a ${MAX_PAYLOAD_BYTES + 1}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit`),
+    );
   });
-
 });
 
 describe('sequence state that cannot be written', () => {
@@ -156,7 +166,9 @@ describe('sequence state that cannot be written', () => {
     execFileSync('chattr', ['+i', join(dir, 'bundle-sequence')]);
     try {
       const result = await runBundle({ sequence: 3 }, createSequenceStateFile(dir, 'file:/x'));
-      expect((result.error as Error).message).toMatch(/Cannot record the accepted bundle sequence in .* \(EPERM\); the state dir must be writable/);
+      expect((result.error as Error).message).toMatch(
+        /Cannot record the accepted bundle sequence in .* \(EPERM\); the state dir must be writable/,
+      );
       expect(result.ran).toBe(false);
     } finally {
       execFileSync('chattr', ['-i', join(dir, 'bundle-sequence')]);

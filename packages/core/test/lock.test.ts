@@ -21,7 +21,11 @@ describe('the shared host lock', () => {
   it('records pid, process start time and boot id', async () => {
     const path = join(tempDir(), 'x.lock');
     const lock = await acquireLock(path, { purpose: 'test', waitMs: 0 });
-    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ pid: process.pid, start: processStartTime(process.pid), boot: bootId() });
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({
+      pid: process.pid,
+      start: processStartTime(process.pid),
+      boot: bootId(),
+    });
     expect(bootId()).toMatch(/^[0-9a-f-]{36}$/);
     await lock.release();
     expect(existsSync(path)).toBe(false);
@@ -37,9 +41,21 @@ describe('the shared host lock', () => {
 
   // Each: what a crash leaves behind, and why it must not block the next run.
   const stale: Array<[string, () => string, RegExp]> = [
-    ['a killed holder whose pid was reused by a live process (pid 1, other start time)', () => owner({ pid: 1, start: '0', boot: bootId() }), /pid 1 now belongs to another process/],
-    ['the agent itself before an unclean reboot (our own pid, another start time)', () => owner({ pid: process.pid, start: '0' }), /now belongs to another process/],
-    ['a lock from before the last reboot (other boot id), even with a matching pid and start', () => owner({ pid: process.pid, start: processStartTime(process.pid), boot: '00000000-0000-0000-0000-000000000000' }), /before the last reboot/],
+    [
+      'a killed holder whose pid was reused by a live process (pid 1, other start time)',
+      () => owner({ pid: 1, start: '0', boot: bootId() }),
+      /pid 1 now belongs to another process/,
+    ],
+    [
+      'the agent itself before an unclean reboot (our own pid, another start time)',
+      () => owner({ pid: process.pid, start: '0' }),
+      /now belongs to another process/,
+    ],
+    [
+      'a lock from before the last reboot (other boot id), even with a matching pid and start',
+      () => owner({ pid: process.pid, start: processStartTime(process.pid), boot: '00000000-0000-0000-0000-000000000000' }),
+      /before the last reboot/,
+    ],
     ['a holder whose process is gone', () => owner({ pid: 2 ** 22 + 12345 }), /its process is gone/],
     ['garbage', () => 'garbage', /unreadable/],
   ];
@@ -54,7 +70,9 @@ describe('the shared host lock', () => {
   });
 
   it('staleReason tells a live owner from a reused pid', () => {
-    expect(staleReason({ pid: process.pid, start: processStartTime(process.pid)!, boot: bootId()!, purpose: 'x', since: '', token: '' })).toBeUndefined();
+    expect(
+      staleReason({ pid: process.pid, start: processStartTime(process.pid)!, boot: bootId()!, purpose: 'x', since: '', token: '' }),
+    ).toBeUndefined();
     expect(staleReason({ pid: process.pid, start: '0', purpose: 'x', since: '', token: '' })).toMatch(/another process/);
   });
 

@@ -5,7 +5,12 @@ const r = (name: string, type: string, value: unknown) => ({ name, type, value }
 
 describe('parseCheckOutput', () => {
   it('reads one object', () => {
-    expect(parseCheckOutput('{"name":"a","type":"number","value":3}\n')).toEqual({ results: [r('a', 'number', 3)], values: 1, problems: [], problemCount: 0 });
+    expect(parseCheckOutput('{"name":"a","type":"number","value":3}\n')).toEqual({
+      results: [r('a', 'number', 3)],
+      values: 1,
+      problems: [],
+      problemCount: 0,
+    });
   });
 
   it('reads an array of objects', () => {
@@ -84,10 +89,15 @@ describe('parseCheckOutput', () => {
   });
 
   it('parses the elements of an array one by one: a bad element costs only itself', () => {
-    const parsed = parseCheckOutput('[{"name":"a","type":"number","value":1}, {"name":"b","type":"number"}, nope, {"name":"c","type":"number","value":3}]');
+    const parsed = parseCheckOutput(
+      '[{"name":"a","type":"number","value":1}, {"name":"b","type":"number"}, nope, {"name":"c","type":"number","value":3}]',
+    );
     expect(parsed.results.map((x) => x.name)).toEqual(['a', 'c']);
     expect(parsed.values).toBe(1);
-    expect(parsed.problems).toEqual([expect.stringMatching(/^at offset 0\[1\]: "b": "value" is missing/), expect.stringMatching(/^at offset 0\[2\]: invalid JSON/)]);
+    expect(parsed.problems).toEqual([
+      expect.stringMatching(/^at offset 0\[1\]: "b": "value" is missing/),
+      expect.stringMatching(/^at offset 0\[2\]: invalid JSON/),
+    ]);
   });
 
   it('keeps the first 3 problems and counts the rest, however many items are invalid', () => {
@@ -97,4 +107,3 @@ describe('parseCheckOutput', () => {
     expect(parsed.problems[2]).toBe('at offset 0[2]: expected a {name, type, value} object, got number');
   });
 });
-

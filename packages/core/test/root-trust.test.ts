@@ -45,10 +45,12 @@ describe('rootOwnershipProblem (as root)', () => {
     expect(rootOwnershipProblem(join(dir, 'open', 'f'), 'the CA file')).toBeUndefined();
     mkdirSync(join(dir, 'theirs'));
     chownSync(join(dir, 'theirs'), NOBODY, NOBODY);
-    expect(rootOwnershipProblem(join(dir, 'theirs', 'spool'), 'the spool directory')).toMatch(/theirs is owned by uid 65534\. Fix: chown root:root/);
+    expect(rootOwnershipProblem(join(dir, 'theirs', 'spool'), 'the spool directory')).toMatch(
+      /theirs is owned by uid 65534\. Fix: chown root:root/,
+    );
   });
 
-  it('refuses a shared sticky directory itself as a state dir, and says to use root\'s own below it', () => {
+  it("refuses a shared sticky directory itself as a state dir, and says to use root's own below it", () => {
     expect(rootOwnershipProblem('/tmp', 'the state directory')).toBe(
       "root will not trust the state directory /tmp: /tmp is writable by its group and others (mode 1777). Fix: use a directory of root's own instead, e.g. install -d -m 0700 /tmp/gather",
     );
@@ -60,6 +62,8 @@ describe('rootOwnershipProblem (as root)', () => {
     chownSync(join(dir, 'f'), NOBODY, NOBODY);
     expect(rootOwnershipProblem(join(dir, 'f'), 'the public key', 1000)).toBeUndefined();
     expect(() => assertRootOwnedPath(join(dir, 'f'), 'the public key')).toThrow(ConfigError);
-    expect(() => assertRootOwnedPath(join(dir, 'f'), 'the public key')).toThrow(/Root will not trust the public key .*Fix: chown root:root/);
+    expect(() => assertRootOwnedPath(join(dir, 'f'), 'the public key')).toThrow(
+      /Root will not trust the public key .*Fix: chown root:root/,
+    );
   });
 });

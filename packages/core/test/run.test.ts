@@ -33,7 +33,15 @@ function processesNamed(marker: string): number[] {
 function setup(checks: BundledCheck[], overrides: Partial<RunOptions> & { tamper?: (m: TarEntry[]) => TarEntry[] } = {}) {
   const dir = tempDir();
   const bundlePath = join(dir, 'check.tar');
-  writeFileSync(bundlePath, makeBundle({ keys, checks, prelude: 'emit() { printf \'{"name":"%s","type":"number","value":%s}\\n\' "$1" "$2"; }', ...(overrides.tamper ? { tamper: overrides.tamper } : {}) }));
+  writeFileSync(
+    bundlePath,
+    makeBundle({
+      keys,
+      checks,
+      prelude: 'emit() { printf \'{"name":"%s","type":"number","value":%s}\\n\' "$1" "$2"; }',
+      ...(overrides.tamper ? { tamper: overrides.tamper } : {}),
+    }),
+  );
   const tmpRoot = tempDir('gather-tmproot-');
   const exporter = createMemoryExporter();
   const options: RunOptions = {
@@ -61,7 +69,15 @@ describe('run', () => {
       now: () => new Date('2026-02-03T04:05:06.789Z'),
     });
     const summary = await run(options);
-    expect(summary).toMatchObject({ run_id: 'run-1', checks_run: 1, checks_ok: 1, checks_failed: 0, results: 1, errors: 0, export_failed: false });
+    expect(summary).toMatchObject({
+      run_id: 'run-1',
+      checks_run: 1,
+      checks_ok: 1,
+      checks_failed: 0,
+      results: 1,
+      errors: 0,
+      export_failed: false,
+    });
     expect(summary.export.delivered).toBe(1);
     expect(exporter.results).toEqual([
       {
@@ -109,7 +125,9 @@ describe('run', () => {
     const summary = await run(options);
     expect(summary).toMatchObject({ checks_run: 2, checks_ok: 1, checks_failed: 1, results: 3, export_failed: false });
     expect(exporter.results.map((r) => r.name)).toEqual(['a', 'b', 'c']);
-    expect(exporter.errors).toEqual([expect.objectContaining({ check: 'abc', reason: 'invalid_output', message: expect.stringMatching(/nested deeper than 20 levels/) })]);
+    expect(exporter.errors).toEqual([
+      expect.objectContaining({ check: 'abc', reason: 'invalid_output', message: expect.stringMatching(/nested deeper than 20 levels/) }),
+    ]);
   });
 
   it('rethrows an unexpected error as it is, not as a fetch failure, after exporting it as run_failed', async () => {
@@ -122,24 +140,32 @@ describe('run', () => {
     expect(failure).toBeInstanceOf(Error);
     expect(failure).not.toBeInstanceOf(FetchError);
     expect((failure as NodeJS.ErrnoException).code).toBe('EISDIR');
-    expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^Unexpected error: EISDIR/) })]);
+    expect(exporter.errors).toEqual([
+      expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^Unexpected error: EISDIR/) }),
+    ]);
   });
 
   it('does not call a full disk a fetch failure: the error is kept as it is, exported as run_failed', async () => {
-    const full = Object.assign(new Error("ENOSPC: no space left on device, write '/var/lib/gather/bundle-cache/x.tar'"), { code: 'ENOSPC', syscall: 'write' });
+    const full = Object.assign(new Error("ENOSPC: no space left on device, write '/var/lib/gather/bundle-cache/x.tar'"), {
+      code: 'ENOSPC',
+      syscall: 'write',
+    });
     const { options, exporter, tmpRoot } = setup([check('abc', 'emit a 1')], {
       fetcher: { name: 'disk', fetch: async () => Promise.reject(full) },
     });
     const failure = await run(options).catch((error: unknown) => error);
     expect(failure).toBe(full);
     expect(FetchError.isInstance(failure)).toBe(false);
-    expect(exporter.errors).toEqual([expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^The host failed the run: ENOSPC/) })]);
+    expect(exporter.errors).toEqual([
+      expect.objectContaining({ reason: 'run_failed', message: expect.stringMatching(/^The host failed the run: ENOSPC/) }),
+    ]);
     expect(readdirSync(tmpRoot)).toEqual([]);
   });
 
   it('returns its record also when the run cannot complete: what was fetched, the bundle, the error record', async () => {
     const { options } = setup([check('abc', 'emit x 1')], {
-      tamper: (members) => members.map((m) => (m.name === 'runner.js' ? { ...m, data: String(m.data).replace('emit x 1', 'emit x 2') } : m)),
+      tamper: (members) =>
+        members.map((m) => (m.name === 'runner.js' ? { ...m, data: String(m.data).replace('emit x 1', 'emit x 2') } : m)),
     });
     const record = await runRecorded(options);
     expect(BundleRefusedError.isInstance(record.error)).toBe(true);
@@ -149,7 +175,13 @@ describe('run', () => {
     const fine = setup([check('abc', 'emit x 1')]);
     const done = await runRecorded(fine.options);
     expect(done.error).toBeUndefined();
-    expect(done.summary).toMatchObject({ checks_run: 1, checks_ok: 1, results: 1, bundle: { version: expect.any(String) }, fetch: { unchanged: false } });
+    expect(done.summary).toMatchObject({
+      checks_run: 1,
+      checks_ok: 1,
+      results: 1,
+      bundle: { version: expect.any(String) },
+      fetch: { unchanged: false },
+    });
   });
 
   it('turns every kind of misbehaving check into an error record and keeps going', async () => {
@@ -187,7 +219,8 @@ describe('run', () => {
   it('never runs a check from a refused bundle, and exports the refusal', async () => {
     const sentinel = join(tempDir(), 'ran');
     const { options, exporter, tmpRoot } = setup([check('abc', `touch ${sentinel}; emit x 1`)], {
-      tamper: (members) => members.map((m) => (m.name === 'runner.js' ? { ...m, data: String(m.data).replace('emit x 1', 'emit x 2') } : m)),
+      tamper: (members) =>
+        members.map((m) => (m.name === 'runner.js' ? { ...m, data: String(m.data).replace('emit x 1', 'emit x 2') } : m)),
     });
     await expect(run(options)).rejects.toBeInstanceOf(BundleRefusedError);
     expect(existsSync(sentinel)).toBe(false);
@@ -200,13 +233,18 @@ describe('run', () => {
     const { options, exporter } = setup([check('abc', 'emit x 1')]);
     options.fetcher = createFileFetcher({ path: '/nonexistent/check.tar' });
     await expect(run(options)).rejects.toBeInstanceOf(FetchError);
-    expect(exporter.errors).toMatchObject([{ reason: 'fetch_failed', message: expect.stringMatching(/Bundle not found at \/nonexistent\/check.tar/) }]);
+    expect(exporter.errors).toMatchObject([
+      { reason: 'fetch_failed', message: expect.stringMatching(/Bundle not found at \/nonexistent\/check.tar/) },
+    ]);
   });
 
   it('keeps at most `concurrency` checks running at once', async () => {
     const dir = tempDir();
     const script = `touch ${dir}/$GATHER_CHECK; sleep 0.3; emit seen $(ls ${dir} | wc -l); rm ${dir}/$GATHER_CHECK`;
-    const { options, exporter } = setup(['aaa', 'bbb', 'ccc', 'ddd', 'eee', 'fff'].map((id) => check(id, script)), { concurrency: 2 });
+    const { options, exporter } = setup(
+      ['aaa', 'bbb', 'ccc', 'ddd', 'eee', 'fff'].map((id) => check(id, script)),
+      { concurrency: 2 },
+    );
     await run(options);
     const seen = exporter.results.map((r) => r.value as number);
     expect(seen).toHaveLength(6);
@@ -218,7 +256,9 @@ describe('run', () => {
     process.env.GATHER_ES_PASSWORD = 'es-secret';
     process.env.BASH_ENV = '/tmp/evil';
     try {
-      const { options, exporter } = setup([check('abc', 'echo "{\\"name\\":\\"env\\",\\"type\\":\\"string\\",\\"value\\":\\"$(env | cut -d= -f1 | sort | tr "\\n" " ")\\"}"')]);
+      const { options, exporter } = setup([
+        check('abc', 'echo "{\\"name\\":\\"env\\",\\"type\\":\\"string\\",\\"value\\":\\"$(env | cut -d= -f1 | sort | tr "\\n" " ")\\"}"'),
+      ]);
       await run(options);
       const names = String(exporter.results[0]?.value).trim().split(' ');
       expect(names).not.toContain('AWS_SECRET_ACCESS_KEY');

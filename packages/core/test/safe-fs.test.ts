@@ -14,7 +14,7 @@ const tempDir = () => {
   return dir;
 };
 
-describe('safe file operations in root\'s directories', () => {
+describe("safe file operations in root's directories", () => {
   it('a planted symbolic link is never written or read through; the victim is untouched', async () => {
     const dir = tempDir();
     const victim = join(tempDir(), 'victim');

@@ -15,7 +15,17 @@ describe('@gather/core/testing', () => {
   it('resolves by package name and carries the contract suites and bundle builders', async () => {
     const testing = await import('@gather/core/testing');
     expect(Object.keys(testing).sort()).toEqual(
-      ['exporterContract', 'fetcherContract', 'makeBundle', 'makeKeys', 'runnerFor', 'sampleError', 'sampleResult', 'sampleRunSummary', 'tar'].sort(),
+      [
+        'exporterContract',
+        'fetcherContract',
+        'makeBundle',
+        'makeKeys',
+        'runnerFor',
+        'sampleError',
+        'sampleResult',
+        'sampleRunSummary',
+        'tar',
+      ].sort(),
     );
     const keys = testing.makeKeys();
     const bundle = testing.makeBundle({ keys, checks: [{ id: 'abc', category: 'abuse', script: 'true' }] });

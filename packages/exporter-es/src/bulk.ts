@@ -92,7 +92,9 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
     });
     todo = retry;
     if (todo.length > 0 && attempt >= settings.maxRetries) {
-      const cause = new Error(`${todo.length} documents kept failing with HTTP ${lastRetryable?.status} ${lastRetryable?.error?.type ?? ''}: ${lastRetryable?.error?.reason ?? ''}`);
+      const cause = new Error(
+        `${todo.length} documents kept failing with HTTP ${lastRetryable?.status} ${lastRetryable?.error?.type ?? ''}: ${lastRetryable?.error?.reason ?? ''}`,
+      );
       outage.markDown(cause);
       outcome.undeliverable.push(...todo);
       outcome.cause = cause;
@@ -104,7 +106,11 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
 }
 
 /** Rejected documents go to the errors index with the reason; a rejected dead letter is lost (counted failed). */
-async function sendDeadLetters(ctx: ExportContext, rejected: Array<{ entry: Entry; item: BulkItem }>, outcome: BatchOutcome): Promise<void> {
+async function sendDeadLetters(
+  ctx: ExportContext,
+  rejected: Array<{ entry: Entry; item: BulkItem }>,
+  outcome: BatchOutcome,
+): Promise<void> {
   const letters: Entry[] = [];
   let example = '';
   for (const { entry, item } of rejected) {
@@ -116,7 +122,10 @@ async function sendDeadLetters(ctx: ExportContext, rejected: Array<{ entry: Entr
     } else letters.push(deadLetterEntry(entry, item, ctx.settings.errorsIndex, ctx.scrub));
   }
   if (letters.length === 0) return;
-  ctx.log('warn', `Elasticsearch rejected ${letters.length} documents (e.g. ${ctx.text(example)}); written to ${ctx.settings.errorsIndex} with the reason.`);
+  ctx.log(
+    'warn',
+    `Elasticsearch rejected ${letters.length} documents (e.g. ${ctx.text(example)}); written to ${ctx.settings.errorsIndex} with the reason.`,
+  );
   const sent = await send(ctx, letters);
   outcome.deadLettered += sent.delivered;
   outcome.failed += sent.failed + sent.deadLettered;

@@ -74,6 +74,9 @@ export function dailyTemplate(options: DailyTemplateOptions): Record<string, unk
     ...(options.alias ? { aliases: { [options.index]: {} } } : {}),
   };
   const patterns = [dailyPattern(options.index)];
-  const hash = createHash('sha256').update(JSON.stringify({ patterns, priority: options.priority, template })).digest('hex').slice(0, 16);
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ patterns, priority: options.priority, template }))
+    .digest('hex')
+    .slice(0, 16);
   return { ...base, index_patterns: patterns, template, _meta: { ...(base._meta as Record<string, unknown>), hash, daily: true } };
 }

@@ -38,7 +38,13 @@ export function deadLetterEntry(entry: Entry, item: BulkItem, errorsIndex: strin
     rejection: { status: item.status, type: item.error?.type ?? 'error', reason: item.error?.reason ?? '' },
   };
   const source = JSON.stringify(scrub.value(doc));
-  return { index: dailyIndex(errorsIndex, doc['@timestamp']), id: boundedId(`${entry.id}:rejected`), source, bytes: source.length, deadLetter: true };
+  return {
+    index: dailyIndex(errorsIndex, doc['@timestamp']),
+    id: boundedId(`${entry.id}:rejected`),
+    source,
+    bytes: source.length,
+    deadLetter: true,
+  };
 }
 
 /** The error document reporting a spool segment dropped undelivered (the spool was full). */

@@ -98,7 +98,10 @@ class ElasticsearchExporter implements EsExporter {
     if (this.closed) throw new ExportError('The exporter is closed; create a new one.', SCOPE);
     if (await this.ready()) return;
     const { outage, settings } = this.ctx;
-    throw outage.fatal ?? new ExportError(`Elasticsearch at ${settings.where} is unavailable (${this.ctx.text(describe(outage.lastCause))}).`, SCOPE);
+    throw (
+      outage.fatal ??
+      new ExportError(`Elasticsearch at ${settings.where} is unavailable (${this.ctx.text(describe(outage.lastCause))}).`, SCOPE)
+    );
   }
 
   async exportResults(results: readonly ResultDocument[]): Promise<void> {
@@ -106,7 +109,12 @@ class ElasticsearchExporter implements EsExporter {
     const { settings, scrub } = this.ctx;
     for (const doc of results) {
       const clean = scrub.value(doc);
-      this.add({ index: dailyIndex(settings.resultsIndex, doc['@timestamp']), id: this.ids.result(doc), source: resultSource(clean), bytes: 0 });
+      this.add({
+        index: dailyIndex(settings.resultsIndex, doc['@timestamp']),
+        id: this.ids.result(doc),
+        source: resultSource(clean),
+        bytes: 0,
+      });
       if (this.options.currentState) {
         const latest = latestEntry(clean, settings.latestIndex);
         if (latest) this.add({ ...latest, bytes: 0 });
@@ -133,7 +141,12 @@ class ElasticsearchExporter implements EsExporter {
     await this.begin();
     const { settings, scrub } = this.ctx;
     const clean = scrub.value(summary);
-    this.add({ index: dailyIndex(settings.runsIndex, summary['@timestamp']), id: this.ids.run(summary), source: JSON.stringify(clean), bytes: 0 });
+    this.add({
+      index: dailyIndex(settings.runsIndex, summary['@timestamp']),
+      id: this.ids.run(summary),
+      source: JSON.stringify(clean),
+      bytes: 0,
+    });
     const host = this.options.currentState ? hostEntry(clean, settings.hostsIndex) : undefined;
     if (host) this.add({ ...host, bytes: 0 });
     await this.dispatchWhenFull();
@@ -289,7 +302,10 @@ class ElasticsearchExporter implements EsExporter {
     try {
       await this.removeStale(marks);
     } catch (error) {
-      ctx.log('warn', `Could not remove stale documents from ${ctx.settings.latestIndex} (${ctx.text(describe(error))}); the next snapshot does it.`);
+      ctx.log(
+        'warn',
+        `Could not remove stale documents from ${ctx.settings.latestIndex} (${ctx.text(describe(error))}); the next snapshot does it.`,
+      );
     }
   }
 
@@ -302,7 +318,9 @@ class ElasticsearchExporter implements EsExporter {
         { method: 'POST', path: `/${latestIndex}/_search`, body: { size: 10_000, _source: false, query: staleLatestQuery(mark) } },
         { ignore: [404] },
       );
-      const stale = (found.hits?.hits ?? []).map((hit): Entry => ({ index: latestIndex, id: hit._id, op: 'delete', version: mark.version, source: '{}', bytes: 0 }));
+      const stale = (found.hits?.hits ?? []).map(
+        (hit): Entry => ({ index: latestIndex, id: hit._id, op: 'delete', version: mark.version, source: '{}', bytes: 0 }),
+      );
       // Best effort, not counted (not documents of the run): if it fails, the next snapshot does it again.
       if (stale.length > 0) await send(this.ctx, stale);
     }

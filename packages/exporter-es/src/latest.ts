@@ -40,7 +40,9 @@ export const HOSTS_MAPPINGS = {
     last_seen: { type: 'date' },
     outcome: keyword,
     runs: {
-      properties: Object.fromEntries(['abuse', 'analytics'].map((c) => [c, { properties: { '@timestamp': { type: 'date' }, run_id: keyword, outcome: keyword } }])),
+      properties: Object.fromEntries(
+        ['abuse', 'analytics'].map((c) => [c, { properties: { '@timestamp': { type: 'date' }, run_id: keyword, outcome: keyword } }]),
+      ),
     },
   },
 } as const;
@@ -119,16 +121,39 @@ export function markSnapshot(marks: Map<string, SnapshotMark>, doc: ResultDocume
 export function staleLatestQuery(mark: SnapshotMark): Record<string, unknown> {
   return {
     bool: {
-      filter: [{ bool: { should: [{ term: { 'host.id': mark.host } }, { bool: { must_not: { exists: { field: 'host.id' } }, filter: { term: { 'host.hostname': mark.host } } } }] } }, { term: { category: mark.category } }],
+      filter: [
+        {
+          bool: {
+            should: [
+              { term: { 'host.id': mark.host } },
+              { bool: { must_not: { exists: { field: 'host.id' } }, filter: { term: { 'host.hostname': mark.host } } } },
+            ],
+          },
+        },
+        { term: { category: mark.category } },
+      ],
       must_not: [{ term: { run_id: mark.run_id } }],
     },
   };
 }
 
 /** Body of the template of `gather-latest` or `gather-hosts` (exact name: one index each, no days). */
-export function currentStateTemplate(options: { index: string; kind: CurrentStateKind; priority: number; settings?: Record<string, unknown> }): Record<string, unknown> {
-  const base = indexTemplate({ index: options.index, kind: 'results', priority: options.priority, ...(options.settings ? { settings: options.settings } : {}) });
+export function currentStateTemplate(options: {
+  index: string;
+  kind: CurrentStateKind;
+  priority: number;
+  settings?: Record<string, unknown>;
+}): Record<string, unknown> {
+  const base = indexTemplate({
+    index: options.index,
+    kind: 'results',
+    priority: options.priority,
+    ...(options.settings ? { settings: options.settings } : {}),
+  });
   const template = { ...(base.template as Record<string, unknown>), mappings: currentStateMappings(options.kind) };
-  const hash = createHash('sha256').update(JSON.stringify({ patterns: base.index_patterns, priority: options.priority, template })).digest('hex').slice(0, 16);
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ patterns: base.index_patterns, priority: options.priority, template }))
+    .digest('hex')
+    .slice(0, 16);
   return { ...base, template, _meta: { ...(base._meta as Record<string, unknown>), hash } };
 }

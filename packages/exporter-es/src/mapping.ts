@@ -161,8 +161,10 @@ const REPLICA_SETTINGS = ['number_of_replicas', 'auto_expand_replicas'];
 /** Whether settings (flat `index.x`, short `x` or nested `{ index: { x } }`) say how many replicas to keep. */
 function choosesReplicas(settings: Record<string, unknown>): boolean {
   const nested = settings.index;
-  return Object.keys(settings).some((key) => REPLICA_SETTINGS.includes(key.replace(/^index\./, '')))
-    || (typeof nested === 'object' && nested !== null && choosesReplicas(nested as Record<string, unknown>));
+  return (
+    Object.keys(settings).some((key) => REPLICA_SETTINGS.includes(key.replace(/^index\./, ''))) ||
+    (typeof nested === 'object' && nested !== null && choosesReplicas(nested as Record<string, unknown>))
+  );
 }
 
 /** The settings of a template: the user's, plus the default replicas unless they choose their own. */

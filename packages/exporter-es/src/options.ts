@@ -151,7 +151,8 @@ export function resolveOptions(options: EsExporterOptions): EsSettings {
   const named = Object.entries(indices);
   for (const [i, [option, index]] of named.entries()) {
     const clash = named.slice(i + 1).find(([, other]) => other === index);
-    if (clash) throw new ConfigError(`Options "${option}" and "${clash[0]}" name the same index "${index}". Give each its own index.`, SCOPE);
+    if (clash)
+      throw new ConfigError(`Options "${option}" and "${clash[0]}" name the same index "${index}". Give each its own index.`, SCOPE);
   }
   const spoolMaxBytes = positive(options.spoolMaxBytes, DEFAULTS.spoolMaxBytes, 'spoolMaxBytes', 1024);
   const settings: EsSettings = {
@@ -168,7 +169,12 @@ export function resolveOptions(options: EsExporterOptions): EsSettings {
     requestTimeoutMs: duration(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
     probeIntervalMs: duration(options.probeIntervalMs, DEFAULTS.probeIntervalMs, 'probeIntervalMs'),
     spoolMaxBytes,
-    spoolSegmentBytes: positive(options.spoolSegmentBytes, Math.min(DEFAULTS.spoolSegmentBytes, Math.floor(spoolMaxBytes / 4)), 'spoolSegmentBytes', 1),
+    spoolSegmentBytes: positive(
+      options.spoolSegmentBytes,
+      Math.min(DEFAULTS.spoolSegmentBytes, Math.floor(spoolMaxBytes / 4)),
+      'spoolSegmentBytes',
+      1,
+    ),
     templatePriority: positive(options.templatePriority, DEFAULTS.templatePriority, 'templatePriority', 0),
   };
   const auth = options.auth as Record<string, unknown> | undefined;

@@ -52,7 +52,9 @@ export class Outage {
       this.log(
         'warn',
         `Elasticsearch at ${this.settings.where} is unavailable (${this.text(describe(cause))}); ` +
-          (spoolDir ? `spooling to ${spoolDir} and retrying in ${Math.round(this.settings.probeIntervalMs / 1000)} s.` : 'no spoolDir: documents are lost.'),
+          (spoolDir
+            ? `spooling to ${spoolDir} and retrying in ${Math.round(this.settings.probeIntervalMs / 1000)} s.`
+            : 'no spoolDir: documents are lost.'),
       );
     }
   }
@@ -60,7 +62,10 @@ export class Outage {
   /** Records a request failure: Elasticsearch down (retry later) or fatal (credentials, refused request). */
   fail(error: unknown, doing: string): void {
     const kind = classify(error);
-    if (kind === 'retry') return this.markDown(error);
+    if (kind === 'retry') {
+      this.markDown(error);
+      return;
+    }
     const { where, resultsIndex, errorsIndex, runsIndex, latestIndex, hostsIndex } = this.settings;
     const detail = this.text(describe(error));
     let message: string;
@@ -77,7 +82,10 @@ export class Outage {
       message = `Elasticsearch at ${where} refused the request while ${doing} (${detail}).`;
     }
     const spoolDir = this.spoolDir();
-    this.fatal ??= new ExportError(message + (spoolDir ? ` Documents are kept in the spool (${spoolDir}) until a run succeeds.` : ''), SCOPE);
+    this.fatal ??= new ExportError(
+      message + (spoolDir ? ` Documents are kept in the spool (${spoolDir}) until a run succeeds.` : ''),
+      SCOPE,
+    );
     this.log('error', this.fatal.message);
   }
 }

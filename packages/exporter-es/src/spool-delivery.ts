@@ -28,7 +28,15 @@ function entryOf(ctx: ExportContext, r: SpoolRecord): Entry {
   // A record spooled by a gather before daily indices names the plain index: written there, it would make a
   // concrete index of the name the daily indices' alias needs (and every new document of the day is refused).
   const index = ctx.plainIndices.has(r.index) ? dailyIndex(r.index, r.doc?.['@timestamp']) : r.index;
-  return { index, id: r.id, source, bytes: source.length + r.id.length + 60, ...(deadLetter ? { deadLetter } : {}), ...(op ? { op } : {}), ...(version !== undefined ? { version } : {}) };
+  return {
+    index,
+    id: r.id,
+    source,
+    bytes: source.length + r.id.length + 60,
+    ...(deadLetter ? { deadLetter } : {}),
+    ...(op ? { op } : {}),
+    ...(version !== undefined ? { version } : {}),
+  };
 }
 
 /** Keeps documents Elasticsearch could not take: in the spool, or counted as failed without one. */
@@ -69,7 +77,8 @@ export async function keep(ctx: ExportContext, entries: Entry[], cause: unknown)
   }
   // Current-state writes travel in the spool too, but count in no total (they are not documents of the run).
   stats.spooled += entries.filter((e) => !e.op).length;
-  if (cause === STOPPED) ctx.log('info', `Stopped before Elasticsearch acknowledged ${n} documents: spooled to ${spool.dir}, delivered by the next run.`);
+  if (cause === STOPPED)
+    ctx.log('info', `Stopped before Elasticsearch acknowledged ${n} documents: spooled to ${spool.dir}, delivered by the next run.`);
 }
 
 function accountDrop(ctx: ExportContext, segment: SpoolSegment, docs: number, currentState: number): void {
@@ -79,7 +88,10 @@ function accountDrop(ctx: ExportContext, segment: SpoolSegment, docs: number, cu
     ctx.stats.spooled -= docs - currentState;
     ctx.stats.failed += docs - currentState;
   }
-  ctx.log('error', `Spool full (spoolMaxBytes ${ctx.settings.spoolMaxBytes}): dropped its oldest segment with ${docs} documents; an error document will report it.`);
+  ctx.log(
+    'error',
+    `Spool full (spoolMaxBytes ${ctx.settings.spoolMaxBytes}): dropped its oldest segment with ${docs} documents; an error document will report it.`,
+  );
 }
 
 /**
@@ -129,7 +141,12 @@ async function drainSegment(ctx: ExportContext, segment: SpoolSegment): Promise<
     running.add(task);
   }
   await Promise.all(running);
-  if (total.undeliverable.length > 0 || outage.fatal || transport.stopped || total.delivered + (total.currentState ?? 0) + total.deadLettered + total.failed < entries.length) {
+  if (
+    total.undeliverable.length > 0 ||
+    outage.fatal ||
+    transport.stopped ||
+    total.delivered + (total.currentState ?? 0) + total.deadLettered + total.failed < entries.length
+  ) {
     // Left in the spool: what was delivered answers 409 next time.
     return false;
   }
@@ -143,7 +160,8 @@ async function drainSegment(ctx: ExportContext, segment: SpoolSegment): Promise<
   stats.deadLettered += total.deadLettered;
   stats.failed += total.failed + corrupt;
   stats.unreadable += corrupt;
-  if (corrupt > 0) ctx.log('error', `${corrupt} unreadable lines in the damaged spool segment ${segment.file} were skipped: those documents are lost.`);
+  if (corrupt > 0)
+    ctx.log('error', `${corrupt} unreadable lines in the damaged spool segment ${segment.file} were skipped: those documents are lost.`);
   ctx.log('info', `Delivered spool segment ${segment.file} (${total.delivered} documents).`);
   return true;
 }

@@ -42,7 +42,18 @@ export class Templates {
   ) {
     const { where, resultsIndex, errorsIndex, runsIndex, latestIndex, hostsIndex, templatePriority } = ctx.settings;
     const { indexSettings, currentState } = options;
-    const shape = { MAPPING_VERSION, where, resultsIndex, errorsIndex, runsIndex, latestIndex, hostsIndex, templatePriority, indexSettings, currentState };
+    const shape = {
+      MAPPING_VERSION,
+      where,
+      resultsIndex,
+      errorsIndex,
+      runsIndex,
+      latestIndex,
+      hostsIndex,
+      templatePriority,
+      indexSettings,
+      currentState,
+    };
     this.key = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 32);
   }
 
@@ -85,7 +96,10 @@ export class Templates {
   private async aliasedIndices(): Promise<Set<string>> {
     const aliased = new Set<string>();
     for (const index of this.dailyIndices()) {
-      const plain = await this.ctx.transport.request<Record<string, unknown>>({ method: 'GET', path: `/${index}/_settings` }, { ignore: [404] });
+      const plain = await this.ctx.transport.request<Record<string, unknown>>(
+        { method: 'GET', path: `/${index}/_settings` },
+        { ignore: [404] },
+      );
       if (!Object.keys(plain ?? {}).includes(index)) aliased.add(index);
     }
     return aliased;
@@ -112,8 +126,14 @@ export class Templates {
 
   /** One request: every template this exporter needs is installed with the hash of its body. */
   private async allInstalled(aliased: Set<string>): Promise<boolean> {
-    const installed = await this.ctx.transport.request<{ index_templates?: Array<{ name?: string; index_template?: { _meta?: { hash?: string } } }> }>(
-      { method: 'GET', path: `/_index_template/*${templateName('')}`, querystring: { filter_path: 'index_templates.name,index_templates.index_template._meta.hash' } },
+    const installed = await this.ctx.transport.request<{
+      index_templates?: Array<{ name?: string; index_template?: { _meta?: { hash?: string } } }>;
+    }>(
+      {
+        method: 'GET',
+        path: `/_index_template/*${templateName('')}`,
+        querystring: { filter_path: 'index_templates.name,index_templates.index_template._meta.hash' },
+      },
       { ignore: [404] },
     );
     const hashes = new Map((installed.index_templates ?? []).map((t) => [t.name, t.index_template?._meta?.hash]));
@@ -139,7 +159,9 @@ export class Templates {
     if (!stateDir) return undefined;
     try {
       const note = JSON.parse(await readFileNoFollow(join(stateDir, NOTE))) as Partial<InstalledNote>;
-      return note.key === this.key && Array.isArray(note.aliased) ? { key: note.key, aliased: note.aliased.filter((i) => typeof i === 'string') } : undefined;
+      return note.key === this.key && Array.isArray(note.aliased)
+        ? { key: note.key, aliased: note.aliased.filter((i) => typeof i === 'string') }
+        : undefined;
     } catch {
       return undefined;
     }

@@ -223,7 +223,11 @@ export function describe(error: unknown): string {
   if (error instanceof ResponseError) {
     const body = error.body as { error?: { type?: string; reason?: string } | string } | undefined;
     const detail =
-      typeof body?.error === 'object' ? `${body.error.type ?? 'error'}: ${body.error.reason ?? ''}` : typeof body?.error === 'string' ? body.error : '';
+      typeof body?.error === 'object'
+        ? `${body.error.type ?? 'error'}: ${body.error.reason ?? ''}`
+        : typeof body?.error === 'string'
+          ? body.error
+          : '';
     return `HTTP ${error.statusCode}${detail ? ` ${detail}` : ''}`;
   }
   if (error instanceof TimeoutError) return 'request timed out';

@@ -25,7 +25,10 @@ describe('daily indices', () => {
   it('expire after keepDays full days: today and the keepDays - 1 days before are kept', () => {
     const names = ['2026.11.30', '2026.12.01', '2026.12.02', '2026.12.08'].map((d) => `gather-runs-${d}`);
     const now = new Date('2026-12-08T12:00:00Z');
-    expect(expiredIndices('gather-runs', [...names, 'gather-runs', 'other-2026.01.01'], 7, now)).toEqual(['gather-runs-2026.11.30', 'gather-runs-2026.12.01']);
+    expect(expiredIndices('gather-runs', [...names, 'gather-runs', 'other-2026.01.01'], 7, now)).toEqual([
+      'gather-runs-2026.11.30',
+      'gather-runs-2026.12.01',
+    ]);
     expect(expiredIndices('gather-runs', names, 1, now)).toEqual(names.slice(0, 3));
   });
 

@@ -88,7 +88,8 @@ describe('index templates', () => {
       value_object: { type: 'flattened' },
     });
     // No error yet, so no errors index of today: its template holds the mappings it will get.
-    const errors = (await client.indices.getIndexTemplate({ name: templateName(names.errorsIndex) })).index_templates[0]!.index_template.template!.mappings!;
+    const errors = (await client.indices.getIndexTemplate({ name: templateName(names.errorsIndex) })).index_templates[0]!.index_template
+      .template!.mappings!;
     expect(errors.properties).toMatchObject({ reason: { type: 'keyword' }, original: { type: 'object', enabled: false } });
     const { index_templates: runTemplates } = await client.indices.getIndexTemplate({ name: templateName(names.runsIndex) });
     expect(runTemplates[0]!.index_template).toMatchObject({ index_patterns: [`${names.runsIndex}-2*`], priority: 321 });
@@ -100,7 +101,14 @@ describe('index templates', () => {
       outcome: { type: 'keyword' },
       trigger: { type: 'keyword' },
       checks: { properties: { run: { type: 'long' }, timed_out: { type: 'long' } } },
-      export: { properties: { delivered: { type: 'long' }, dead_lettered: { type: 'long' }, dropped: { type: 'long' }, unreadable: { type: 'long' } } },
+      export: {
+        properties: {
+          delivered: { type: 'long' },
+          dead_lettered: { type: 'long' },
+          dropped: { type: 'long' },
+          unreadable: { type: 'long' },
+        },
+      },
       duration_ms: { type: 'double' },
       peak_rss_bytes: { type: 'long' },
       overrun: { type: 'boolean' },
@@ -119,7 +127,9 @@ describe('index templates', () => {
       const installed = (await client.indices.getIndexTemplate({ name: marked })).index_templates[0]!.index_template;
       // Elasticsearch 9 also returns created_date_millis/modified_date_millis, which a PUT refuses
       // ("unrecognized parameters"): leave them out of the round trip.
-      const writable = Object.fromEntries(Object.entries(installed).filter(([key]) => !/^(created|modified)_date/.test(key))) as typeof installed;
+      const writable = Object.fromEntries(
+        Object.entries(installed).filter(([key]) => !/^(created|modified)_date/.test(key)),
+      ) as typeof installed;
       await client.indices.putIndexTemplate({ name: marked, ...writable, _meta: { ...writable._meta, marker: 'kept' } } as never);
     }
     const next = exporterFor(names);
@@ -127,7 +137,9 @@ describe('index templates', () => {
     await next.exportRunSummary({ ...sampleRunSummary(), run_id: 'marker' });
     await next.close();
     for (const marked of [name, templateName(names.runsIndex)]) {
-      expect((await client.indices.getIndexTemplate({ name: marked })).index_templates[0]!.index_template._meta).toMatchObject({ marker: 'kept' });
+      expect((await client.indices.getIndexTemplate({ name: marked })).index_templates[0]!.index_template._meta).toMatchObject({
+        marker: 'kept',
+      });
     }
     // A different template (here: priority) is installed over it.
     const changed = exporterFor(names, { templatePriority: 777 });
@@ -157,8 +169,22 @@ describe('values of every type under one name', () => {
     const names = indices();
     const exporter = exporterFor(names);
     // The same result name across checks and bundle versions, with values of all five types.
-    const values: unknown[] = [true, false, 10, 32.5, 'up', 'down', ['a', 1, { deep: [true] }], [], { disk: { used: 70 } }, { disk: 'n/a' }, null];
-    await exporter.exportResults(values.map((value, i) => ({ ...sampleResult(i, value), name: 'disk.usage', check: `c${i % 3}`, run_id: 'mixed' })));
+    const values: unknown[] = [
+      true,
+      false,
+      10,
+      32.5,
+      'up',
+      'down',
+      ['a', 1, { deep: [true] }],
+      [],
+      { disk: { used: 70 } },
+      { disk: 'n/a' },
+      null,
+    ];
+    await exporter.exportResults(
+      values.map((value, i) => ({ ...sampleResult(i, value), name: 'disk.usage', check: `c${i % 3}`, run_id: 'mixed' })),
+    );
     const summary = await exporter.close();
     expect(summary).toMatchObject({ delivered: values.length, failed: 0, deadLettered: 0, spooled: 0 });
     expect(await count(client, names.errorsIndex)).toBe(0);
@@ -175,7 +201,10 @@ describe('values of every type under one name', () => {
         objectKeys: { terms: { field: 'value_object.disk.used' } },
       },
     });
-    const aggs = search.aggregations as Record<string, { count?: number; sum?: number; avg?: number; buckets?: Array<{ key: unknown; doc_count: number }> }>;
+    const aggs = search.aggregations as Record<
+      string,
+      { count?: number; sum?: number; avg?: number; buckets?: Array<{ key: unknown; doc_count: number }> }
+    >;
     expect(aggs.numbers).toMatchObject({ count: 2, sum: 42.5, avg: 21.25 });
     expect(aggs.strings!.buckets!.map((b) => b.key)).toEqual(['down', 'up']);
     expect(aggs.booleans!.buckets!.map((b) => b.doc_count)).toEqual([1, 1]);
@@ -217,11 +246,16 @@ describe('errors index', () => {
     const exporter = exporterFor(names);
     const { check: _check, category: _category, ...checkless } = sampleError(0);
     const runError: ErrorDocument = { ...checkless, run_id: 'errs', reason: 'bundle_refused', message: 'bad signature' };
-    await exporter.exportErrors([{ ...sampleError(1), run_id: 'errs', reason: 'timeout', message: 'timed out after 60 s', stdout: 'partial' }]);
+    await exporter.exportErrors([
+      { ...sampleError(1), run_id: 'errs', reason: 'timeout', message: 'timed out after 60 s', stdout: 'partial' },
+    ]);
     await exporter.exportErrors([runError]);
     expect(await exporter.close()).toMatchObject({ delivered: 2, failed: 0 });
     const docs = await readAll(client, names.errorsIndex);
-    expect(Object.fromEntries(docs.map((d) => [d.id, d.source.reason]))).toEqual({ 'errs:xyz:error:0': 'timeout', 'errs:run:error:0': 'bundle_refused' });
+    expect(Object.fromEntries(docs.map((d) => [d.id, d.source.reason]))).toEqual({
+      'errs:xyz:error:0': 'timeout',
+      'errs:run:error:0': 'bundle_refused',
+    });
   });
 
   it('receives documents Elasticsearch rejects for good, with the original and the reason (dead letters)', async () => {
@@ -267,14 +301,18 @@ describe('run summaries', () => {
     const names = indices();
     const exporter = exporterFor(names);
     await exporter.exportResults(results('run-a', 'abc', 3));
-    await exporter.exportRunSummary(summary('run-a', 1500.5, { outcome: 'checks_failed', checks: { run: 4, ok: 3, failed: 1, timed_out: 0 } }));
+    await exporter.exportRunSummary(
+      summary('run-a', 1500.5, { outcome: 'checks_failed', checks: { run: 4, ok: 3, failed: 1, timed_out: 0 } }),
+    );
     expect(await exporter.flush()).toMatchObject({ delivered: 4, failed: 0, spooled: 0, deadLettered: 0 });
     await exporter.exportRunSummary(summary('run-b', 500));
     expect(await exporter.close()).toMatchObject({ delivered: 5, failed: 0 });
 
     const docs = await readAll(client, names.runsIndex);
     expect(docs.map((d) => d.id).sort()).toEqual(['run-a:run', 'run-b:run']);
-    expect(docs.find((d) => d.id === 'run-a:run')!.source).toEqual(summary('run-a', 1500.5, { outcome: 'checks_failed', checks: { run: 4, ok: 3, failed: 1, timed_out: 0 } }));
+    expect(docs.find((d) => d.id === 'run-a:run')!.source).toEqual(
+      summary('run-a', 1500.5, { outcome: 'checks_failed', checks: { run: 4, ok: 3, failed: 1, timed_out: 0 } }),
+    );
     expect(await count(client, names.resultsIndex)).toBe(3);
     expect(await count(client, names.errorsIndex)).toBe(0);
 
@@ -291,7 +329,10 @@ describe('run summaries', () => {
         unchanged: { terms: { field: 'bundle_unchanged' } },
       },
     });
-    const aggs = search.aggregations as Record<string, { value?: number; buckets?: Array<{ key: unknown; key_as_string?: string; doc_count: number }> }>;
+    const aggs = search.aggregations as Record<
+      string,
+      { value?: number; buckets?: Array<{ key: unknown; key_as_string?: string; doc_count: number }> }
+    >;
     expect(aggs.duration!.value).toBe(1500.5);
     expect(aggs.checks!.value).toBe(4);
     expect(aggs.rss!.value).toBe(50_000_000);
@@ -317,7 +358,16 @@ describe('run summaries', () => {
     expect(await down.flush()).toMatchObject({ delivered: 0, spooled: 10, failed: 0 });
     await down.exportRunSummary(summary('offline', 42, { outcome: 'spooled', spooled: 10 }));
     expect(await down.close()).toMatchObject({ delivered: 0, spooled: 11, failed: 0 });
-    const spooled = (await Promise.all((await readdir(spoolDir)).filter((f) => f.endsWith('.ndjson')).sort().map((f) => readFile(join(spoolDir, f), 'utf8'))))
+    const spooled = (
+      await Promise.all(
+        (
+          await readdir(spoolDir)
+        )
+          .filter((f) => f.endsWith('.ndjson'))
+          .sort()
+          .map((f) => readFile(join(spoolDir, f), 'utf8')),
+      )
+    )
       .join('')
       .trim()
       .split('\n')
@@ -364,9 +414,16 @@ describe('credentials', () => {
     const names = indices();
     // This Elasticsearch has no security: it ignores the credentials, which are still sent and must never leak.
     const exporter = exporterFor(names, { auth: { username: 'gather', password: secret } });
-    await exporter.exportErrors([{ ...sampleError(1), run_id: 'redact', message: `login with ${secret} failed`, stderr: `curl -u gather:${secret}` }]);
+    await exporter.exportErrors([
+      { ...sampleError(1), run_id: 'redact', message: `login with ${secret} failed`, stderr: `curl -u gather:${secret}` },
+    ]);
     await exporter.exportResults([{ ...sampleResult(1, `leaked ${secret}`), run_id: 'redact', '@timestamp': `not a date ${secret}` }]);
-    await exporter.exportRunSummary({ ...sampleRunSummary(), run_id: 'redact', outcome: 'fetch_failed', message: `GET https://gather:${secret}@bundles.example/b.tar: 500 (${secret})` });
+    await exporter.exportRunSummary({
+      ...sampleRunSummary(),
+      run_id: 'redact',
+      outcome: 'fetch_failed',
+      message: `GET https://gather:${secret}@bundles.example/b.tar: 500 (${secret})`,
+    });
     expect(await exporter.close()).toMatchObject({ delivered: 2, deadLettered: 1 });
     const stored = JSON.stringify(await readAll(client, names.errorsIndex, names.runsIndex));
     expect(stored).toContain('login with [redacted] failed');
@@ -422,7 +479,11 @@ describe('spool written by an earlier run', () => {
     expect(await next.close()).toMatchObject({ recovered: 3, delivered: 2, deadLettered: 0, spooled: 0, failed: 0 });
     expect(await count(client, names.resultsIndex)).toBe(5);
     // No concrete index of the plain name was made: it is the alias of the daily indices, and reads them all.
-    expect(Object.keys(await client.indices.getAlias({ name: names.resultsIndex })).every((index) => index.startsWith(`${names.resultsIndex}-2`))).toBe(true);
+    expect(
+      Object.keys(await client.indices.getAlias({ name: names.resultsIndex })).every((index) =>
+        index.startsWith(`${names.resultsIndex}-2`),
+      ),
+    ).toBe(true);
     expect((await client.count({ index: names.resultsIndex })).count).toBe(5);
     expect(await readdir(spoolDir)).toEqual([]);
   });
@@ -433,9 +494,18 @@ describe('spool written by an earlier run', () => {
     tmpDirs.push(spoolDir);
     // Room for two batches of 20 results (spool lines as the exporter writes them): the third drops the oldest.
     const docs = results('full', 'abc', 60);
-    const line = (d: ResultDocument, i: number) => `{"index":"${dailyIndex(names.resultsIndex, d['@timestamp'])}","id":"full:abc:${i}","doc":${resultSource(d)}}\n`;
+    const line = (d: ResultDocument, i: number) =>
+      `{"index":"${dailyIndex(names.resultsIndex, d['@timestamp'])}","id":"full:abc:${i}","doc":${resultSource(d)}}\n`;
     const twoBatches = docs.slice(0, 40).reduce((sum, d, i) => sum + Buffer.byteLength(line(d, i)), 0);
-    const down = createEsExporter({ node: await unreachableNode(), ...names, spoolDir, maxRetries: 0, maxBatchDocs: 20, spoolMaxBytes: twoBatches + 100, spoolSegmentBytes: 1 });
+    const down = createEsExporter({
+      node: await unreachableNode(),
+      ...names,
+      spoolDir,
+      maxRetries: 0,
+      maxBatchDocs: 20,
+      spoolMaxBytes: twoBatches + 100,
+      spoolSegmentBytes: 1,
+    });
     await down.exportResults(docs);
     const spooled = await down.close();
     expect(spooled).toMatchObject({ delivered: 0, dropped: 20, failed: 20, spooled: 40 });
@@ -445,7 +515,13 @@ describe('spool written by an earlier run', () => {
     expect(await count(client, names.resultsIndex)).toBe(40);
     const [report, ...more] = await readAll(client, names.errorsIndex);
     expect(more).toEqual([]);
-    expect(report!.source).toMatchObject({ kind: 'error', reason: 'spool_dropped', run_id: 'full', dropped_docs: 20, host: { hostname: 'vm-1' } });
+    expect(report!.source).toMatchObject({
+      kind: 'error',
+      reason: 'spool_dropped',
+      run_id: 'full',
+      dropped_docs: 20,
+      host: { hostname: 'vm-1' },
+    });
     expect(String(report!.source.message)).toMatch(/ids full:abc:0 \.\. full:abc:19\) was dropped undelivered\. Raise spoolMaxBytes/);
     expect(await readdir(spoolDir)).toEqual([]);
   });

@@ -48,10 +48,16 @@ describe('options', () => {
     [{ node: 'http://127.0.0.1:9200', resultsIndex: 'Gather_Results' }, /"resultsIndex" is not a valid index name/],
     [{ node: 'http://127.0.0.1:9200', errorsIndex: '_errors' }, /"errorsIndex" is not a valid index name/],
     [{ node: 'http://127.0.0.1:9200', runsIndex: 'Runs' }, /"runsIndex" is not a valid index name/],
-    [{ node: 'http://127.0.0.1:9200', runsIndex: 'gather-results' }, /Options "resultsIndex" and "runsIndex" name the same index "gather-results"/],
+    [
+      { node: 'http://127.0.0.1:9200', runsIndex: 'gather-results' },
+      /Options "resultsIndex" and "runsIndex" name the same index "gather-results"/,
+    ],
     [{ node: 'http://127.0.0.1:9200', errorsIndex: 'x', runsIndex: 'x' }, /Options "errorsIndex" and "runsIndex" name the same index "x"/],
     [{ node: 'http://127.0.0.1:9200', maxInFlight: 0 }, /"maxInFlight" must be a number >= 1/],
-    [{ node: 'http://127.0.0.1:9200', retryBaseDelayMs: 3_600_000 }, /"retryBaseDelayMs" must be a number of milliseconds from 0 to 60000 \(got 3600000\)/],
+    [
+      { node: 'http://127.0.0.1:9200', retryBaseDelayMs: 3_600_000 },
+      /"retryBaseDelayMs" must be a number of milliseconds from 0 to 60000 \(got 3600000\)/,
+    ],
     [{ node: 'http://127.0.0.1:9200', retryMaxDelayMs: -1 }, /"retryMaxDelayMs" must be a number of milliseconds from 0 to 600000/],
     [{ node: 'http://127.0.0.1:9200', requestTimeoutMs: 2 ** 31 }, /"requestTimeoutMs" must be a number of milliseconds from 1 to 3600000/],
     [{ node: 'http://127.0.0.1:9200', probeIntervalMs: NaN }, /"probeIntervalMs" must be a number of milliseconds from 0 to 3600000/],
@@ -74,7 +80,9 @@ describe('Elasticsearch unreachable', () => {
     await exporter.exportResults([sampleResult(1), sampleResult(2)]);
     const error = await failure(exporter.flush());
     expect(error).toBeInstanceOf(ExportError);
-    expect(error.message).toMatch(/^\[gather\] \[exporter-es\] 2 documents could not be delivered to Elasticsearch at http:\/\/127\.0\.0\.1:\d+/);
+    expect(error.message).toMatch(
+      /^\[gather\] \[exporter-es\] 2 documents could not be delivered to Elasticsearch at http:\/\/127\.0\.0\.1:\d+/,
+    );
     expect(error.message).toMatch(/ECONNREFUSED.*set spoolDir/);
     expect(exporter.summary()).toMatchObject({ delivered: 0, spooled: 0, failed: 2 });
     expect(logs.join('\n')).toMatch(/unavailable/);
@@ -91,11 +99,29 @@ describe('Elasticsearch unreachable', () => {
     expect(await exporter.flush()).toMatchObject({ delivered: 0, spooled: 5, failed: 0 });
     const files = (await readdir(dir)).filter((f) => f.endsWith('.ndjson'));
     expect(files).toHaveLength(1);
-    const lines = (await readFile(join(dir, files[0]!), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => l.id)).toEqual(['contract-run:abc:0', 'contract-run:abc:1', 'contract-run:abc:2', 'contract-run:xyz:error:0', 'contract-run:run']);
-    expect(lines[0]).toMatchObject({ index: expect.stringMatching(/^gather-results-\d{4}\.\d{2}\.\d{2}$/), doc: { name: 'n.1', value: 1, value_number: 1 } });
-    expect(lines[3]).toMatchObject({ index: expect.stringMatching(/^gather-errors-\d{4}\.\d{2}\.\d{2}$/), doc: { kind: 'error', message: 'bad 1' } });
-    expect(lines[4]).toMatchObject({ index: expect.stringMatching(/^gather-runs-\d{4}\.\d{2}\.\d{2}$/), doc: { kind: 'run', outcome: 'spooled', duration_ms: 1234 } });
+    const lines = (await readFile(join(dir, files[0]!), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.id)).toEqual([
+      'contract-run:abc:0',
+      'contract-run:abc:1',
+      'contract-run:abc:2',
+      'contract-run:xyz:error:0',
+      'contract-run:run',
+    ]);
+    expect(lines[0]).toMatchObject({
+      index: expect.stringMatching(/^gather-results-\d{4}\.\d{2}\.\d{2}$/),
+      doc: { name: 'n.1', value: 1, value_number: 1 },
+    });
+    expect(lines[3]).toMatchObject({
+      index: expect.stringMatching(/^gather-errors-\d{4}\.\d{2}\.\d{2}$/),
+      doc: { kind: 'error', message: 'bad 1' },
+    });
+    expect(lines[4]).toMatchObject({
+      index: expect.stringMatching(/^gather-runs-\d{4}\.\d{2}\.\d{2}$/),
+      doc: { kind: 'run', outcome: 'spooled', duration_ms: 1234 },
+    });
     // Still down at close: nothing lost, nothing thrown.
     expect(await exporter.close()).toMatchObject({ spooled: 5, failed: 0 });
   });
@@ -110,7 +136,9 @@ describe('credentials rejected (HTTP 401)', () => {
       seen.push(req.headers.authorization);
       req.resume();
       res.writeHead(401, { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch', 'www-authenticate': 'ApiKey' });
-      res.end(JSON.stringify({ error: { type: 'security_exception', reason: 'unable to authenticate with provided credentials' }, status: 401 }));
+      res.end(
+        JSON.stringify({ error: { type: 'security_exception', reason: 'unable to authenticate with provided credentials' }, status: 401 }),
+      );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -44,4 +44,3 @@ describe('deterministic document ids', () => {
     expect(boundedId('short')).toBe('short');
   });
 });
-

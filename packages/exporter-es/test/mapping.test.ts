@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { sampleResult } from '@gather/core/testing';
-import { ERRORS_MAPPINGS, FLATTENED_DEPTH_LIMIT, RESULTS_MAPPINGS, RUNS_MAPPINGS, indexTemplate, resultSource, typedValueFields } from '../src/mapping.js';
+import {
+  ERRORS_MAPPINGS,
+  FLATTENED_DEPTH_LIMIT,
+  RESULTS_MAPPINGS,
+  RUNS_MAPPINGS,
+  indexTemplate,
+  resultSource,
+  typedValueFields,
+} from '../src/mapping.js';
 
 describe('typed value fields', () => {
   it('adds exactly one value_<type> field per JSON type, plus value_json', () => {
@@ -49,12 +57,18 @@ describe('index template', () => {
       priority: 250,
       template: { settings: { number_of_replicas: 0 }, mappings: RESULTS_MAPPINGS },
     });
-    expect(indexTemplate({ index: 'gather-errors', kind: 'errors', priority: 250 })).toMatchObject({ template: { mappings: ERRORS_MAPPINGS } });
+    expect(indexTemplate({ index: 'gather-errors', kind: 'errors', priority: 250 })).toMatchObject({
+      template: { mappings: ERRORS_MAPPINGS },
+    });
   });
 
   it('keeps replicas to the cluster (0-1) unless the settings choose replicas themselves', () => {
     const settingsOf = (settings?: Record<string, unknown>) =>
-      (indexTemplate({ index: 'gather-results', kind: 'results', priority: 200, ...(settings ? { settings } : {}) }).template as { settings: unknown }).settings;
+      (
+        indexTemplate({ index: 'gather-results', kind: 'results', priority: 200, ...(settings ? { settings } : {}) }).template as {
+          settings: unknown;
+        }
+      ).settings;
     expect(settingsOf()).toEqual({ 'index.auto_expand_replicas': '0-1' });
     expect(settingsOf({ number_of_shards: 2 })).toEqual({ 'index.auto_expand_replicas': '0-1', number_of_shards: 2 });
     for (const own of [
@@ -79,9 +93,20 @@ describe('index template', () => {
       for (const field of Object.values(group.properties)) expect(field.type).toBe('keyword');
     }
     expect(Object.keys(props.checks.properties).sort()).toEqual(['failed', 'ok', 'run', 'timed_out']);
-    expect(Object.keys(props.export.properties).sort()).toEqual(['dead_lettered', 'delivered', 'dropped', 'failed', 'recovered', 'retried', 'spooled', 'unreadable']);
-    for (const field of [...Object.values(props.checks.properties), ...Object.values(props.export.properties)]) expect(field.type).toBe('long');
-    for (const field of ['results', 'errors', 'spooled', 'bytes_fetched', 'peak_rss_bytes'] as const) expect(props[field].type).toBe('long');
+    expect(Object.keys(props.export.properties).sort()).toEqual([
+      'dead_lettered',
+      'delivered',
+      'dropped',
+      'failed',
+      'recovered',
+      'retried',
+      'spooled',
+      'unreadable',
+    ]);
+    for (const field of [...Object.values(props.checks.properties), ...Object.values(props.export.properties)])
+      expect(field.type).toBe('long');
+    for (const field of ['results', 'errors', 'spooled', 'bytes_fetched', 'peak_rss_bytes'] as const)
+      expect(props[field].type).toBe('long');
     expect(props.duration_ms.type).toBe('double');
     expect(props.overrun.type).toBe('boolean');
     expect(props.bundle_unchanged.type).toBe('boolean');

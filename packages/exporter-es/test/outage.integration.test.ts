@@ -71,7 +71,11 @@ describe('Elasticsearch stopped in the middle of an export', () => {
     const CHECKS = 40;
     const PER_CHECK = 150;
     const checkResults = (c: number) =>
-      Array.from({ length: PER_CHECK }, (_, i) => ({ ...sampleResult(i, c * 1000 + i), run_id: 'outage', check: `c${String(c).padStart(2, '0')}` }));
+      Array.from({ length: PER_CHECK }, (_, i) => ({
+        ...sampleResult(i, c * 1000 + i),
+        run_id: 'outage',
+        check: `c${String(c).padStart(2, '0')}`,
+      }));
 
     let stopped: Promise<string> | undefined;
     let stoppedDone = false;

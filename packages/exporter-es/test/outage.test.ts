@@ -7,7 +7,12 @@ describe('the outage window', () => {
 
   it('reopens between 0.5x and 1.5x the probe interval, spread across a fleet that saw the outage together', () => {
     const reopenDelays = Array.from({ length: 200 }, () => {
-      const outage = new Outage(settings, () => undefined, () => {}, (m) => m);
+      const outage = new Outage(
+        settings,
+        () => undefined,
+        () => {},
+        (m) => m,
+      );
       const before = Date.now();
       outage.markDown(new Error('connect ECONNREFUSED'));
       expect(outage.isDown()).toBe(true);
@@ -23,8 +28,20 @@ describe('the outage window', () => {
   });
 
   it('uses the random source it is given (both ends of the window)', () => {
-    const early = new Outage(settings, () => undefined, () => {}, (m) => m, () => 0);
-    const late = new Outage(settings, () => undefined, () => {}, (m) => m, () => 0.999999);
+    const early = new Outage(
+      settings,
+      () => undefined,
+      () => {},
+      (m) => m,
+      () => 0,
+    );
+    const late = new Outage(
+      settings,
+      () => undefined,
+      () => {},
+      (m) => m,
+      () => 0.999999,
+    );
     const t = Date.now();
     early.markDown(new Error('down'));
     late.markDown(new Error('down'));

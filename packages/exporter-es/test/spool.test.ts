@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { processStartTime, type LockTakeover } from '@gather/core';
 import { Spool } from '../src/spool.js';
 
-const record = (i: number, pad = '') => JSON.stringify({ index: 'gather-results', id: `run:abc:${i}`, doc: { run_id: 'run', host: { hostname: 'vm-1' }, n: i, pad } });
+const record = (i: number, pad = '') =>
+  JSON.stringify({ index: 'gather-results', id: `run:abc:${i}`, doc: { run_id: 'run', host: { hostname: 'vm-1' }, n: i, pad } });
 const fixedNow = () => new Date('2026-01-01T00:00:00.000Z');
 
 let dir: string;
@@ -67,7 +68,10 @@ describe('Spool', () => {
   });
 
   it('counts damage at the end of a segment (not a torn record) as unreadable', async () => {
-    await writeFile(join(dir, 'spool-000000000009.ndjson'), Buffer.concat([Buffer.from(`${record(0)}\n`), Buffer.from([0xde, 0xad, 0xbe, 0xef])]));
+    await writeFile(
+      join(dir, 'spool-000000000009.ndjson'),
+      Buffer.concat([Buffer.from(`${record(0)}\n`), Buffer.from([0xde, 0xad, 0xbe, 0xef])]),
+    );
     const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     const [segment] = await spool.pending();
     const { records, corrupt } = await spool.read(segment!);
@@ -128,11 +132,16 @@ describe('Spool', () => {
 
   it('is used by one process at a time: a live owner locks it out, a dead one (crash) does not', async () => {
     const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
-    await expect(Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 })).rejects.toThrow(`${dir} is in use by process ${process.pid}`);
+    await expect(Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 })).rejects.toThrow(
+      `${dir} is in use by process ${process.pid}`,
+    );
     await spool.close();
     await writeFile(join(dir, 'spool.lock'), '999999999');
     const taken = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
-    expect(JSON.parse(await readFile(join(dir, 'spool.lock'), 'utf8'))).toMatchObject({ pid: process.pid, start: processStartTime(process.pid) });
+    expect(JSON.parse(await readFile(join(dir, 'spool.lock'), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      start: processStartTime(process.pid),
+    });
     await taken.close();
     expect(await readdir(dir)).toEqual([]);
   });
@@ -147,7 +156,9 @@ describe('Spool', () => {
       await writeFile(join(dir, 'spool.lock'), JSON.stringify(leftover));
       const takeovers: LockTakeover[] = [];
       const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20, onLockTakeover: (t) => takeovers.push(t) });
-      expect(takeovers).toEqual([expect.objectContaining({ path: join(dir, 'spool.lock'), previous: expect.objectContaining({ pid: leftover.pid }) })]);
+      expect(takeovers).toEqual([
+        expect.objectContaining({ path: join(dir, 'spool.lock'), previous: expect.objectContaining({ pid: leftover.pid }) }),
+      ]);
       expect(await spool.append([record(0)])).toEqual({ stored: true, dropped: [] });
       await spool.close();
     }
@@ -159,7 +170,12 @@ describe('Spool', () => {
       const victim = join(victimDir, 'shadow');
       await writeFile(victim, 'precious\n');
       // Where old versions wrote a drop report's temp file, and a segment name the spool would read.
-      for (const name of ['dropped-000000000002.json.tmp', 'dropped-000000000003.json.tmp', 'spool-000000000001.ndjson', 'spool.lock.break']) {
+      for (const name of [
+        'dropped-000000000002.json.tmp',
+        'dropped-000000000003.json.tmp',
+        'spool-000000000001.ndjson',
+        'spool.lock.break',
+      ]) {
         await symlink(victim, join(dir, name));
       }
       const spool = await Spool.open(dir, { maxBytes: 600, segmentBytes: 300 });

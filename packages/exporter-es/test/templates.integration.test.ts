@@ -29,10 +29,13 @@ beforeAll(async () => {
   await mkdir(join(dir, 'state-priority'));
   proxy = createServer((req, res) => {
     seen.push(`${req.method} ${req.url}`);
-    const upstream = request({ hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
+    const upstream = request(
+      { hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
@@ -55,12 +58,25 @@ function setupRequests(from: number): string[] {
 describe('index templates across runs', () => {
   it('a steady-state run makes one template request, and a template an operator deleted is installed again', async () => {
     const base = uniqueName('gather-it-tpl');
-    const names = { resultsIndex: `${base}-results`, errorsIndex: `${base}-errors`, runsIndex: `${base}-runs`, latestIndex: `${base}-latest`, hostsIndex: `${base}-hosts` };
+    const names = {
+      resultsIndex: `${base}-results`,
+      errorsIndex: `${base}-errors`,
+      runsIndex: `${base}-runs`,
+      latestIndex: `${base}-latest`,
+      hostsIndex: `${base}-hosts`,
+    };
     created.push(...Object.values(names));
     const stateDir = join(dir, 'state');
     const run = async (runId: string) => {
       const from = seen.length;
-      const exporter = createEsExporter({ node: proxyUrl, ...names, currentState: true, stateDir, spoolDir: join(dir, 'spool'), indexSettings: { number_of_replicas: 0 } });
+      const exporter = createEsExporter({
+        node: proxyUrl,
+        ...names,
+        currentState: true,
+        stateDir,
+        spoolDir: join(dir, 'spool'),
+        indexSettings: { number_of_replicas: 0 },
+      });
       await exporter.exportResults([{ ...sampleResult(1), run_id: runId }]);
       await exporter.exportRunSummary({ ...sampleRunSummary(), run_id: runId });
       expect(await exporter.close()).toMatchObject({ delivered: 2, spooled: 0, failed: 0 });
@@ -80,7 +96,9 @@ describe('index templates across runs', () => {
     // An operator deletes the results template: the next run sees it missing and installs it again.
     await client.indices.deleteIndexTemplate({ name: templateName(names.resultsIndex) });
     const third = await run('tpl-run-3');
-    expect(third.filter((l) => l.startsWith('PUT /_index_template/'))).toEqual([`PUT /_index_template/${templateName(names.resultsIndex)}`]);
+    expect(third.filter((l) => l.startsWith('PUT /_index_template/'))).toEqual([
+      `PUT /_index_template/${templateName(names.resultsIndex)}`,
+    ]);
     const { index_templates: templates } = await client.indices.getIndexTemplate({ name: templateName(names.resultsIndex) });
     expect(templates[0]!.index_template._meta).toMatchObject({ managed_by: '@gather/exporter-es' });
 

@@ -33,8 +33,13 @@ beforeAll(async () => {
       if (product) headers['x-elastic-product'] = product;
       if (req.url!.startsWith('/_bulk')) {
         const actions = Buffer.concat(chunks).length > 0 ? 1 : 0;
-        res.writeHead(200, headers).end(JSON.stringify({ errors: false, items: Array.from({ length: actions }, () => ({ create: { status: 201 } })) }));
-      } else res.writeHead(404, headers).end(JSON.stringify({ error: { type: 'resource_not_found_exception', reason: 'not found' }, status: 404 }));
+        res
+          .writeHead(200, headers)
+          .end(JSON.stringify({ errors: false, items: Array.from({ length: actions }, () => ({ create: { status: 201 } })) }));
+      } else
+        res
+          .writeHead(404, headers)
+          .end(JSON.stringify({ error: { type: 'resource_not_found_exception', reason: 'not found' }, status: 404 }));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -60,11 +65,18 @@ describe('requests to Elasticsearch', () => {
     expect(bulk.headers.authorization).toBe(`Basic ${Buffer.from('gather:p@ss').toString('base64')}`);
     expect(bulk.headers['content-type']).toBe('application/vnd.elasticsearch+x-ndjson; compatible-with=8');
     expect(bulk.headers.accept).toBe('application/vnd.elasticsearch+json; compatible-with=8');
-    expect(bulk.body.toString().split('\n')[0]).toMatch(/^\{"create":\{"_index":"gather-results-\d{4}\.\d{2}\.\d{2}","_id":"contract-run:abc:0"\}\}$/);
+    expect(bulk.body.toString().split('\n')[0]).toMatch(
+      /^\{"create":\{"_index":"gather-results-\d{4}\.\d{2}\.\d{2}","_id":"contract-run:abc:0"\}\}$/,
+    );
   });
 
   it('send an API key given as { id, api_key } as ApiKey base64(id:api_key), and gzip bodies with compression', async () => {
-    const exporter = createEsExporter({ node: `http://127.0.0.1:${port}/`, auth: { apiKey: { id: 'kid', api_key: 'secret-key' } }, compression: true, ...quick });
+    const exporter = createEsExporter({
+      node: `http://127.0.0.1:${port}/`,
+      auth: { apiKey: { id: 'kid', api_key: 'secret-key' } },
+      compression: true,
+      ...quick,
+    });
     await exporter.exportResults([sampleResult(1)]);
     await exporter.close();
     const bulk = seen.find((s) => s.url.startsWith('/_bulk'))!;
@@ -79,7 +91,9 @@ describe('requests to Elasticsearch', () => {
     await exporter.exportResults([sampleResult(1)]);
     const error = await exporter.flush().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
-    expect((error as Error).message).toMatch(/refused the request while sending documents \(the server is not Elasticsearch \(no x-elastic-product header\)\)/);
+    expect((error as Error).message).toMatch(
+      /refused the request while sending documents \(the server is not Elasticsearch \(no x-elastic-product header\)\)/,
+    );
     expect(exporter.summary()).toMatchObject({ delivered: 0, failed: 1 });
     await exporter.close().catch(() => undefined);
   });

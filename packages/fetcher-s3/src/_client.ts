@@ -38,10 +38,9 @@ export const CHECKSUM_SETTINGS: readonly ChecksumSetting[] = ['default', 'when-r
 
 export function validateConnection(options: S3ConnectionOptions): void {
   if (options.checksums !== undefined && !CHECKSUM_SETTINGS.includes(options.checksums)) {
-    throw new ConfigError(
-      `Invalid option "checksums" ${JSON.stringify(options.checksums)}: use "default" or "when-required".`,
-      { scope: SCOPE },
-    );
+    throw new ConfigError(`Invalid option "checksums" ${JSON.stringify(options.checksums)}: use "default" or "when-required".`, {
+      scope: SCOPE,
+    });
   }
   if (options.endpoint !== undefined) {
     let url: URL | undefined;

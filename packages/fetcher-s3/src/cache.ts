@@ -35,7 +35,10 @@ const STALE_PART_MS = 60 * 60 * 1000;
 /** The cache directory of one source: endpoint, bucket and prefix or key decide it. */
 export function cacheDirFor(cacheRoot: string, endpoint: string | undefined, bucket: string, target: FetchTarget): string {
   const what = target.prefix !== undefined ? `prefix:${target.prefix}` : `key:${target.key}`;
-  const id = createHash('sha256').update(`${endpoint ?? 'aws'}\n${bucket}\n${what}`).digest('hex').slice(0, 16);
+  const id = createHash('sha256')
+    .update(`${endpoint ?? 'aws'}\n${bucket}\n${what}`)
+    .digest('hex')
+    .slice(0, 16);
   return join(cacheRoot, `s3-${id}`);
 }
 

@@ -53,7 +53,11 @@ export interface DownloadSettings {
 }
 
 /** Downloads `request.key`; resolves undefined on 304 (only when `ifNoneMatch` is set). */
-export async function downloadVerified(get: ConditionalGet, settings: DownloadSettings, request: DownloadRequest): Promise<Downloaded | undefined> {
+export async function downloadVerified(
+  get: ConditionalGet,
+  settings: DownloadSettings,
+  request: DownloadRequest,
+): Promise<Downloaded | undefined> {
   const url = s3Url(settings.bucket, request.key);
   let result: Downloaded | undefined;
   const modified = await get(request, async (response) => {

@@ -239,7 +239,8 @@ export function createS3Fetcher(options: S3FetcherOptions): S3Fetcher {
         { scope: SCOPE, cause: error },
       );
     }
-    if (LockBusyError.isInstance(error)) return new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
+    if (LockBusyError.isInstance(error))
+      return new FetchError(error.message.replace(/^\[gather\] \[[^\]]+\] /, ''), { scope: SCOPE, cause: error });
     // A full disk (or no memory, no descriptors) is the host's failure, not a fetch failure.
     if (isGatherError(error) || isHostResourceError(error)) return error;
     if (UnsafeDirectoryError.isInstance(error)) return new FetchError(error.message, { scope: SCOPE, cause: error });

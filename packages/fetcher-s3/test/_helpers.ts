@@ -6,12 +6,7 @@ import { createServer, request, type IncomingHttpHeaders, type IncomingMessage }
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  DeleteObjectsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll } from 'vitest';
 import { tar } from '@gather/core/testing';
 
@@ -36,7 +31,9 @@ export function bundle(version: string, size = 4096, sequence = 1): Buffer {
     files: {},
   });
   const pad = Math.max(0, size - 2560 - manifest.length);
-  const filler = randomBytes(Math.ceil((pad * 3) / 4) + 3).toString('base64').slice(0, pad);
+  const filler = randomBytes(Math.ceil((pad * 3) / 4) + 3)
+    .toString('base64')
+    .slice(0, pad);
   return tar([
     { name: 'manifest.json', data: manifest },
     { name: 'runner.js', data: `// ${filler}` },
@@ -133,7 +130,10 @@ export interface FaultProxy {
  * An HTTP proxy on 127.0.0.1 in front of the real S3 server. `plan` decides per request (0-based index).
  * The Host header is passed through unchanged, so SigV4 signatures made for the proxy URL stay valid.
  */
-export async function startProxy(target: string, plan: (req: IncomingMessage, index: number) => ProxyAction = () => ({ kind: 'forward' })): Promise<FaultProxy> {
+export async function startProxy(
+  target: string,
+  plan: (req: IncomingMessage, index: number) => ProxyAction = () => ({ kind: 'forward' }),
+): Promise<FaultProxy> {
   const upstream = new URL(target);
   const requests: ProxiedRequest[] = [];
   const server = createServer((req, res) => {

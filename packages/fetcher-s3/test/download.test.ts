@@ -51,7 +51,10 @@ const settings = { bucket: 'b', verifyEtag: true };
 describe('verified download', () => {
   it('renames the checked bytes into place under the name given for their sha256', async () => {
     const req = request({ fileName: (sha) => `bundle-${sha.slice(0, 16)}.tar`, durable: true });
-    const got = await downloadVerified(answer({ ETag: `"${md5}"`, Metadata: { sha256 } }), settings, { ...req, expected: { what: 'pointer', sha256, size: bytes.length } });
+    const got = await downloadVerified(answer({ ETag: `"${md5}"`, Metadata: { sha256 } }), settings, {
+      ...req,
+      expected: { what: 'pointer', sha256, size: bytes.length },
+    });
     expect(got).toMatchObject({ sha256, size: bytes.length, bytes: bytes.length, etag: `"${md5}"` });
     expect(got!.path).toBe(join(req.targetDir, `bundle-${sha256.slice(0, 16)}.tar`));
     expect(readFileSync(got!.path)).toEqual(bytes);
@@ -65,9 +68,24 @@ describe('verified download', () => {
   });
 
   const refusals: Array<[string, ConditionalGet, Partial<DownloadRequest>, RegExp | typeof TruncatedBodyError]> = [
-    ['a sha256 other than the pointer names', answer(), { expected: { what: 'pointer p/latest', sha256: 'f'.repeat(64) } }, /does not match the sha256 in its pointer p\/latest/],
-    ['a sha256 other than the object metadata names', answer({ Metadata: { sha256: '0'.repeat(64) } }), {}, /object metadata \(x-amz-meta-sha256\)/],
-    ['a size other than the pointer names', answer(), { expected: { what: 'pointer p/latest', size: 1 } }, /bytes but its pointer p\/latest says 1/],
+    [
+      'a sha256 other than the pointer names',
+      answer(),
+      { expected: { what: 'pointer p/latest', sha256: 'f'.repeat(64) } },
+      /does not match the sha256 in its pointer p\/latest/,
+    ],
+    [
+      'a sha256 other than the object metadata names',
+      answer({ Metadata: { sha256: '0'.repeat(64) } }),
+      {},
+      /object metadata \(x-amz-meta-sha256\)/,
+    ],
+    [
+      'a size other than the pointer names',
+      answer(),
+      { expected: { what: 'pointer p/latest', size: 1 } },
+      /bytes but its pointer p\/latest says 1/,
+    ],
     ['bytes that do not match a plain MD5 ETag', answer({ ETag: `"${'0'.repeat(32)}"` }), {}, /does not match its ETag/],
     ['an announced size over the bundle limit', answer({ ContentLength: 1e12 }), {}, /over the \d+-byte bundle limit/],
     ['a body shorter than announced', answer({ ContentLength: bytes.length + 10 }), {}, TruncatedBodyError],
@@ -86,7 +104,9 @@ describe('verified download', () => {
 
   it('skips the ETag check for KMS-encrypted objects and when verifyEtag is off', async () => {
     const wrongEtag = { ETag: `"${'0'.repeat(32)}"` };
-    expect(await downloadVerified(answer({ ...wrongEtag, ServerSideEncryption: 'aws:kms' }), settings, request())).toMatchObject({ sha256 });
+    expect(await downloadVerified(answer({ ...wrongEtag, ServerSideEncryption: 'aws:kms' }), settings, request())).toMatchObject({
+      sha256,
+    });
     expect(await downloadVerified(answer(wrongEtag), { ...settings, verifyEtag: false }, request())).toMatchObject({ sha256 });
   });
 });

@@ -23,7 +23,10 @@ function load(specifier: string): { files: string[]; exports: string[] } {
   const out = execFileSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8' });
   const { loaded, exports } = JSON.parse(out) as { loaded: string[]; exports: string[] };
   const own = new URL('..', import.meta.url).href;
-  return { files: loaded.filter((url) => url.startsWith(own) && !url.includes('/node_modules/')).map((url) => url.slice(own.length)), exports };
+  return {
+    files: loaded.filter((url) => url.startsWith(own) && !url.includes('/node_modules/')).map((url) => url.slice(own.length)),
+    exports,
+  };
 }
 
 describe('package entries', () => {

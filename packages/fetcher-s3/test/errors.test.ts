@@ -2,11 +2,24 @@
 // the AWS SDK v3 gives them (name, $metadata.httpStatusCode, Code); the real server is exercised in the
 // integration tests.
 import { describe, expect, it } from 'vitest';
-import { IntegrityError, TruncatedBodyError, describeS3Error, isNotFound, isNotModified, isTransient, type ErrorContext } from '../src/_errors.js';
+import {
+  IntegrityError,
+  TruncatedBodyError,
+  describeS3Error,
+  isNotFound,
+  isNotModified,
+  isTransient,
+  type ErrorContext,
+} from '../src/_errors.js';
 import { RetriesExhausted } from '@gather/core';
 
 function s3Error(name: string, status: number, message = 'x'): Error {
-  return Object.assign(new Error(message), { name, Code: name, $fault: status >= 500 ? 'server' : 'client', $metadata: { httpStatusCode: status } });
+  return Object.assign(new Error(message), {
+    name,
+    Code: name,
+    $fault: status >= 500 ? 'server' : 'client',
+    $metadata: { httpStatusCode: status },
+  });
 }
 
 function networkError(code: string): Error {
@@ -63,7 +76,7 @@ describe('messages name bucket and key and say what to do', () => {
     );
   });
 
-  it('no such key, with the caller\'s hint', () => {
+  it("no such key, with the caller's hint", () => {
     expect(describeS3Error(s3Error('NoSuchKey', 404), { ...ctx, notFoundHint: 'Publish one.' })).toBe(
       'No object s3://bundles/gather/prod/latest at https://s3.example.com. Publish one.',
     );
@@ -71,7 +84,9 @@ describe('messages name bucket and key and say what to do', () => {
 
   it('access denied names the credentials source and the permission, never the secret', () => {
     const message = describeS3Error(s3Error('AccessDenied', 403, `denied for ${SECRET}`), ctx);
-    expect(message).toContain('Access denied to s3://bundles/gather/prod/latest (S3 said AccessDenied) with credentials from credentials passed in options.');
+    expect(message).toContain(
+      'Access denied to s3://bundles/gather/prod/latest (S3 said AccessDenied) with credentials from credentials passed in options.',
+    );
     expect(message).toContain('s3:GetObject on arn:aws:s3:::bundles/gather/prod/latest');
     expect(message).not.toContain(SECRET);
   });

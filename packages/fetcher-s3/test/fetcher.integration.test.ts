@@ -89,7 +89,9 @@ describe('fetching a published bundle (prefix mode follows <prefix>/latest)', ()
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatchObject({ method: 'GET', status: 304, bodyBytes: 0 });
     expect(seen[0]!.url).toContain(`${prefix}/latest`);
-    expect(seen[0]!.headers['if-none-match']).toBe(JSON.parse(readFileSync(join(cacheDir, first.path.split('/').at(-2)!, 'state.json'), 'utf8')).pointer.etag);
+    expect(seen[0]!.headers['if-none-match']).toBe(
+      JSON.parse(readFileSync(join(cacheDir, first.path.split('/').at(-2)!, 'state.json'), 'utf8')).pointer.etag,
+    );
   });
 
   it('changed: a new version is downloaded whole and replaces the cached one', async () => {
@@ -245,7 +247,9 @@ describe('transient failures are retried with backoff, bounded', () => {
 describe('errors name the bucket and key and say what to do', () => {
   it('no published bundle (missing pointer): says how to publish', async () => {
     const prefix = newPrefix('nothing');
-    const error = (await fetcher({ prefix }).fetch({ dir: tempDir() }).catch((e: unknown) => e)) as Error;
+    const error = (await fetcher({ prefix })
+      .fetch({ dir: tempDir() })
+      .catch((e: unknown) => e)) as Error;
     expect(error).toMatchObject({ name: 'FetchError' });
     expect(error.message).toContain(`No object s3://${bucket}/${prefix}/latest`);
     expect(error.message).toContain(`gather-bundle publish --bundle <file> --bucket ${bucket} --prefix ${prefix}`);
@@ -254,7 +258,9 @@ describe('errors name the bucket and key and say what to do', () => {
   it('missing key (key mode), answered at once (a 404 is not retried)', async () => {
     const key = `${newPrefix('nokey')}/absent.tar`;
     const counting = await proxy();
-    const error = (await fetcher({ key }, counting.url).fetch({ dir: tempDir() }).catch((e: unknown) => e)) as Error;
+    const error = (await fetcher({ key }, counting.url)
+      .fetch({ dir: tempDir() })
+      .catch((e: unknown) => e)) as Error;
     expect(error.message).toContain(`No object s3://${bucket}/${key}`);
     expect(error.message).toContain('Check the key');
     expect(counting.requests).toHaveLength(1);
@@ -263,7 +269,9 @@ describe('errors name the bucket and key and say what to do', () => {
   it('the pointer names a version whose bundle is gone: says how to roll back', async () => {
     const prefix = newPrefix('dangling');
     await putObject(admin, bucket, `${prefix}/latest`, '9.9.9');
-    const error = (await fetcher({ prefix }).fetch({ dir: tempDir() }).catch((e: unknown) => e)) as Error;
+    const error = (await fetcher({ prefix })
+      .fetch({ dir: tempDir() })
+      .catch((e: unknown) => e)) as Error;
     expect(error.message).toContain(`No object s3://${bucket}/${prefix}/9.9.9.tar`);
     expect(error.message).toContain(`gather-bundle rollback --bucket ${bucket} --prefix ${prefix} --to <version>`);
   });
@@ -287,14 +295,21 @@ describe('errors name the bucket and key and say what to do', () => {
     });
     const error = (await f.fetch({ dir: tempDir() }).catch((e: unknown) => e)) as Error;
     expect(error).toMatchObject({ name: 'FetchError' });
-    expect(error.message).toContain(`Access denied to s3://${bucket}/${key} (S3 said InvalidAccessKeyId) with credentials from credentials passed in options`);
+    expect(error.message).toContain(
+      `Access denied to s3://${bucket}/${key} (S3 said InvalidAccessKeyId) with credentials from credentials passed in options`,
+    );
     for (const text of [error.message, error.stack ?? '', String((error.cause as Error)?.message)]) expect(text).not.toContain(secret);
   });
 
   it('a wrong secret: SignatureDoesNotMatch, never the secret', async () => {
     const secret = 'wrong-secret-9e107d9d372bb';
     const key = `${newPrefix('badsig')}/b.tar`;
-    const f = createS3Fetcher({ endpoint: env.endpoint, credentials: { accessKeyId: env.accessKeyId, secretAccessKey: secret }, bucket, key });
+    const f = createS3Fetcher({
+      endpoint: env.endpoint,
+      credentials: { accessKeyId: env.accessKeyId, secretAccessKey: secret },
+      bucket,
+      key,
+    });
     const error = (await f.fetch({ dir: tempDir() }).catch((e: unknown) => e)) as Error;
     expect(error.message).toContain('(S3 said SignatureDoesNotMatch)');
     expect(error.message).toContain('secret access key does not match');
@@ -324,7 +339,9 @@ describe('errors name the bucket and key and say what to do', () => {
     const endpoint = `http://127.0.0.1:${await closedPort()}`;
     const f = createS3Fetcher({ ...connection(env, endpoint), bucket, key: 'x.tar', retry: FAST_RETRY });
     const error = (await f.fetch({ dir: tempDir() }).catch((e: unknown) => e)) as Error;
-    expect(error.message).toContain(`Cannot reach the S3 endpoint ${endpoint} (ECONNREFUSED) to fetch s3://${bucket}/x.tar after 3 attempts`);
+    expect(error.message).toContain(
+      `Cannot reach the S3 endpoint ${endpoint} (ECONNREFUSED) to fetch s3://${bucket}/x.tar after 3 attempts`,
+    );
     expect(error.message).toContain('GATHER_S3_ENDPOINT');
   });
 
@@ -380,7 +397,10 @@ describe('the cache lock and planted links (root writes the cache)', () => {
     const first = await fetcher({ prefix, cacheDir }).fetch({ dir: tempDir() });
     const entryDir = join(cacheDir, first.path.split('/').at(-2)!);
     expect(existsSync(join(entryDir, 'cache.lock'))).toBe(false); // released after the fetch
-    writeFileSync(join(entryDir, 'cache.lock'), JSON.stringify({ pid: 1, start: '0', purpose: 'fetch', since: '2020-01-01T00:00:00Z', token: 'x' }));
+    writeFileSync(
+      join(entryDir, 'cache.lock'),
+      JSON.stringify({ pid: 1, start: '0', purpose: 'fetch', since: '2020-01-01T00:00:00Z', token: 'x' }),
+    );
     const takeovers: unknown[] = [];
     const f = fetcher({ prefix, cacheDir, timeoutMs: 5000, onLockTakeover: (t) => takeovers.push(t) });
     const again = await f.fetch({ dir: tempDir() });
@@ -401,7 +421,9 @@ describe('the cache lock and planted links (root writes the cache)', () => {
 
     const linkedDir = tempDir();
     symlinkSync(victimDir, join(linkedDir, entry));
-    await expect(fetcher({ prefix, cacheDir: linkedDir }).fetch({ dir: tempDir() })).rejects.toThrow(/is a symbolic link.*nothing was written through it/);
+    await expect(fetcher({ prefix, cacheDir: linkedDir }).fetch({ dir: tempDir() })).rejects.toThrow(
+      /is a symbolic link.*nothing was written through it/,
+    );
 
     const linkedFiles = tempDir();
     mkdirSync(join(linkedFiles, entry), { mode: 0o700 });

@@ -24,7 +24,14 @@ describe('keys under a prefix', () => {
 
 describe('the pointer', () => {
   it('round-trips the JSON written by publish', () => {
-    const pointer = { format: 1 as const, version: '1.2.3', key: 'p/1.2.3.tar', sha256: SHA, size: 10, published: '2026-01-01T00:00:00.000Z' };
+    const pointer = {
+      format: 1 as const,
+      version: '1.2.3',
+      key: 'p/1.2.3.tar',
+      sha256: SHA,
+      size: 10,
+      published: '2026-01-01T00:00:00.000Z',
+    };
     expect(parsePointer(serializePointer(pointer), 'p')).toEqual(pointer);
   });
 

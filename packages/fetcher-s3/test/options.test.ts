@@ -21,7 +21,7 @@ describe('createS3Fetcher options', () => {
     expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 0 })).toThrow('Invalid option "timeoutMs"');
   });
 
-  it('refuses delays outside core\'s shared ranges instead of overflowing or clamping them', () => {
+  it("refuses delays outside core's shared ranges instead of overflowing or clamping them", () => {
     expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 2 ** 31 })).toThrow(
       'Invalid option "timeoutMs" 2147483648: use a number of milliseconds from 1 to 3600000.',
     );
@@ -29,7 +29,9 @@ describe('createS3Fetcher options', () => {
       'Invalid option "retry.baseDelayMs" -5: use a number of milliseconds from 0 to 60000.',
     );
     expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', retry: { maxDelayMs: 1e9 } })).toThrow('Invalid option "retry.maxDelayMs"');
-    expect(() => createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 3_600_000, retry: { baseDelayMs: 0, maxDelayMs: 600_000 } })).not.toThrow();
+    expect(() =>
+      createS3Fetcher({ bucket: 'b', prefix: 'p', timeoutMs: 3_600_000, retry: { baseDelayMs: 0, maxDelayMs: 600_000 } }),
+    ).not.toThrow();
   });
 
   it('never shows a secret of an endpoint URL in messages', () => {
@@ -45,9 +47,9 @@ describe('createS3Fetcher options', () => {
 
 describe('publishBundle options', () => {
   it('refuses a part size below the S3 minimum of 5 MiB, before reading anything', async () => {
-    await expect(
-      publishBundle({ bucket: 'b', prefix: 'p', bundle: Buffer.alloc(0), partSizeBytes: 1024 }),
-    ).rejects.toThrow('Invalid option "partSizeBytes" 1024: use an integer of at least 5242880.');
+    await expect(publishBundle({ bucket: 'b', prefix: 'p', bundle: Buffer.alloc(0), partSizeBytes: 1024 })).rejects.toThrow(
+      'Invalid option "partSizeBytes" 1024: use an integer of at least 5242880.',
+    );
   });
 
   it('refuses something that is not a bundle', async () => {

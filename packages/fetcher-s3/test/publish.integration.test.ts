@@ -1,11 +1,7 @@
 // publish / rollback against the real S3 server of tools/services, with the SDK's default checksums.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { readTar } from '@gather/core';
 import { makeBundle, makeKeys } from '@gather/core/testing';
@@ -19,16 +15,7 @@ import {
   rollbackCommand,
   type CommandIo,
 } from '../src/publish/index.js';
-import {
-  FAST_RETRY,
-  bundle,
-  connection,
-  sha256,
-  startProxy,
-  tar,
-  s3TestScope,
-  tempDir,
-} from './_helpers.js';
+import { FAST_RETRY, bundle, connection, sha256, startProxy, tar, s3TestScope, tempDir } from './_helpers.js';
 
 const { env, bucket, admin, proxies, newPrefix } = s3TestScope();
 const MiB = 1024 * 1024;
@@ -191,7 +178,9 @@ async function resign(bytes: Buffer, sequence: number): Promise<Uint8Array> {
   const members = readTar(bytes);
   const manifest = JSON.parse(members.find((m) => m.name === 'manifest.json')!.data.toString()) as Record<string, unknown>;
   const next = { ...manifest, version: `${String(manifest.version)}-r${sequence}`, sequence };
-  return tar(members.map((m) => (m.name === 'manifest.json' ? { name: m.name, data: JSON.stringify(next) } : { name: m.name, data: m.data })));
+  return tar(
+    members.map((m) => (m.name === 'manifest.json' ? { name: m.name, data: JSON.stringify(next) } : { name: m.name, data: m.data })),
+  );
 }
 
 describe('rollbackBundle', () => {
@@ -203,16 +192,27 @@ describe('rollbackBundle', () => {
 
     // Moving the pointer back would only get the bundle refused by every agent: without the key, no rollback.
     const unsigned = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0' }).catch((e: unknown) => e)) as Error;
-    expect(unsigned.message).toMatch(/Rolling back to "1.0.0" \(sequence 10\) needs the signing key.*sequences up to 20 are published.*--key/);
+    expect(unsigned.message).toMatch(
+      /Rolling back to "1.0.0" \(sequence 10\) needs the signing key.*sequences up to 20 are published.*--key/,
+    );
     expect(JSON.parse(await objectText(`${prefix}/latest`)).version).toBe('2.0.0');
 
     const result = await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0', sign: resign });
-    expect(result).toMatchObject({ version: '1.0.0-r21', from: '1.0.0', sequence: 21, republished: true, previousVersion: '2.0.0', pointerMoved: true });
+    expect(result).toMatchObject({
+      version: '1.0.0-r21',
+      from: '1.0.0',
+      sequence: 21,
+      republished: true,
+      previousVersion: '2.0.0',
+      pointerMoved: true,
+    });
     expect(JSON.parse(await objectText(`${prefix}/latest`))).toMatchObject({ version: '1.0.0-r21', key: `${prefix}/1.0.0-r21.tar` });
     const republished = readBundleManifest(await objectBytes(`${prefix}/1.0.0-r21.tar`));
     expect(republished).toMatchObject({ version: '1.0.0-r21', sequence: 21 });
 
-    const low = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0', sign: resign, sequence: 21 }).catch((e: unknown) => e)) as Error;
+    const low = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '1.0.0', sign: resign, sequence: 21 }).catch(
+      (e: unknown) => e,
+    )) as Error;
     expect(low.message).toMatch(/Sequence 21 is not higher than 21, the highest sequence published/);
 
     const error = (await rollbackBundle({ ...connection(env), bucket, prefix, to: '9.9.9' }).catch((e: unknown) => e)) as Error;
@@ -223,8 +223,12 @@ describe('rollbackBundle', () => {
   it('publish refuses to point latest at a bundle older than the current one (agents would refuse it)', async () => {
     const prefix = newPrefix('older');
     await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('2.0.0', 4096, 20) });
-    const error = (await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 10) }).catch((e: unknown) => e)) as Error;
-    expect(error.message).toMatch(/Not moving .*latest to 1\.0\.0: its sequence 10 is lower than 20, the sequence of the current bundle 2\.0\.0/);
+    const error = (await publishBundle({ ...connection(env), bucket, prefix, bundle: bundle('1.0.0', 4096, 10) }).catch(
+      (e: unknown) => e,
+    )) as Error;
+    expect(error.message).toMatch(
+      /Not moving .*latest to 1\.0\.0: its sequence 10 is lower than 20, the sequence of the current bundle 2\.0\.0/,
+    );
     expect(JSON.parse(await objectText(`${prefix}/latest`)).version).toBe('2.0.0');
     expect(await exists(`${prefix}/1.0.0.tar`)).toBe(true);
   });
@@ -261,7 +265,11 @@ describe('publishCommand / rollbackCommand (gather-bundle publish / rollback)', 
   it('publishes, rolls back, and exits 1 with the reason on a missing version', async () => {
     const prefix = newPrefix('cli');
     const dir = tempDir();
-    for (const [version, sequence] of [['1.0.0', 1], ['1.1.0', 2]] as const) writeFileSync(join(dir, `${version}.tar`), bundle(version, 4096, sequence));
+    for (const [version, sequence] of [
+      ['1.0.0', 1],
+      ['1.1.0', 2],
+    ] as const)
+      writeFileSync(join(dir, `${version}.tar`), bundle(version, 4096, sequence));
 
     const first = io();
     expect(await publishCommand(['--bundle', join(dir, '1.0.0.tar'), '--bucket', bucket, '--prefix', prefix], first)).toBe(0);
@@ -278,7 +286,11 @@ describe('publishCommand / rollbackCommand (gather-bundle publish / rollback)', 
 
     const back = io();
     const signer = async () => resign;
-    expect(await rollbackCommand(['--to', '1.0.0', '--key', 'k.pem', '--sequence', '7', '--bucket', bucket, '--prefix', prefix], back, { signer })).toBe(0);
+    expect(
+      await rollbackCommand(['--to', '1.0.0', '--key', 'k.pem', '--sequence', '7', '--bucket', bucket, '--prefix', prefix], back, {
+        signer,
+      }),
+    ).toBe(0);
     expect(back.out).toBe(
       `Republished the checks of 1.0.0 as 1.0.0-r7 (sequence 7) at s3://${bucket}/${prefix}/1.0.0-r7.tar.\n` +
         `Pointer s3://${bucket}/${prefix}/latest -> 1.0.0-r7 (was 1.1.0).\n`,

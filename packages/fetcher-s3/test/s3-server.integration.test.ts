@@ -120,9 +120,7 @@ describe('local S3 server', () => {
 
     const paged = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 }));
     expect(paged.IsTruncated).toBe(true);
-    const page2 = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1, ContinuationToken: paged.NextContinuationToken }),
-    );
+    const page2 = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1, ContinuationToken: paged.NextContinuationToken }));
     expect(page2.Contents?.map((object) => object.Key)).toEqual(['results/b.bin']);
 
     expect(await httpStatusOf(s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'results/a.json', IfNoneMatch: put.ETag })))).toBe(304);
@@ -172,9 +170,7 @@ describe('local S3 server', () => {
     const wrong = makeClient(`${secretAccessKey}-wrong`);
     try {
       expect(await httpStatusOf(wrong.send(new ListObjectsV2Command({ Bucket: defaultBucket })))).toBe(403);
-      expect(
-        await httpStatusOf(wrong.send(new PutObjectCommand({ Bucket: defaultBucket, Key: 'nope', Body: 'x' }))),
-      ).toBe(403);
+      expect(await httpStatusOf(wrong.send(new PutObjectCommand({ Bucket: defaultBucket, Key: 'nope', Body: 'x' })))).toBe(403);
     } finally {
       wrong.destroy();
     }

@@ -115,9 +115,18 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (!['abused', 'silent', 'host', 'summary', 'prune', 'setup'].includes(command)) throw new UsageError(`unknown command "${command}"`);
     if (command !== 'host' && rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
     // Checked before connecting: a usage error never waits for the network.
-    const since = command === 'silent' ? parseDuration(values.since ?? (() => { throw new UsageError('silent needs --since <duration>, e.g. --since 2h'); })()) : 0;
+    const since =
+      command === 'silent'
+        ? parseDuration(
+            values.since ??
+              (() => {
+                throw new UsageError('silent needs --since <duration>, e.g. --since 2h');
+              })(),
+          )
+        : 0;
     const keepDays = command === 'prune' ? Number(values['keep-days']) : 0;
-    if (command === 'prune' && !(Number.isInteger(keepDays) && keepDays >= 1)) throw new UsageError('prune needs --keep-days <n>, a whole number of days >= 1');
+    if (command === 'prune' && !(Number.isInteger(keepDays) && keepDays >= 1))
+      throw new UsageError('prune needs --keep-days <n>, a whole number of days >= 1');
     if (command === 'host' && rest.length !== 1) throw new UsageError('host needs one argument: a host.id or a hostname');
 
     const conn = connection(values, io.env);
@@ -126,7 +135,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const print = (data: unknown, human: () => string) => io.stdout(json ? `${JSON.stringify(data, null, 2)}\n` : human());
 
     if (command === 'setup') {
-      const exporter = createEsExporter({ node: conn.url, ...(conn.auth ? { auth: conn.auth } : {}), ...(conn.ca ? { tls: { ca: conn.ca } } : {}), ...conn.indices, currentState: true, maxRetries: 1 });
+      const exporter = createEsExporter({
+        node: conn.url,
+        ...(conn.auth ? { auth: conn.auth } : {}),
+        ...(conn.ca ? { tls: { ca: conn.ca } } : {}),
+        ...conn.indices,
+        currentState: true,
+        maxRetries: 1,
+      });
       try {
         await exporter.setup();
       } catch (error) {
@@ -139,7 +155,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return FLEET_EXIT.OK;
     }
 
-    const client = new Client({ node: conn.url, ...(conn.auth ? { auth: conn.auth } : {}), ...(conn.ca ? { tls: { ca: conn.ca } } : {}), maxRetries: 1, requestTimeout: 30_000 });
+    const client = new Client({
+      node: conn.url,
+      ...(conn.auth ? { auth: conn.auth } : {}),
+      ...(conn.ca ? { tls: { ca: conn.ca } } : {}),
+      maxRetries: 1,
+      requestTimeout: 30_000,
+    });
     const fleet = new Fleet(client, new URL(conn.url).host, conn.indices);
     const now = io.now?.() ?? new Date();
     try {
@@ -174,7 +196,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           print({ dry_run: dryRun, keep_days: keepDays, indices: expired }, () =>
             expired.length === 0
               ? `No daily index older than ${keepDays} days.\n`
-              : `${dryRun ? 'Would delete' : 'Deleted'} ${expired.length} daily indices:\n${formatTable(['INDEX'], expired.map((i) => [i]))}`,
+              : `${dryRun ? 'Would delete' : 'Deleted'} ${expired.length} daily indices:\n${formatTable(
+                  ['INDEX'],
+                  expired.map((i) => [i]),
+                )}`,
           );
           return FLEET_EXIT.OK;
         }
@@ -204,7 +229,9 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  main(process.argv.slice(2), { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env }).then((code) => {
-    process.exitCode = code;
-  });
+  main(process.argv.slice(2), { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+  );
 }

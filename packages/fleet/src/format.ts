@@ -4,7 +4,7 @@ import type { HostRow, LatestResult } from './queries.js';
 const MAX_CELL = 60;
 
 function cell(value: unknown): string {
-  const text = (typeof value === 'string' ? value : JSON.stringify(value) ?? '').replace(/\s+/g, ' ');
+  const text = (typeof value === 'string' ? value : (JSON.stringify(value) ?? '')).replace(/\s+/g, ' ');
   return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL - 1)}…` : text;
 }
 
@@ -15,7 +15,9 @@ export function formatTable(header: string[], rows: unknown[][]): string {
   return [line(header), ...cells.map(line)].join('\n') + '\n';
 }
 
-export function formatAbused(hosts: Array<{ host: string; hostname: string; since: string; detected: string[]; evidence: LatestResult[] }>): string {
+export function formatAbused(
+  hosts: Array<{ host: string; hostname: string; since: string; detected: string[]; evidence: LatestResult[] }>,
+): string {
   if (hosts.length === 0) return 'No host has an abuse detection now.\n';
   return formatTable(
     ['HOST', 'HOSTNAME', 'REPORTED', 'DETECTED', 'EVIDENCE'],
@@ -37,12 +39,27 @@ export function formatHost(found: { host: HostRow; checks: Record<string, Latest
   const head =
     `host.id     ${h.id}\nhostname    ${h.hostname}\nfirst seen  ${h.first_seen ?? ''}\nlast seen   ${h.last_seen ?? ''} (${h.outcome ?? ''})\n` +
     `agent       ${h.agent ?? ''}   bundle ${h.bundle ?? ''}\nlast runs   ${runs.join('; ')}\n`;
-  const sections = Object.entries(found.checks).map(([check, rows]) => `\n${check}\n${formatTable(['  NAME', 'VALUE', 'SINCE'], rows.map((r) => [`  ${r.name}`, r.value, r['@timestamp']]))}`);
+  const sections = Object.entries(found.checks).map(
+    ([check, rows]) =>
+      `\n${check}\n${formatTable(
+        ['  NAME', 'VALUE', 'SINCE'],
+        rows.map((r) => [`  ${r.name}`, r.value, r['@timestamp']]),
+      )}`,
+  );
   return head + (sections.length ? sections.join('') : '\n(no current results)\n');
 }
 
-export function formatSummary(s: { hosts: number; outcome: Record<string, number>; agent: Record<string, number>; bundle: Record<string, number>; analytics: Record<string, number> }): string {
+export function formatSummary(s: {
+  hosts: number;
+  outcome: Record<string, number>;
+  agent: Record<string, number>;
+  bundle: Record<string, number>;
+  analytics: Record<string, number>;
+}): string {
   const part = (title: string, counts: Record<string, number>) =>
-    `\n${formatTable([title, 'HOSTS'], Object.entries(counts).map(([k, n]) => [k, String(n)]))}`;
+    `\n${formatTable(
+      [title, 'HOSTS'],
+      Object.entries(counts).map(([k, n]) => [k, String(n)]),
+    )}`;
   return `${s.hosts} hosts\n${part('OUTCOME', s.outcome)}${part('AGENT', s.agent)}${part('BUNDLE', s.bundle)}${part('ANALYTICS (true)', s.analytics)}`;
 }

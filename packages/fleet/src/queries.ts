@@ -2,7 +2,7 @@
  * The operator's questions, one function each, answered from the current-state indices (gather-latest,
  * gather-hosts) — lookups, not aggregations over history — and, for retention, from the daily index names.
  */
-import { Client, errors as esErrors } from '@elastic/elasticsearch';
+import { type Client, errors as esErrors } from '@elastic/elasticsearch';
 import { GatherError } from '@gather/core';
 import { dailyPattern, expiredIndices } from '@gather/exporter-es';
 
@@ -80,9 +80,15 @@ async function ask<T>(where: string, indices: string[], call: () => Promise<T>):
       );
     }
     if (error instanceof esErrors.ResponseError) {
-      throw new UnreachableError(`Elasticsearch at ${where} refused the request (HTTP ${error.statusCode}). Check the credentials and their privileges (read on gather-*).`, { cause: error });
+      throw new UnreachableError(
+        `Elasticsearch at ${where} refused the request (HTTP ${error.statusCode}). Check the credentials and their privileges (read on gather-*).`,
+        { cause: error },
+      );
     }
-    throw new UnreachableError(`Cannot reach Elasticsearch at ${where} (${(error as Error).message}). Check --es-url / GATHER_ES_URL and that it is running.`, { cause: error });
+    throw new UnreachableError(
+      `Cannot reach Elasticsearch at ${where} (${(error as Error).message}). Check --es-url / GATHER_ES_URL and that it is running.`,
+      { cause: error },
+    );
   }
 }
 
@@ -100,7 +106,15 @@ function hostRow(id: string, s: Source): HostRow {
 }
 
 function latestRow(s: Source): LatestResult {
-  return { host: s.host?.id ?? s.host?.hostname, hostname: s.host?.hostname ?? '', '@timestamp': s['@timestamp'], category: s.category, check: s.check, name: s.name, value: s.value };
+  return {
+    host: s.host?.id ?? s.host?.hostname,
+    hostname: s.host?.hostname ?? '',
+    '@timestamp': s['@timestamp'],
+    category: s.category,
+    check: s.check,
+    name: s.name,
+    value: s.value,
+  };
 }
 
 export class Fleet {
@@ -121,10 +135,20 @@ export class Fleet {
         sort: [{ '@timestamp': 'desc' }],
       }),
     );
-    const byHost = new Map<string, { host: string; hostname: string; since: string; detected: string[]; checks: Set<string>; evidence: LatestResult[] }>();
+    const byHost = new Map<
+      string,
+      { host: string; hostname: string; since: string; detected: string[]; checks: Set<string>; evidence: LatestResult[] }
+    >();
     for (const hit of found.hits.hits) {
       const row = latestRow(hit._source!);
-      const entry = byHost.get(row.host) ?? { host: row.host, hostname: row.hostname, since: row['@timestamp'], detected: [], checks: new Set<string>(), evidence: [] };
+      const entry = byHost.get(row.host) ?? {
+        host: row.host,
+        hostname: row.hostname,
+        since: row['@timestamp'],
+        detected: [],
+        checks: new Set<string>(),
+        evidence: [],
+      };
       entry.detected.push(row.name);
       entry.checks.add(row.check);
       if (row['@timestamp'] > entry.since) entry.since = row['@timestamp'];
@@ -175,7 +199,14 @@ export class Fleet {
       this.client.search<Source>({
         index: this.indices.latestIndex,
         size: 10_000,
-        query: { bool: { should: [{ term: { 'host.id': host.id } }, { bool: { must_not: { exists: { field: 'host.id' } }, filter: { term: { 'host.hostname': host.id } } } }] } },
+        query: {
+          bool: {
+            should: [
+              { term: { 'host.id': host.id } },
+              { bool: { must_not: { exists: { field: 'host.id' } }, filter: { term: { 'host.hostname': host.id } } } },
+            ],
+          },
+        },
         sort: [{ check: 'asc' }, { name: 'asc' }],
       }),
     );
@@ -188,7 +219,13 @@ export class Fleet {
   }
 
   /** Hosts per outcome, agent version and bundle version; analytics results most often true across hosts. */
-  async summary(top = 10): Promise<{ hosts: number; outcome: Record<string, number>; agent: Record<string, number>; bundle: Record<string, number>; analytics: Record<string, number> }> {
+  async summary(top = 10): Promise<{
+    hosts: number;
+    outcome: Record<string, number>;
+    agent: Record<string, number>;
+    bundle: Record<string, number>;
+    analytics: Record<string, number>;
+  }> {
     const buckets = (agg: any): Record<string, number> => Object.fromEntries((agg?.buckets ?? []).map((b: any) => [b.key, b.doc_count]));
     const hosts = await ask(this.where, [this.indices.hostsIndex], () =>
       this.client.search({
@@ -228,7 +265,14 @@ export class Fleet {
       const listed = await ask(this.where, [dailyPattern(base)], () =>
         this.client.cat.indices({ index: dailyPattern(base), format: 'json', h: 'index', expand_wildcards: ['open', 'closed'] }),
       );
-      expired.push(...expiredIndices(base, (listed as unknown as Array<{ index?: string }>).map((i) => i.index ?? ''), keepDays, now).sort());
+      expired.push(
+        ...expiredIndices(
+          base,
+          (listed as unknown as Array<{ index?: string }>).map((i) => i.index ?? ''),
+          keepDays,
+          now,
+        ).sort(),
+      );
     }
     if (!dryRun) {
       // Exact names, never a wildcard: only what was listed goes.

@@ -31,7 +31,12 @@ const NOW = new Date('2026-12-01T12:00:00.000Z');
 async function fleet(args: string[], extraEnv: Record<string, string> = {}) {
   let stdout = '';
   let stderr = '';
-  const code = await main(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: { ...env, ...extraEnv }, now: () => NOW });
+  const code = await main(args, {
+    stdout: (t) => (stdout += t),
+    stderr: (t) => (stderr += t),
+    env: { ...env, ...extraEnv },
+    now: () => NOW,
+  });
   return { code, stdout, stderr };
 }
 
@@ -44,16 +49,49 @@ const hosts = {
 // What the agent remembers of its host (first run), as run-once passes it in the run summary.
 const firstSeen = new Map<string, string>();
 
-async function report(host: { hostname: string; id: string }, at: string, category: 'abuse' | 'analytics', values: Record<string, unknown>, check = 'abc') {
+async function report(
+  host: { hostname: string; id: string },
+  at: string,
+  category: 'abuse' | 'analytics',
+  values: Record<string, unknown>,
+  check = 'abc',
+) {
   const exporter = createEsExporter({ node: url!, ...indices, currentState: true, indexSettings: { number_of_replicas: 0 } });
-  const doc = { '@timestamp': at, run_id: `${host.id}-${at}`, host, agent: { version: '1.2.0' }, bundle: { version: '2026.11.30', sha256: 's' } };
-  const results = Object.entries(values).map(([name, value]) => ({
-    kind: 'result', ...doc, category, check, duration_ms: 1, name, type: typeof value === 'boolean' ? 'boolean' : typeof value === 'number' ? 'number' : 'string', value, change: 'snapshot',
-  }) as ResultDocument);
+  const doc = {
+    '@timestamp': at,
+    run_id: `${host.id}-${at}`,
+    host,
+    agent: { version: '1.2.0' },
+    bundle: { version: '2026.11.30', sha256: 's' },
+  };
+  const results = Object.entries(values).map(
+    ([name, value]) =>
+      ({
+        kind: 'result',
+        ...doc,
+        category,
+        check,
+        duration_ms: 1,
+        name,
+        type: typeof value === 'boolean' ? 'boolean' : typeof value === 'number' ? 'number' : 'string',
+        value,
+        change: 'snapshot',
+      }) as ResultDocument,
+  );
   await exporter.exportResults(results);
   await exporter.exportRunSummary({
-    kind: 'run', ...doc, category, outcome: 'ok', checks: { run: 1, ok: 1, failed: 0, timed_out: 0 }, results: results.length, errors: 0,
-    export: { delivered: 0, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 }, spooled: 0, bytes_fetched: 0, duration_ms: 1, peak_rss_bytes: 1,
+    kind: 'run',
+    ...doc,
+    category,
+    outcome: 'ok',
+    checks: { run: 1, ok: 1, failed: 0, timed_out: 0 },
+    results: results.length,
+    errors: 0,
+    export: { delivered: 0, spooled: 0, failed: 0, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 },
+    spooled: 0,
+    bytes_fetched: 0,
+    duration_ms: 1,
+    peak_rss_bytes: 1,
     ...(firstSeen.has(host.id) ? { first_seen: firstSeen.get(host.id) } : {}),
   } as RunSummaryDocument);
   if (!firstSeen.has(host.id)) firstSeen.set(host.id, at);
@@ -61,10 +99,20 @@ async function report(host: { hostname: string; id: string }, at: string, catego
 }
 
 beforeAll(async () => {
-  await report(hosts.miner, '2026-12-01T11:45:00.000Z', 'abuse', { 'abuse.miner.detected': true, 'abuse.miner.process': 'xmrig', 'abuse.ddos.detected': false });
+  await report(hosts.miner, '2026-12-01T11:45:00.000Z', 'abuse', {
+    'abuse.miner.detected': true,
+    'abuse.miner.process': 'xmrig',
+    'abuse.ddos.detected': false,
+  });
   await report(hosts.miner, '2026-12-01T11:46:00.000Z', 'analytics', { 'containers.docker.installed': true }, 'def');
   await report(hosts.clean, '2026-12-01T11:50:00.000Z', 'abuse', { 'abuse.miner.detected': false });
-  await report(hosts.clean, '2026-12-01T11:51:00.000Z', 'analytics', { 'containers.docker.installed': true, 'db.postgres.installed': true }, 'def');
+  await report(
+    hosts.clean,
+    '2026-12-01T11:51:00.000Z',
+    'analytics',
+    { 'containers.docker.installed': true, 'db.postgres.installed': true },
+    'def',
+  );
   await report(hosts.gone, '2026-12-01T08:00:00.000Z', 'abuse', { 'abuse.miner.detected': false });
   await es.indices.refresh({ index: `${base}-*` });
 });
@@ -86,7 +134,12 @@ describe('gather-fleet', () => {
     expect(human.stdout).not.toContain('vm-clean');
     const json = JSON.parse((await fleet(['abused', '--json'])).stdout);
     expect(json).toEqual([
-      expect.objectContaining({ host: hosts.miner.id, hostname: 'vm-miner', detected: ['abuse.miner.detected'], since: '2026-12-01T11:45:00.000Z' }),
+      expect.objectContaining({
+        host: hosts.miner.id,
+        hostname: 'vm-miner',
+        detected: ['abuse.miner.detected'],
+        since: '2026-12-01T11:45:00.000Z',
+      }),
     ]);
     expect(json[0].evidence.map((e: { name: string }) => e.name)).toEqual(['abuse.ddos.detected', 'abuse.miner.process']);
   });
@@ -107,7 +160,13 @@ describe('gather-fleet', () => {
     expect(byName.stdout).toMatch(/abuse\/abc\n\s+NAME\s+VALUE\s+SINCE\n\s+abuse\.miner\.detected\s+false/);
     expect(byName.stdout).toMatch(/analytics\/def\n[\s\S]*db\.postgres\.installed\s+true/);
     const byId = JSON.parse((await fleet(['host', hosts.clean.id, '--json'])).stdout);
-    expect(byId.host).toMatchObject({ id: hosts.clean.id, hostname: 'vm-clean', first_seen: '2026-12-01T11:50:00.000Z', last_seen: '2026-12-01T11:51:00.000Z', outcome: 'ok' });
+    expect(byId.host).toMatchObject({
+      id: hosts.clean.id,
+      hostname: 'vm-clean',
+      first_seen: '2026-12-01T11:50:00.000Z',
+      last_seen: '2026-12-01T11:51:00.000Z',
+      outcome: 'ok',
+    });
     expect(Object.keys(byId.checks)).toEqual(['abuse/abc', 'analytics/def']);
     const missing = await fleet(['host', 'vm-nowhere']);
     expect(missing.code).toBe(5);
@@ -131,9 +190,15 @@ describe('gather-fleet', () => {
   it('prune: deletes exactly the daily indices older than --keep-days (--dry-run only lists them)', async () => {
     const days = ['2026.11.20', '2026.11.24', '2026.11.25', '2026.12.01'];
     for (const day of days) {
-      for (const kind of [indices.resultsIndex, indices.runsIndex]) await es.indices.create({ index: `${kind}-${day}` }).catch(() => undefined);
+      for (const kind of [indices.resultsIndex, indices.runsIndex])
+        await es.indices.create({ index: `${kind}-${day}` }).catch(() => undefined);
     }
-    const expected = [`${indices.resultsIndex}-2026.11.20`, `${indices.resultsIndex}-2026.11.24`, `${indices.runsIndex}-2026.11.20`, `${indices.runsIndex}-2026.11.24`];
+    const expected = [
+      `${indices.resultsIndex}-2026.11.20`,
+      `${indices.resultsIndex}-2026.11.24`,
+      `${indices.runsIndex}-2026.11.20`,
+      `${indices.runsIndex}-2026.11.24`,
+    ];
     const dry = JSON.parse((await fleet(['prune', '--keep-days', '7', '--dry-run', '--json'])).stdout);
     expect(dry).toEqual({ dry_run: true, keep_days: 7, indices: expected });
     expect((await es.cat.indices({ index: `${base}-*-2026.11.*`, format: 'json' })).length).toBe(6);
@@ -143,18 +208,29 @@ describe('gather-fleet', () => {
     expect(real.stdout).toMatch(/^Deleted 4 daily indices:\nINDEX\n/);
     const left = (await es.cat.indices({ index: `${base}-*-2*`, format: 'json' })).map((i) => i.index).sort();
     expect(left).toEqual([
-      `${indices.resultsIndex}-2026.11.25`, `${indices.resultsIndex}-2026.12.01`, `${indices.runsIndex}-2026.11.25`, `${indices.runsIndex}-2026.12.01`,
+      `${indices.resultsIndex}-2026.11.25`,
+      `${indices.resultsIndex}-2026.12.01`,
+      `${indices.runsIndex}-2026.11.25`,
+      `${indices.runsIndex}-2026.12.01`,
     ]);
     expect((await fleet(['prune', '--keep-days', '0'])).code).toBe(2);
   });
 
   it('setup installs the templates; clear errors and exit codes when Elasticsearch is unreachable or the indices are missing', async () => {
     const other = `${base}-setup`;
-    const setupEnv = { GATHER_ES_RESULTS_INDEX: `${other}-results`, GATHER_ES_ERRORS_INDEX: `${other}-errors`, GATHER_ES_RUNS_INDEX: `${other}-runs`, GATHER_ES_LATEST_INDEX: `${other}-latest`, GATHER_ES_HOSTS_INDEX: `${other}-hosts` };
+    const setupEnv = {
+      GATHER_ES_RESULTS_INDEX: `${other}-results`,
+      GATHER_ES_ERRORS_INDEX: `${other}-errors`,
+      GATHER_ES_RUNS_INDEX: `${other}-runs`,
+      GATHER_ES_LATEST_INDEX: `${other}-latest`,
+      GATHER_ES_HOSTS_INDEX: `${other}-hosts`,
+    };
     const setup = await fleet(['setup'], setupEnv);
     expect(setup.code).toBe(0);
     const templates = await es.indices.getIndexTemplate({ name: `${other}-*` });
-    expect(templates.index_templates.map((t) => t.name).sort()).toEqual(['errors', 'hosts', 'latest', 'results', 'runs'].map((k) => `${other}-${k}-gather`));
+    expect(templates.index_templates.map((t) => t.name).sort()).toEqual(
+      ['errors', 'hosts', 'latest', 'results', 'runs'].map((k) => `${other}-${k}-gather`),
+    );
 
     const missing = await fleet(['abused'], setupEnv);
     expect(missing.code).toBe(4);

@@ -12,13 +12,20 @@ describe('--since durations', () => {
   });
 
   it('refuses anything else with a message naming the value and examples', () => {
-    for (const bad of ['2', 'h', '2 hours', '-1h', '']) expect(() => parseDuration(bad)).toThrow(/is not a duration: use e\.g\. 30m, 2h or 1d/);
+    for (const bad of ['2', 'h', '2 hours', '-1h', ''])
+      expect(() => parseDuration(bad)).toThrow(/is not a duration: use e\.g\. 30m, 2h or 1d/);
   });
 });
 
 describe('human tables', () => {
   it('align columns, flatten whitespace and cut long cells', () => {
-    const table = formatTable(['host', 'value'], [['a', 'one\ntwo'], ['longer-host', 'x'.repeat(100)]]);
+    const table = formatTable(
+      ['host', 'value'],
+      [
+        ['a', 'one\ntwo'],
+        ['longer-host', 'x'.repeat(100)],
+      ],
+    );
     const [header, first, second] = table.trimEnd().split('\n');
     expect(header).toBe('host         value');
     expect(first).toBe('a            one two');

@@ -58,7 +58,9 @@ export function faultPlan(name, ctx) {
 
   if (name === 'kill-node') {
     if (ctx.nodes < 3 || !ctx.servicesEnv) {
-      throw new Error('FAULT=kill-node needs a cluster of 3 or more nodes from tools/services: set GATHER_ES_NODES=3 (the benchmark starts one), or GATHER_SERVICES_DIR and GATHER_ES_NODES of a running one');
+      throw new Error(
+        'FAULT=kill-node needs a cluster of 3 or more nodes from tools/services: set GATHER_ES_NODES=3 (the benchmark starts one), or GATHER_SERVICES_DIR and GATHER_ES_NODES of a running one',
+      );
     }
     const node = env.KILL_NODE ?? '2';
     const killAt = Number(env.KILL_AT_SIM_SEC ?? interval);
@@ -68,7 +70,10 @@ export function faultPlan(name, ctx) {
       simOptions: {
         at: [
           { simSec: killAt, action: async () => (mark('killed'), await services(ctx.servicesEnv, 'kill-node', node)) },
-          { simSec: restartAt, action: async () => (mark('restarting'), await services(ctx.servicesEnv, 'start-node', node), mark('rejoined')) },
+          {
+            simSec: restartAt,
+            action: async () => (mark('restarting'), await services(ctx.servicesEnv, 'start-node', node), mark('rejoined')),
+          },
         ],
       },
       setup: async () => undefined,
@@ -102,7 +107,9 @@ export function faultPlan(name, ctx) {
       report: async ({ samples, proxyStats, result, drainedAt }) => {
         const factor = result.factor;
         const up = events.up ?? Number.POSITIVE_INFINITY;
-        const peakAt = samples.filter((s) => s.at >= (events.down ?? 0)).reduce((best, s) => (s.spoolBytes > (best?.spoolBytes ?? -1) ? s : best), undefined);
+        const peakAt = samples
+          .filter((s) => s.at >= (events.down ?? 0))
+          .reduce((best, s) => (s.spoolBytes > (best?.spoolBytes ?? -1) ? s : best), undefined);
         const empty = samples.find((s) => s.at > up && s.spoolBytes === 0);
         const atUp = samples.find((s) => s.at >= up);
         // Spools still full when the simulation ended were emptied by drainSpools (each agent's next run).

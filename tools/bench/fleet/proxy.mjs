@@ -31,7 +31,19 @@ let inFlight = 0;
 let bulkInFlight = 0;
 
 function resetStats() {
-  stats = { requests: 0, bulk: 0, statuses: {}, bulkLatencyMs: [], maxInFlight: 0, maxBulkInFlight: 0, upstreamErrors: 0, injected429: 0, firstBulkAt: 0, lastBulkAt: 0, timeline: new Map() };
+  stats = {
+    requests: 0,
+    bulk: 0,
+    statuses: {},
+    bulkLatencyMs: [],
+    maxInFlight: 0,
+    maxBulkInFlight: 0,
+    upstreamErrors: 0,
+    injected429: 0,
+    firstBulkAt: 0,
+    lastBulkAt: 0,
+    timeline: new Map(),
+  };
 }
 
 /** The timeline bucket of this real second: { at (ms), bulk, maxBulkInFlight, es429, refused }. */
@@ -51,7 +63,15 @@ function percentile(sorted, p) {
 function summary() {
   const sorted = [...stats.bulkLatencyMs].sort((a, b) => a - b);
   const { bulkLatencyMs, timeline, ...rest } = stats;
-  return { ...rest, timeline: [...timeline.values()], inFlight, bulkInFlight, bulkLatencyP50Ms: percentile(sorted, 50), bulkLatencyP99Ms: percentile(sorted, 99), config };
+  return {
+    ...rest,
+    timeline: [...timeline.values()],
+    inFlight,
+    bulkInFlight,
+    bulkLatencyP50Ms: percentile(sorted, 50),
+    bulkLatencyP99Ms: percentile(sorted, 99),
+    config,
+  };
 }
 
 function readBody(req) {
@@ -67,9 +87,15 @@ function forward(req, body, attempt) {
   return new Promise((resolve, reject) => {
     const target = upstreams[(next + attempt) % upstreams.length];
     const upstream = httpRequest(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: target.host },
         // HEAD answers over a reused connection met resets from the node under load: one connection each.
-        agent: req.method === 'HEAD' ? false : upstreamAgent },
+        agent: req.method === 'HEAD' ? false : upstreamAgent,
+      },
       (res) => {
         readBody(res).then((data) => resolve({ status: res.statusCode ?? 502, headers: res.headers, data }), reject);
       },

@@ -8,7 +8,17 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FAULTS, faultPlan } from './faults.mjs';
-import { ROOT, countStored, drainSpools, processUsage, removeIndices, removeWork, simulateFleet, startProxy, storeBytesPerDoc } from './simulate.mjs';
+import {
+  ROOT,
+  countStored,
+  drainSpools,
+  processUsage,
+  removeIndices,
+  removeWork,
+  simulateFleet,
+  startProxy,
+  storeBytesPerDoc,
+} from './simulate.mjs';
 
 const env = process.env;
 const AGENTS = Number(env.AGENTS ?? 10_000);
@@ -27,7 +37,9 @@ if (FAULT && !FAULTS.includes(FAULT)) {
   process.exit(2);
 }
 if (FAULT === 'kill-node' && (NODES < 3 || ((env.GATHER_ES_URLS ?? env.GATHER_ES_URL) && !env.GATHER_SERVICES_DIR))) {
-  console.error('bench/fleet: FAULT=kill-node needs a cluster of 3 or more nodes from tools/services: leave GATHER_ES_URL(S) unset (a 3-node cluster is started), or set GATHER_ES_URLS, GATHER_SERVICES_DIR and GATHER_ES_NODES of a running one');
+  console.error(
+    'bench/fleet: FAULT=kill-node needs a cluster of 3 or more nodes from tools/services: leave GATHER_ES_URL(S) unset (a 3-node cluster is started), or set GATHER_ES_URLS, GATHER_SERVICES_DIR and GATHER_ES_NODES of a running one',
+  );
   process.exit(2);
 }
 
@@ -40,7 +52,11 @@ if (urls.length > 0 && env.GATHER_SERVICES_DIR) servicesEnv = { ...env, GATHER_E
 if (urls.length === 0) {
   ownCluster = true;
   servicesEnv = { ...env, GATHER_ES_NODES: String(NODES), GATHER_SERVICES_DIR: join(tmpdir(), `gather-fleet-services-${process.pid}`) };
-  const out = execFileSync('bash', [join(ROOT, 'tools/services'), 'start', 'elasticsearch'], { env: servicesEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync('bash', [join(ROOT, 'tools/services'), 'start', 'elasticsearch'], {
+    env: servicesEnv,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   urls = (/^GATHER_ES_URLS=(.+)$/m.exec(out)?.[1] ?? /^GATHER_ES_URL=(.+)$/m.exec(out)?.[1] ?? '').trim().split(',').filter(Boolean);
   if (urls.length === 0) throw new Error(`tools/services start printed no URL:\n${out}`);
 }
@@ -55,7 +71,10 @@ try {
   // What went wrong, by kind (numbers and paths masked): run errors and the exporters' log lines.
   const kinds = new Map();
   const tally = (prefix, text) => {
-    const kind = `${prefix}: ${String(text).replace(/\/[^\s)]+/g, '<path>').replace(/\d+/g, 'N').slice(0, 160)}`;
+    const kind = `${prefix}: ${String(text)
+      .replace(/\/[^\s)]+/g, '<path>')
+      .replace(/\d+/g, 'N')
+      .slice(0, 160)}`;
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
   };
   await fault?.setup();
@@ -136,7 +155,9 @@ try {
   };
   // The fault's headline: exactly once, counted by deterministic id (written with `create`, so a document
   // delivered twice is one document: stored == produced means none lost and none doubled).
-  if (fault) lines[`exactly_once_after_${FAULT.replace('-', '_')}`] = stored === result.produced ? `yes (${stored} of ${result.produced})` : `NO (${stored} stored of ${result.produced} produced)`;
+  if (fault)
+    lines[`exactly_once_after_${FAULT.replace('-', '_')}`] =
+      stored === result.produced ? `yes (${stored} of ${result.produced})` : `NO (${stored} stored of ${result.produced} produced)`;
   for (const [name, value] of Object.entries(lines)) console.log(`${name}: ${value}`);
   if (stored !== result.produced) process.exitCode = 1;
 } finally {

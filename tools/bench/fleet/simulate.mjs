@@ -45,7 +45,11 @@ function hashUnit(text) {
  * changed: the run index is part of the seed only for the results whose turn it is to change).
  */
 export function vary(fixture, host, run, changeRate) {
-  const lines = fixture.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  const lines = fixture.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
   return `${lines
     .map((result) => {
       // The run at which this result last changed: the latest run r <= run whose draw falls under the rate.
@@ -172,7 +176,11 @@ export async function simulateFleet(options) {
   const changeRate = options.changeRate ?? 0.02;
   const mode = options.mode ?? 'snapshot';
   const fixtures = loadFixtures('abuse');
-  const indices = { resultsIndex: `${options.indexPrefix}-results`, errorsIndex: `${options.indexPrefix}-errors`, runsIndex: `${options.indexPrefix}-runs` };
+  const indices = {
+    resultsIndex: `${options.indexPrefix}-results`,
+    errorsIndex: `${options.indexPrefix}-errors`,
+    runsIndex: `${options.indexPrefix}-runs`,
+  };
   const bundle = { version: 'fleet-sim', sha256: createHash('sha256').update('fleet-sim').digest('hex') };
   const counters = {
     runs: 0,
@@ -231,7 +239,10 @@ export async function simulateFleet(options) {
       close: () => es.close(),
       summary: () => es.summary(),
     };
-    const differential = mode === 'differential' ? new DifferentialResults({ stateDir: join(agentDir, 'state'), mode, snapshotIntervalSec: 86_400 }) : undefined;
+    const differential =
+      mode === 'differential'
+        ? new DifferentialResults({ stateDir: join(agentDir, 'state'), mode, snapshotIntervalSec: 86_400 })
+        : undefined;
     const exporter = differential ? differential.wrap(counting) : counting;
     try {
       let results = 0;
@@ -248,8 +259,22 @@ export async function simulateFleet(options) {
           aborted: false,
         };
         const classified = classifyOutcome(outcome, 60, 1024 * 1024);
-        const base = { '@timestamp': new Date(clock.now()).toISOString(), run_id: runId, host, cloud, agent: { version: 'fleet-sim' }, bundle };
-        const docs = classified.results.map((result) => ({ kind: 'result', ...base, category: fixture.category, check: fixture.check, duration_ms: fixture.duration_ms, ...result }));
+        const base = {
+          '@timestamp': new Date(clock.now()).toISOString(),
+          run_id: runId,
+          host,
+          cloud,
+          agent: { version: 'fleet-sim' },
+          bundle,
+        };
+        const docs = classified.results.map((result) => ({
+          kind: 'result',
+          ...base,
+          category: fixture.category,
+          check: fixture.check,
+          duration_ms: fixture.duration_ms,
+          ...result,
+        }));
         results += docs.length;
         await exporter.exportResults(docs);
       }
@@ -268,7 +293,16 @@ export async function simulateFleet(options) {
         checks: { run: fixtures.length, ok: fixtures.length, failed: 0, timed_out: 0 },
         results,
         errors: 0,
-        export: { delivered: totals.delivered, spooled: totals.spooled, failed: totals.failed, retried: 0, dead_lettered: 0, dropped: 0, unreadable: 0, recovered: 0 },
+        export: {
+          delivered: totals.delivered,
+          spooled: totals.spooled,
+          failed: totals.failed,
+          retried: 0,
+          dead_lettered: 0,
+          dropped: 0,
+          unreadable: 0,
+          recovered: 0,
+        },
         ...(differential ? differential.summaryFields() : {}),
         spooled: totals.spooled,
         bytes_fetched: 0,
@@ -299,7 +333,22 @@ export async function simulateFleet(options) {
   // otherwise every agent's first run PUTs the same templates and creates the same indices at once, a storm
   // of cluster state updates that stalls the first runs for many seconds (measured: 150 agents, 10 s).
   const setup = exporterFor(join(options.workDir, 'setup'));
-  await setup.exportResults([{ kind: 'result', '@timestamp': new Date().toISOString(), run_id: randomUUID(), host: { hostname: 'fleet-setup' }, agent: { version: 'fleet-sim' }, bundle, category: 'abuse', check: 'set', duration_ms: 0, name: 'fleet.setup', type: 'boolean', value: true }]);
+  await setup.exportResults([
+    {
+      kind: 'result',
+      '@timestamp': new Date().toISOString(),
+      run_id: randomUUID(),
+      host: { hostname: 'fleet-setup' },
+      agent: { version: 'fleet-sim' },
+      bundle,
+      category: 'abuse',
+      check: 'set',
+      duration_ms: 0,
+      name: 'fleet.setup',
+      type: 'boolean',
+      value: true,
+    },
+  ]);
   await setup.close();
   counters.produced++;
 
@@ -331,7 +380,9 @@ export async function simulateFleet(options) {
   const pendingFaults = [];
   for (const fault of faults) {
     pendingFaults.push(
-      new Promise((resolveFault) => clock.setTimeout(() => Promise.resolve(fault.action()).then(resolveFault, resolveFault), fault.simSec * 1000)),
+      new Promise((resolveFault) =>
+        clock.setTimeout(() => Promise.resolve(fault.action()).then(resolveFault, resolveFault), fault.simSec * 1000),
+      ),
     );
   }
   const sampler = setInterval(async () => {

@@ -57,7 +57,12 @@ export function exporterContract(name: string, harness: ExporterHarness): void {
       const delivered = await harness.readBack();
       expect(delivered).toHaveLength(4);
       expect(delivered.filter((d) => d.kind === 'error')).toMatchObject([{ reason: 'invalid_output', message: 'bad 1' }]);
-      expect(delivered.filter((d) => d.kind === 'result').map((d) => (d as ResultDocument).name).sort()).toEqual(['n.1', 'n.2', 'n.3']);
+      expect(
+        delivered
+          .filter((d) => d.kind === 'result')
+          .map((d) => (d as ResultDocument).name)
+          .sort(),
+      ).toEqual(['n.1', 'n.2', 'n.3']);
     });
 
     it('keeps values of every type as they were', async () => {

@@ -197,7 +197,9 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
         : result.parts > 0
           ? `uploaded in ${result.parts} parts`
           : 'uploaded';
-      io.stdout(`Published ${result.version} to s3://${result.bucket}/${result.key} (${result.size} bytes, sha256 ${result.sha256}; ${how}).\n`);
+      io.stdout(
+        `Published ${result.version} to s3://${result.bucket}/${result.key} (${result.size} bytes, sha256 ${result.sha256}; ${how}).\n`,
+      );
       if (values['no-move'] === true) {
         io.stdout(`Pointer s3://${result.bucket}/${result.pointerKey} not moved (--no-move).\n`);
       } else {
@@ -211,7 +213,13 @@ export async function publishCommand(argv: string[], io: CommandIo = defaultIo()
 }
 
 /** What happened to `<prefix>/latest`, for publish and rollback alike. */
-function pointerLine(result: { bucket: string; pointerKey: string; version: string; pointerMoved: boolean; previousVersion?: string | undefined }): string {
+function pointerLine(result: {
+  bucket: string;
+  pointerKey: string;
+  version: string;
+  pointerMoved: boolean;
+  previousVersion?: string | undefined;
+}): string {
   if (!result.pointerMoved) return `Pointer s3://${result.bucket}/${result.pointerKey} already named ${result.version}.\n`;
   const was = result.previousVersion ? ` (was ${result.previousVersion})` : '';
   return `Pointer s3://${result.bucket}/${result.pointerKey} -> ${result.version}${was}.\n`;
@@ -222,7 +230,13 @@ export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo(
   try {
     const values = parse(
       argv,
-      { ...CONNECTION_OPTIONS, to: { type: 'string' }, key: { type: 'string' }, sequence: { type: 'string' }, 'expires-in': { type: 'string' } },
+      {
+        ...CONNECTION_OPTIONS,
+        to: { type: 'string' },
+        key: { type: 'string' },
+        sequence: { type: 'string' },
+        'expires-in': { type: 'string' },
+      },
       'rollback',
     );
     if (values.help === true) {
@@ -234,14 +248,20 @@ export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo(
     let sequence: number | undefined;
     if (typeof values.sequence === 'string') {
       sequence = /^[0-9]{1,15}$/.test(values.sequence) ? Number(values.sequence) : NaN;
-      if (!Number.isSafeInteger(sequence)) throw usageError(`Invalid --sequence ${JSON.stringify(values.sequence)}: use a whole number.`, 'rollback');
+      if (!Number.isSafeInteger(sequence))
+        throw usageError(`Invalid --sequence ${JSON.stringify(values.sequence)}: use a whole number.`, 'rollback');
     }
     const keyPath = typeof values.key === 'string' && values.key ? values.key : undefined;
     const expiresIn = typeof values['expires-in'] === 'string' ? values['expires-in'] : undefined;
-    if (expiresIn !== undefined && !keyPath) throw usageError('--expires-in needs --key: it is part of the re-signed manifest.', 'rollback');
+    if (expiresIn !== undefined && !keyPath)
+      throw usageError('--expires-in needs --key: it is part of the re-signed manifest.', 'rollback');
     let sign: BundleSigner | undefined;
     if (keyPath) {
-      if (!deps.signer) throw usageError('--key needs gather-bundle (@gather/checks-bundler), which signs bundles: run "gather-bundle rollback".', 'rollback');
+      if (!deps.signer)
+        throw usageError(
+          '--key needs gather-bundle (@gather/checks-bundler), which signs bundles: run "gather-bundle rollback".',
+          'rollback',
+        );
       sign = await deps.signer({ keyPath, ...(expiresIn !== undefined ? { expiresIn } : {}) });
     }
     const result = await rollbackBundle({
@@ -254,7 +274,9 @@ export async function rollbackCommand(argv: string[], io: CommandIo = defaultIo(
       io.stdout(JSON.stringify(result) + '\n');
     } else {
       if (result.republished) {
-        io.stdout(`Republished the checks of ${result.from} as ${result.version} (sequence ${result.sequence}) at s3://${result.bucket}/${result.key}.\n`);
+        io.stdout(
+          `Republished the checks of ${result.from} as ${result.version} (sequence ${result.sequence}) at s3://${result.bucket}/${result.key}.\n`,
+        );
       }
       io.stdout(pointerLine(result));
     }

@@ -135,9 +135,7 @@ async function uploadMultipart(
     return count;
   } catch (error) {
     if (uploadId) {
-      await s.client
-        .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
-        .catch(() => undefined);
+      await s.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
     }
     throw error;
   }
@@ -155,7 +153,13 @@ function refuseOverwrite(bucket: string, key: string, version: string, existingS
  * Agents refuse a bundle with a lower sequence than one they ran: pointing `latest` at one (a re-run of an old
  * build) would stop every agent, so it is refused. The bundle itself stays uploaded.
  */
-async function refuseOlderThanLatest(s: Session, bucket: string, prefix: string, sequence: number | undefined, version: string): Promise<void> {
+async function refuseOlderThanLatest(
+  s: Session,
+  bucket: string,
+  prefix: string,
+  sequence: number | undefined,
+  version: string,
+): Promise<void> {
   const current = await readPointer(s, bucket, prefix);
   if (!current || current.version === version) return;
   const latest = Number((await head(s, bucket, current.key))?.Metadata?.[SEQUENCE_METADATA]);
@@ -226,8 +230,7 @@ export async function publishBundle(options: PublishOptions): Promise<PublishRes
         if (bytes.length >= threshold) {
           parts = await uploadMultipart(s, options, key, bytes, metadata, partSize, concurrency);
         } else {
-          const md5 =
-            options.checksums === 'when-required' ? { ContentMD5: createHash('md5').update(bytes).digest('base64') } : {};
+          const md5 = options.checksums === 'when-required' ? { ContentMD5: createHash('md5').update(bytes).digest('base64') } : {};
           await s.send(() =>
             s.client.send(
               new PutObjectCommand({

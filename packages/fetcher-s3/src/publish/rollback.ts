@@ -11,7 +11,17 @@ import { s3Url } from '../_client.js';
 import { SEQUENCE_METADATA, SHA256_METADATA, pointerKey, validateVersion, versionKey } from '../_layout.js';
 import { readBundleManifest } from './manifest.js';
 import { publishBundle } from './publish.js';
-import { PublishError, checkBucket, head, listWith, movePointer, readPointer, session, type BucketOptions, type Session } from './session.js';
+import {
+  PublishError,
+  checkBucket,
+  head,
+  listWith,
+  movePointer,
+  readPointer,
+  session,
+  type BucketOptions,
+  type Session,
+} from './session.js';
 
 /** Re-signs a bundle under `sequence` (a new version, same checks); provided by gather-bundle, which holds the key. */
 export type BundleSigner = (bundle: Buffer, sequence: number) => Promise<Uint8Array>;

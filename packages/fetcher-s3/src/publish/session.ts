@@ -183,7 +183,12 @@ export async function listWith(s: Session, bucket: string, prefix: string): Prom
     const page = await s
       .send(() =>
         s.client.send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/`, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }),
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: `${prefix}/`,
+            Delimiter: '/',
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
         ),
       )
       .catch((error: unknown) => {
