@@ -32,12 +32,12 @@ describe('checkSettings', () => {
     expect(loadConfig({ configFile: configFile({}), env: {}, uid: 0 }).checkSettings).toEqual({});
   });
 
-  it("reject bad names (and the runner's own CATEGORY / CHECK), multi-line values and a non-object, each with the fix", () => {
+  it("reject bad names (and the runner's own CATEGORY / CHECK / RUN_DIR), multi-line values and a non-object, each with the fix", () => {
     let problems: string[] = [];
     try {
       loadConfig({
         configFile: configFile({ checkSettings: { 'cpu-min': 1, CATEGORY: 'x', NOTE: 'a\nb' } }),
-        env: { GATHER_CHECK_CHECK: 'x' },
+        env: { GATHER_CHECK_CHECK: 'x', GATHER_CHECK_RUN_DIR: '/tmp/elsewhere' },
         uid: 0,
       });
     } catch (error) {
@@ -46,9 +46,11 @@ describe('checkSettings', () => {
     }
     expect(problems).toEqual([
       expect.stringMatching(/^checkSettings\.cpu-min .*upper case letters, digits and _/),
-      expect.stringMatching(/^checkSettings\.CATEGORY .*not CATEGORY or CHECK/),
+      expect.stringMatching(/^checkSettings\.CATEGORY .*not CATEGORY, CHECK or RUN_DIR/),
       expect.stringMatching(/^checkSettings\.NOTE .*single-line/),
-      expect.stringMatching(/GATHER_CHECK_CHECK.*not CATEGORY or CHECK/),
+      expect.stringMatching(/GATHER_CHECK_CHECK.*not CATEGORY, CHECK or RUN_DIR/),
+      // The run's shared work dir is the agent's to set: a setting must not point checks elsewhere.
+      expect.stringMatching(/GATHER_CHECK_RUN_DIR.*not CATEGORY, CHECK or RUN_DIR/),
     ]);
     expect(() => loadConfig({ configFile: configFile({ checkSettings: [1] }), env: {}, uid: 0 })).toThrow(
       /checkSettings: must be an object/,

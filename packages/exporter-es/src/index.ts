@@ -1,19 +1,8 @@
+// @gather/exporter-es: the Elasticsearch exporter, and what operators and gather-fleet read its indices by
+// (daily index names, retention, the templates' mappings for installing them by hand, the spool's format).
 export { createEsExporter, type EsExporter, type EsExportSummary } from './exporter.js';
 export type { EsAuth, EsExporterOptions, EsLogLevel } from './options.js';
-export { boundedId, DocumentIds } from './ids.js';
-export {
-  currentStateTemplate,
-  hostEntry,
-  hostKey,
-  latestEntry,
-  staleLatestQuery,
-  HOSTS_MAPPINGS,
-  LATEST_MAPPINGS,
-  type BulkOp,
-  type CurrentStateEntry,
-  type SnapshotMark,
-} from './latest.js';
-export { dailyIndex, dailyPattern, dailyTemplate, dayOf, dayOfIndex, expiredIndices, type DailyTemplateOptions } from './daily.js';
+export { dailyIndex, dailyPattern, expiredIndices } from './daily.js';
 export {
   ERRORS_MAPPINGS,
   RESULTS_MAPPINGS,
@@ -21,12 +10,11 @@ export {
   MAPPING_VERSION,
   indexTemplate,
   templateName,
-  typedValueFields,
   resultSource,
 } from './mapping.js';
+export { HOSTS_MAPPINGS, LATEST_MAPPINGS } from './latest.js';
 export {
   Spool,
-  SpoolLockedError,
   type SpoolOptions,
   type SpoolRecord,
   type SpoolSegment,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DocumentIds, boundedId } from '../src/index.js';
+import { DocumentIds, boundedId } from '../src/ids.js';
 
 describe('deterministic document ids', () => {
   it('numbers results per run and check, in arrival order: <run_id>:<check>:<n>', () => {

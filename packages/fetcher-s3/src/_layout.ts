@@ -3,7 +3,7 @@
 //   <prefix>/latest          pointer: small JSON {format, version, key, sha256, size, published}
 // Agents read the pointer (one conditional GET) and then, only when it moved, the bundle it names.
 import { ConfigError, keyPrefixProblem } from '@gather/core';
-import { SCOPE } from './_client.js';
+import { SCOPE } from './client.js';
 
 export const POINTER_NAME = 'latest';
 export const VERSION_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;

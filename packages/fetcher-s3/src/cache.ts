@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { acquireLock, ensurePrivateDir, readFileNoFollow, writeFileAtomic, type LockTakeover } from '@gather/core';
-import { SCOPE } from './_client.js';
+import { SCOPE } from './client.js';
 import type { FetchTarget } from './options.js';
 
 /** What the cache remembers between runs. */

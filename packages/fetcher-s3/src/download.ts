@@ -9,7 +9,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { MAX_BUNDLE_BYTES, READ_NO_FOLLOW } from '@gather/core';
-import { s3Url } from './_client.js';
+import { s3Url } from './client.js';
 import { IntegrityError, TruncatedBodyError } from './_errors.js';
 import { SHA256_METADATA } from './_layout.js';
 import type { ConditionalGet, GetRequest } from './conditional-get.js';

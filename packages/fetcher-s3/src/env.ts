@@ -1,5 +1,5 @@
 import { ConfigError } from '@gather/core';
-import { CHECKSUM_SETTINGS, SCOPE, type ChecksumSetting, type S3ConnectionOptions } from './_client.js';
+import { CHECKSUM_SETTINGS, SCOPE, type ChecksumSetting, type S3ConnectionOptions } from './client.js';
 
 export interface S3EnvOptions extends S3ConnectionOptions {
   bucket?: string;

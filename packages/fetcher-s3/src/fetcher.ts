@@ -26,7 +26,7 @@ import {
   type Fetcher,
   UnsafeDirectoryError,
 } from '@gather/core';
-import { SCOPE, createS3Client, s3Url } from './_client.js';
+import { SCOPE, createS3Client, s3Url } from './client.js';
 import { IntegrityError, describeS3Error, type ErrorContext } from './_errors.js';
 import { MAX_POINTER_BYTES, parsePointer, pointerKey, type BundlePointer } from './_layout.js';
 import { cacheDirFor, openCache, type BundleCache, type CacheState, type CachedBundle } from './cache.js';

@@ -12,7 +12,7 @@ import {
   type RetryOptions,
   type RetryPolicy,
 } from '@gather/core';
-import { SCOPE, describeCredentials, describeEndpoint, s3Url, secretsOf, validateConnection, type S3ConnectionOptions } from './_client.js';
+import { SCOPE, describeCredentials, describeEndpoint, s3Url, secretsOf, validateConnection, type S3ConnectionOptions } from './client.js';
 import { normalizePrefix, pointerKey } from './_layout.js';
 
 export interface S3FetcherOptions extends S3ConnectionOptions {

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isGatherError, parsePublicKey, UsageError, usageErrorText } from '@gather/core';
-import { SCOPE, type S3ConnectionOptions } from '../_client.js';
+import { SCOPE, type S3ConnectionOptions } from '../client.js';
 import { s3OptionsFromEnv } from '../env.js';
 import { publishBundle } from './publish.js';
 import { rollbackBundle, type BundleSigner } from './rollback.js';

@@ -1,7 +1,7 @@
 // Reads manifest.json out of a bundle (an uncompressed ustar archive) without verifying the signature:
 // publish only needs the version. Core's verifyBundle is used instead when a public key is given.
 import { ConfigError, readTar, verifyBundle, type BundleManifest } from '@gather/core';
-import { SCOPE } from '../_client.js';
+import { SCOPE } from '../client.js';
 import { validateVersion } from '../_layout.js';
 
 function notABundle(source: string, why: string): ConfigError {

@@ -18,7 +18,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { ConfigError, GatherError, MAX_BUNDLE_BYTES } from '@gather/core';
-import { SCOPE, s3Url } from '../_client.js';
+import { SCOPE, s3Url } from '../client.js';
 import { isPreconditionFailed } from '../_errors.js';
 import { SEQUENCE_METADATA, SHA256_METADATA, VERSION_METADATA, pointerKey, versionKey } from '../_layout.js';
 import { readBundleManifest } from './manifest.js';

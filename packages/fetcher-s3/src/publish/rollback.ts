@@ -7,7 +7,7 @@
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { MAX_BUNDLE_BYTES, type BundleManifest } from '@gather/core';
-import { s3Url } from '../_client.js';
+import { s3Url } from '../client.js';
 import { SEQUENCE_METADATA, SHA256_METADATA, pointerKey, validateVersion, versionKey } from '../_layout.js';
 import { readBundleManifest } from './manifest.js';
 import { publishBundle } from './publish.js';

@@ -11,7 +11,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { ConfigError, GatherError, retryPolicy, withRetry, type RetryOptions } from '@gather/core';
-import { SCOPE, createS3Client, describeCredentials, describeEndpoint, secretsOf, type S3ConnectionOptions } from '../_client.js';
+import { SCOPE, createS3Client, describeCredentials, describeEndpoint, secretsOf, type S3ConnectionOptions } from '../client.js';
 import { describeS3Error, isNotFound, isTransient } from '../_errors.js';
 import {
   MAX_POINTER_BYTES,
