@@ -40,12 +40,17 @@ export function installHint(specifier: string, agentFile: string): string {
   return 'pnpm install (at the root of the gather repository: the workspace has every adapter)';
 }
 
+/** Where this agent's code lives; the single executable has no module URL (its code is inside the binary). */
+function ownFile(): string {
+  return import.meta.url ? fileURLToPath(import.meta.url) : process.execPath;
+}
+
 /** Imports an optional adapter package, or throws a ConfigError that says how to install it. */
 export async function importOptional<T>(
   specifier: string,
   purpose: string,
   importer: Importer = defaultImporter,
-  agentFile: string = fileURLToPath(import.meta.url),
+  agentFile?: string,
 ): Promise<T> {
   try {
     return (await importer(specifier)) as T;
@@ -54,7 +59,7 @@ export async function importOptional<T>(
     const message = (error as Error).message ?? '';
     // Only the package itself missing: a broken install of one of its own dependencies is a different problem.
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${specifier}'`)) {
-      throw new ConfigError(`Install ${specifier} to ${purpose}: ${installHint(specifier, agentFile)}`, { cause: error });
+      throw new ConfigError(`Install ${specifier} to ${purpose}: ${installHint(specifier, agentFile ?? ownFile())}`, { cause: error });
     }
     throw error;
   }
