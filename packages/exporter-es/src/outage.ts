@@ -82,10 +82,9 @@ export class Outage {
       message = `Elasticsearch at ${where} refused the request while ${doing} (${detail}).`;
     }
     const spoolDir = this.spoolDir();
-    this.fatal ??= new ExportError(
-      message + (spoolDir ? ` Documents are kept in the spool (${spoolDir}) until a run succeeds.` : ''),
-      SCOPE,
-    );
-    this.log('error', this.fatal.message);
+    const line = message + (spoolDir ? ` Documents are kept in the spool (${spoolDir}) until a run succeeds.` : '');
+    this.fatal ??= new ExportError(line, SCOPE);
+    // The line, not the error's message: the exporter's log adds the "[gather] [exporter-es]" prefix itself.
+    this.log('error', line);
   }
 }

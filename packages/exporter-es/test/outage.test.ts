@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Outage } from '../src/outage.js';
 import { resolveOptions } from '../src/options.js';
+import { ResponseError } from '../src/transport.js';
 
 describe('the outage window', () => {
   const settings = resolveOptions({ node: 'http://127.0.0.1:1', probeIntervalMs: 30_000 });
@@ -48,5 +49,15 @@ describe('the outage window', () => {
     expect(early.reopensAt - early.openedAt).toBe(15_000);
     expect(late.reopensAt - late.openedAt).toBe(45_000);
     expect(early.openedAt).toBeGreaterThanOrEqual(t);
+  });
+
+  it('logs a refused request once, without the prefix the exporter adds to every line (it was printed twice)', () => {
+    const lines: string[] = [];
+    const outage = new Outage(settings, () => '/var/spool/gather', (_level, line) => lines.push(line), (m) => m);
+    outage.fail(new ResponseError(404, { error: 'no handler' }), 'installing the index templates');
+    expect(outage.fatal?.message).toMatch(/^\[gather\] \[exporter-es\] Elasticsearch at .* refused the request/);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^Elasticsearch at .* refused the request while installing the index templates/);
+    expect(lines[0]).toContain('Documents are kept in the spool (/var/spool/gather)');
   });
 });
