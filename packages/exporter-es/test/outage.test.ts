@@ -53,7 +53,12 @@ describe('the outage window', () => {
 
   it('logs a refused request once, without the prefix the exporter adds to every line (it was printed twice)', () => {
     const lines: string[] = [];
-    const outage = new Outage(settings, () => '/var/spool/gather', (_level, line) => lines.push(line), (m) => m);
+    const outage = new Outage(
+      settings,
+      () => '/var/spool/gather',
+      (_level, line) => lines.push(line),
+      (m) => m,
+    );
     outage.fail(new ResponseError(404, { error: 'no handler' }), 'installing the index templates');
     expect(outage.fatal?.message).toMatch(/^\[gather\] \[exporter-es\] Elasticsearch at .* refused the request/);
     expect(lines).toHaveLength(1);
