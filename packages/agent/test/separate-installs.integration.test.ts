@@ -74,4 +74,32 @@ describe('separately installed packages (two copies of @gather/core)', () => {
     expect(result.stderr).toMatch(/not a valid index name: "Not_A_Valid_Index"/);
     expect(result.status).toBe(2);
   });
+
+  it("reports an error the exporter's copy of core makes at run time as what it is: exit 6, not an unexpected error", async () => {
+    // The agent checks index names itself at load now (the test above); this error only the exporter can make:
+    // the URL points at a real server that is not Elasticsearch (the S3-compatible one of tools/services).
+    const notElasticsearch = process.env.GATHER_S3_ENDPOINT;
+    if (!notElasticsearch) throw new Error('GATHER_S3_ENDPOINT is not set: start the services with tools/services start');
+    const fixture = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const config = join(fixture.dir, 'agent.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        bundle: fixture.bundlePath,
+        publicKey: fixture.publicKeyPath,
+        exporter: 'elasticsearch',
+        elasticsearch: { url: notElasticsearch },
+        stateDir: join(fixture.dir, 'state'),
+        spoolDir: join(fixture.dir, 'spool'),
+      }),
+    );
+    const result = spawnSync(process.execPath, [agentBin, 'run', '--config', config], {
+      encoding: 'utf8',
+      env: cleanEnv(),
+      timeout: 60_000,
+    });
+    expect(result.stderr).not.toMatch(/Unexpected error/);
+    expect(result.stderr).toMatch(/Exporting to elasticsearch failed: \[gather\] \[exporter-es\] Elasticsearch at .* refused the request/);
+    expect(result.status).toBe(6);
+  });
 });

@@ -223,7 +223,10 @@ export class Spool {
       const seq = this.nextSeq++;
       const file = join(this.dir, `spool-${pad(seq)}.ndjson`);
       const handle = await openExclusive(file);
-      await fsyncDir(this.dir);
+      await fsyncDir(this.dir).catch(async (error: unknown) => {
+        await handle.close();
+        throw error;
+      });
       const segment: SpoolSegment = { seq, file, bytes: 0, records: 0, own: true };
       this.segments.push(segment);
       this.current = { segment, handle };

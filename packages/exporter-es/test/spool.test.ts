@@ -10,16 +10,25 @@ const record = (i: number, pad = '') =>
 const fixedNow = () => new Date('2026-01-01T00:00:00.000Z');
 
 let dir: string;
+/** Spools a test opened: closed after it, because Node 26 fails a run when a FileHandle is closed by GC. */
+let opened: Spool[] = [];
+const openSpool = async (...args: Parameters<typeof Spool.open>) => {
+  const spool = await Spool.open(...args);
+  opened.push(spool);
+  return spool;
+};
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'gather-spool-'));
 });
 afterEach(async () => {
+  await Promise.all(opened.map((spool) => spool.close()));
+  opened = [];
   await rm(dir, { recursive: true, force: true });
 });
 
 describe('Spool', () => {
   it('appends records to an NDJSON segment and reads them back in order', async () => {
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     expect(spool.empty).toBe(true);
     expect(await spool.append([record(0), record(1)])).toEqual({ stored: true, dropped: [] });
     await spool.append([record(2)]);
@@ -33,7 +42,7 @@ describe('Spool', () => {
   });
 
   it('starts a new segment past segmentBytes, never splitting an append', async () => {
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 300 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 300 });
     for (let i = 0; i < 6; i += 2) await spool.append([record(i, 'x'.repeat(60)), record(i + 1, 'x'.repeat(60))]);
     const segments = await spool.pending();
     expect(segments.length).toBe(3);
@@ -43,10 +52,10 @@ describe('Spool', () => {
   });
 
   it('finds the segments of an earlier process on open (not its own), and appends to a new segment', async () => {
-    const first = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const first = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     await first.append([record(0)]);
     await first.close();
-    const second = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const second = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     expect(second.empty).toBe(false);
     await second.append([record(1)]);
     const segments = await second.pending();
@@ -58,7 +67,7 @@ describe('Spool', () => {
 
   it('ignores a torn last line (a crash mid-append, never acknowledged) and counts unreadable lines', async () => {
     await writeFile(join(dir, 'spool-000000000007.ndjson'), `${record(0)}\nnot json\n${record(1)}\n{"index":"gather-res`);
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     const [segment] = await spool.pending();
     const { records, corrupt } = await spool.read(segment!);
     expect(records.map((r) => r.id)).toEqual(['run:abc:0', 'run:abc:1']);
@@ -72,7 +81,7 @@ describe('Spool', () => {
       join(dir, 'spool-000000000009.ndjson'),
       Buffer.concat([Buffer.from(`${record(0)}\n`), Buffer.from([0xde, 0xad, 0xbe, 0xef])]),
     );
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     const [segment] = await spool.pending();
     const { records, corrupt } = await spool.read(segment!);
     expect(records.map((r) => r.id)).toEqual(['run:abc:0']);
@@ -80,7 +89,7 @@ describe('Spool', () => {
   });
 
   it('deletes a segment once delivered', async () => {
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     await spool.append([record(0)]);
     const [segment] = await spool.pending();
     await spool.remove(segment!);
@@ -93,7 +102,7 @@ describe('Spool', () => {
     const latest = JSON.stringify({ index: 'gather-latest', id: 'vm-1:a', op: 'index', version: 1, doc: { pad: 'x'.repeat(200) } });
     const line = record(0, 'x'.repeat(200));
     const size = Buffer.byteLength(line) + Buffer.byteLength(latest) + 2;
-    const spool = await Spool.open(dir, { maxBytes: size, segmentBytes: size, now: fixedNow });
+    const spool = await openSpool(dir, { maxBytes: size, segmentBytes: size, now: fixedNow });
     expect((await spool.append([line, latest])).dropped).toEqual([]);
     const outcome = await spool.append([record(1, 'x'.repeat(200))]);
     expect(outcome.dropped.map((d) => [d.segment.seq, d.docs, d.currentState])).toEqual([[1, 2, 1]]);
@@ -102,7 +111,7 @@ describe('Spool', () => {
   it('stays within maxBytes by dropping the oldest segment, and leaves a report of the drop', async () => {
     const line = record(0, 'x'.repeat(200));
     const size = Buffer.byteLength(line) + 1;
-    const spool = await Spool.open(dir, { maxBytes: size * 3, segmentBytes: size, now: fixedNow });
+    const spool = await openSpool(dir, { maxBytes: size * 3, segmentBytes: size, now: fixedNow });
     for (let i = 0; i < 3; i++) expect((await spool.append([record(i, 'x'.repeat(200))])).dropped).toEqual([]);
     const outcome = await spool.append([record(3, 'x'.repeat(200))]);
     expect(outcome.stored).toBe(true);
@@ -123,7 +132,7 @@ describe('Spool', () => {
 
     // the report survives a restart until delivered
     await spool.close();
-    const reopened = await Spool.open(dir, { maxBytes: size * 3, segmentBytes: size });
+    const reopened = await openSpool(dir, { maxBytes: size * 3, segmentBytes: size });
     expect(reopened.pendingReports()).toEqual([report]);
     await reopened.removeReport(report!);
     expect(reopened.pendingReports()).toEqual([]);
@@ -131,13 +140,13 @@ describe('Spool', () => {
   });
 
   it('is used by one process at a time: a live owner locks it out, a dead one (crash) does not', async () => {
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     await expect(Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 })).rejects.toThrow(
       `${dir} is in use by process ${process.pid}`,
     );
     await spool.close();
     await writeFile(join(dir, 'spool.lock'), '999999999');
-    const taken = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
+    const taken = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20 });
     expect(JSON.parse(await readFile(join(dir, 'spool.lock'), 'utf8'))).toMatchObject({
       pid: process.pid,
       start: processStartTime(process.pid),
@@ -155,7 +164,7 @@ describe('Spool', () => {
     for (const leftover of leftovers) {
       await writeFile(join(dir, 'spool.lock'), JSON.stringify(leftover));
       const takeovers: LockTakeover[] = [];
-      const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20, onLockTakeover: (t) => takeovers.push(t) });
+      const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 1 << 20, onLockTakeover: (t) => takeovers.push(t) });
       expect(takeovers).toEqual([
         expect.objectContaining({ path: join(dir, 'spool.lock'), previous: expect.objectContaining({ pid: leftover.pid }) }),
       ]);
@@ -178,7 +187,7 @@ describe('Spool', () => {
       ]) {
         await symlink(victim, join(dir, name));
       }
-      const spool = await Spool.open(dir, { maxBytes: 600, segmentBytes: 300 });
+      const spool = await openSpool(dir, { maxBytes: 600, segmentBytes: 300 });
       expect(spool.empty).toBe(true); // the planted segment is not read
       for (let i = 0; i < 6; i++) await spool.append([record(i, 'z'.repeat(150))]); // drops segments: writes reports
       expect(spool.pendingReports().length).toBeGreaterThan(0);
@@ -190,14 +199,14 @@ describe('Spool', () => {
   });
 
   it('refuses (without dropping anything) records that alone exceed maxBytes', async () => {
-    const spool = await Spool.open(dir, { maxBytes: 1024, segmentBytes: 1024 });
+    const spool = await openSpool(dir, { maxBytes: 1024, segmentBytes: 1024 });
     await spool.append([record(0)]);
     expect(await spool.append([record(1, 'x'.repeat(2000))])).toEqual({ stored: false, dropped: [] });
     expect((await spool.pending()).length).toBe(1);
   });
 
   it('serialises concurrent appends: every record is written once, whole', async () => {
-    const spool = await Spool.open(dir, { maxBytes: 1 << 20, segmentBytes: 2000 });
+    const spool = await openSpool(dir, { maxBytes: 1 << 20, segmentBytes: 2000 });
     await Promise.all(Array.from({ length: 20 }, (_, i) => spool.append([record(i, 'y'.repeat(100))])));
     const ids = [];
     for (const segment of await spool.pending()) {
