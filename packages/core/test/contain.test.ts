@@ -215,13 +215,24 @@ describe('containment', () => {
     // pid 999999999 is above any pid_max: that agent is surely gone.
     const stale = join(ownCgroupDir(), `gather-999999999-stale${process.pid}-1`);
     const marker = newMarker();
-    mkdirSync(join(stale, 'abc-1'), { recursive: true });
-    const child = spawnSync(
-      'bash',
-      ['-c', `echo $$ > "$1/cgroup.procs"; (exec -a ${marker}-left sleep 1000) >/dev/null 2>&1 & echo started`, 'x', join(stale, 'abc-1')],
-      { encoding: 'utf8' },
-    );
-    expect(child.stdout).toBe('started\n');
+    // Another process's sweep (the agent's tests run beside these) may remove the stale cgroup between its
+    // mkdir and bash moving in; then the leftover would start outside it. Stage again until it is inside.
+    let staged = '';
+    for (let attempt = 0; attempt < 20 && staged !== 'started\n'; attempt++) {
+      mkdirSync(join(stale, 'abc-1'), { recursive: true });
+      staged = spawnSync(
+        'bash',
+        [
+          '-c',
+          `{ echo $$ > "$1/cgroup.procs" && grep -q "$2/abc-1$" /proc/self/cgroup; } 2>/dev/null || exit 3; (exec -a ${marker}-left sleep 1000) >/dev/null 2>&1 & echo started`,
+          'x',
+          join(stale, 'abc-1'),
+          stale.slice(stale.lastIndexOf('/')),
+        ],
+        { encoding: 'utf8' },
+      ).stdout;
+    }
+    expect(staged).toBe('started\n');
     for (let i = 0; i < 100 && processesWith(marker).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(processesWith(marker)).toHaveLength(1);
     open('auto');
