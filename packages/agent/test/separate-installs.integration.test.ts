@@ -31,6 +31,24 @@ describe('separately installed packages (two copies of @gather/core)', () => {
   let work: string;
   let agentBin: string;
 
+  /** Runs the installed agent on a one-check bundle, exporting with these Elasticsearch settings. */
+  async function runInstalledAgent(elasticsearch: Record<string, string>) {
+    const fixture = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
+    const config = join(fixture.dir, 'agent.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        bundle: fixture.bundlePath,
+        publicKey: fixture.publicKeyPath,
+        exporter: 'elasticsearch',
+        elasticsearch,
+        stateDir: join(fixture.dir, 'state'),
+        spoolDir: join(fixture.dir, 'spool'),
+      }),
+    );
+    return spawnSync(process.execPath, [agentBin, 'run', '--config', config], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+  }
+
   beforeAll(() => {
     work = tempDir('gather-installs-');
     const packs = join(work, 'packs');
@@ -51,25 +69,8 @@ describe('separately installed packages (two copies of @gather/core)', () => {
   });
 
   it("reports the exporter's configuration error (a bad index name) as one: exit 2 with its message", async () => {
-    const fixture = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
-    const config = join(fixture.dir, 'agent.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        bundle: fixture.bundlePath,
-        publicKey: fixture.publicKeyPath,
-        exporter: 'elasticsearch',
-        // Nothing listens there: the exporter refuses its options before it connects.
-        elasticsearch: { url: 'http://127.0.0.1:9', resultsIndex: 'Not_A_Valid_Index' },
-        stateDir: join(fixture.dir, 'state'),
-        spoolDir: join(fixture.dir, 'spool'),
-      }),
-    );
-    const result = spawnSync(process.execPath, [agentBin, 'run', '--config', config], {
-      encoding: 'utf8',
-      env: cleanEnv(),
-      timeout: 60_000,
-    });
+    // Nothing listens there: the options are refused before anything connects.
+    const result = await runInstalledAgent({ url: 'http://127.0.0.1:9', resultsIndex: 'Not_A_Valid_Index' });
     expect(result.stderr).not.toMatch(/Unexpected error/);
     expect(result.stderr).toMatch(/not a valid index name: "Not_A_Valid_Index"/);
     expect(result.status).toBe(2);
@@ -80,24 +81,7 @@ describe('separately installed packages (two copies of @gather/core)', () => {
     // the URL points at a real server that is not Elasticsearch (the S3-compatible one of tools/services).
     const notElasticsearch = process.env.GATHER_S3_ENDPOINT;
     if (!notElasticsearch) throw new Error('GATHER_S3_ENDPOINT is not set: start the services with tools/services start');
-    const fixture = await makeBundleFile({ 'abuse/run-abc': 'output a number 1' });
-    const config = join(fixture.dir, 'agent.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        bundle: fixture.bundlePath,
-        publicKey: fixture.publicKeyPath,
-        exporter: 'elasticsearch',
-        elasticsearch: { url: notElasticsearch },
-        stateDir: join(fixture.dir, 'state'),
-        spoolDir: join(fixture.dir, 'spool'),
-      }),
-    );
-    const result = spawnSync(process.execPath, [agentBin, 'run', '--config', config], {
-      encoding: 'utf8',
-      env: cleanEnv(),
-      timeout: 60_000,
-    });
+    const result = await runInstalledAgent({ url: notElasticsearch });
     expect(result.stderr).not.toMatch(/Unexpected error/);
     expect(result.stderr).toMatch(/Exporting to elasticsearch failed: \[gather\] \[exporter-es\] Elasticsearch at .* refused the request/);
     expect(result.status).toBe(6);

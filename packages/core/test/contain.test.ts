@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { executeCheck, openContainment, ownCgroupDir, type Containment, type ExecuteOptions } from '../src/index.js';
-import { check, tempDir } from './_fixtures.js';
+import { check, tempDir, processesWith } from './_fixtures.js';
 
 const options = (containment: Containment, overrides: Partial<ExecuteOptions> = {}): ExecuteOptions => ({
   prelude: '',
@@ -19,22 +19,6 @@ const options = (containment: Containment, overrides: Partial<ExecuteOptions> = 
   containment,
   ...overrides,
 });
-
-/** Pids of live processes whose argv[0] starts with `marker`. */
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue; // a zombie is dead already
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith(marker)) pids.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return pids;
-}
 
 const markers: string[] = [];
 const containments: Containment[] = [];

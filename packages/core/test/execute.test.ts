@@ -1,7 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enterIdleIoClass, executeCheck, type ExecuteOptions } from '../src/index.js';
-import { check, tempDir } from './_fixtures.js';
+import { check, tempDir, processesWith } from './_fixtures.js';
 
 const options = (overrides: Partial<ExecuteOptions> = {}): ExecuteOptions => ({
   prelude: 'say() { echo "said:$1"; }',
@@ -12,21 +11,6 @@ const options = (overrides: Partial<ExecuteOptions> = {}): ExecuteOptions => ({
   cwd: tempDir(),
   ...overrides,
 });
-
-/** Pids of live processes whose command line contains `marker`. */
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes(marker)) pids.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return pids;
-}
 
 const markers: string[] = [];
 afterEach(() => {
