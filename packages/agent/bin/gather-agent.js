@@ -8,6 +8,10 @@
 //                            and I/O-bound, and their compile jobs on V8's worker threads cost ~10 MB of peak
 //                            RSS (57 vs 67 MB on a local bundle) for no measurable time.
 // (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
+// The price of --max-opt=1: it changes V8's flag hash (--max-semi-space-size measurably does not), so V8
+// rejects the code Node ships cached for its own modules and compiles each again (~30 ms CPU of a 1-check
+// run). Set at run time instead (v8.setFlagsFromString) it stops no optimisation (%GetOptimizationStatus),
+// and without it a run with the S3 fetcher peaks at 84-86 MB, not 75: over the 80 MB goal. So it stays here.
 import { lstatSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
 import { homedir } from 'node:os';

@@ -16,7 +16,7 @@ import {
 } from '@gather/core';
 import { SCOPE, collectChecksWith, type CollectOptions } from './collect.js';
 import { loadSigningKey } from './keys.js';
-import { buildRunner } from './_runner.js';
+import { asciiJson, buildRunner } from './_runner.js';
 import { writeTar } from './_tar.js';
 
 export { BUNDLE_FORMAT, MANIFEST_MEMBER, RUNNER_MEMBER, SIGNATURE_MEMBER };
@@ -162,8 +162,8 @@ export async function buildBundle(options: BuildOptions, collectOptions: Collect
   createdSec ??= Math.floor(collected.newestMtimeMs / 1000);
   const created = isoSeconds(createdSec);
 
-  const payloadJson = JSON.stringify({ prelude: collected.prelude, checks: collected.checks });
-  const payloadBytes = Buffer.byteLength(payloadJson);
+  const payloadJson = asciiJson({ prelude: collected.prelude, checks: collected.checks });
+  const payloadBytes = payloadJson.length;
   if (payloadBytes > MAX_PAYLOAD_BYTES) tooLarge(`the checks payload is ${payloadBytes} bytes, over the ${MAX_PAYLOAD_BYTES}-byte limit`);
   const version = options.version ?? `${created.slice(0, 10).replaceAll('-', '')}-${sha256(payloadJson).slice(0, 12)}`;
   validateVersion(version);

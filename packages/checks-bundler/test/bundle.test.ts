@@ -6,6 +6,7 @@ import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadBundlePayload, verifyBundle } from '@gather/core';
 import { buildBundle, writeBundle } from '../src/index.js';
+import { asciiJson } from '../src/_runner.js';
 import { FIXTURE_PAYLOAD, KEYS, evalRunner, fixtureChecks, members, parseTar, sha256, tempDir } from './_helpers.js';
 
 const CREATED = '2024-06-01T12:34:56Z';
@@ -55,14 +56,14 @@ describe('buildBundle', () => {
     const built = await buildBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: CREATED });
     const m = members(built.bytes);
     const runner = m['runner.js']!;
-    const payloadSha = sha256(JSON.stringify(FIXTURE_PAYLOAD));
+    const payloadSha = sha256(asciiJson(FIXTURE_PAYLOAD));
     const expected =
       '{\n' +
       '  "format": 1,\n' +
       `  "version": "20240601-${payloadSha.slice(0, 12)}",\n` +
       '  "created": "2024-06-01T12:34:56Z",\n' +
       `  "sequence": ${CREATED_SEC},\n` +
-      `  "payload_bytes": ${Buffer.byteLength(JSON.stringify(FIXTURE_PAYLOAD))},\n` +
+      `  "payload_bytes": ${asciiJson(FIXTURE_PAYLOAD).length},\n` +
       '  "checks": {\n' +
       '    "abuse": [\n      "ssh",\n      "xmr"\n    ],\n' +
       '    "analytics": [\n      "upt"\n    ]\n' +

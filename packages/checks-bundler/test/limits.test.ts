@@ -1,7 +1,7 @@
 import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { ChecksInvalidError, MAX_CHECK_BYTES, MAX_PAYLOAD_BYTES, loadBundlePayload, verifyBundle } from '@gather/core';
-import { buildRunner } from '../src/_runner.js';
+import { asciiJson, buildRunner } from '../src/_runner.js';
 import { parseDuration } from '../src/bundle.js';
 import { buildBundle } from '../src/index.js';
 import { FIXTURE, FIXTURE_PAYLOAD, KEYS, fixtureChecks } from './_helpers.js';
@@ -53,21 +53,37 @@ describe('sequence and expiry in the signed manifest', () => {
 });
 
 describe('size limits shared with the agent', () => {
-  it('declares the decoded payload size in the manifest; the runner inflates exactly that much', async () => {
+  it('declares the decoded payload size in the manifest; the runner decodes exactly that much', async () => {
     const built = await buildBundle({ checksDir: await fixtureChecks(), privateKeyPem: KEYS.privateKeyPem, created: CREATED });
-    const payloadBytes = Buffer.byteLength(JSON.stringify(FIXTURE_PAYLOAD));
+    const payloadBytes = asciiJson(FIXTURE_PAYLOAD).length;
     expect(built.manifest.payload_bytes).toBe(payloadBytes);
     expect(loadBundlePayload(verifyBundle(built.bytes, KEYS.publicKeyPem)).checks).toHaveLength(3);
   });
 
-  it('the runner refuses a payload over the limit it is given, and stops inflating at the declared size', async () => {
+  it('the runner refuses a payload over the limit it is given, and stops decoding past the declared size', async () => {
     const payload = JSON.stringify({ prelude: 'x'.repeat(100_000), checks: [] });
     const runner = await buildRunner(payload);
     expect(load(runner)).toMatchObject({ checks: [] });
     expect(() => load(runner, 1000)).toThrow(`the payload is ${Buffer.byteLength(payload)} bytes, over the 1000-byte limit`);
-    // A runner that declares less than the data inflates to (a zip bomb) fails instead of growing.
+    // A runner that declares less than its data holds fails instead of growing.
     const lying = await buildRunner(payload, 4096);
-    expect(() => load(lying)).toThrow(/does not inflate to its declared 4096 bytes/);
+    expect(() => load(lying)).toThrow(/does not decode to its declared 4096 bytes/);
+  });
+
+  it('carries text past ASCII as \\u escapes: the runner returns it unchanged, payload_bytes counts the escaped size', async () => {
+    const script = '#!/usr/bin/env bash\n# café — naïve ü 🙂\necho \'{"name":"x","type":"string","value":"é"}\'\n';
+    const built = await buildBundle({
+      checksDir: await fixtureChecks({ ...FIXTURE, 'abuse/run-utf': script }),
+      privateKeyPem: KEYS.privateKeyPem,
+      created: CREATED,
+    });
+    const payload = loadBundlePayload(verifyBundle(built.bytes, KEYS.publicKeyPem));
+    expect(payload.checks.find((check) => check.id === 'utf')?.script).toBe(script);
+    expect(built.manifest.payload_bytes).toBe(asciiJson(payload).length);
+    expect(asciiJson(payload).length).toBeGreaterThan(Buffer.byteLength(JSON.stringify(payload)));
+    // Nothing of the scripts shows in clear, the multi-byte text included.
+    expect(built.bytes.includes(Buffer.from('café'))).toBe(false);
+    await expect(buildRunner('{"prelude":"é","checks":[]}')).rejects.toThrow(/must be ASCII JSON/);
   });
 
   it('refuses a check script over MAX_CHECK_BYTES', async () => {

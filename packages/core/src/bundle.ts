@@ -12,10 +12,10 @@ export const SIGNATURE_MEMBER = 'manifest.sig';
 export const RUNNER_MEMBER = 'runner.js';
 export const BUNDLE_FORMAT = 1;
 // The size limits of a bundle, shared by the bundler (which refuses to build past them) and the agent (which
-// refuses before reading or decompressing). Bundles are a few hundred KiB; anything near these is not ours.
+// refuses before reading or decoding). Bundles are a few hundred KiB; anything near these is not ours.
 /** The bundle file, checked with stat before it is read. */
 export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
-/** The decoded checks payload (the JSON the runner inflates), declared in the signed manifest. */
+/** The decoded checks payload (the JSON the runner decodes), declared in the signed manifest. */
 export const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
 /** One check script, or checks/common. */
 export const MAX_CHECK_BYTES = 256 * 1024;
@@ -207,11 +207,11 @@ export function loadBundlePayload(verified: VerifiedBundle): BundlePayload {
   if (!runner) refuse(`it has no ${RUNNER_MEMBER}.`);
   const declared = verified.manifest.payload_bytes;
   if (declared > MAX_PAYLOAD_BYTES) {
-    refuse(`its manifest declares a ${declared}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit; it was not decompressed.`);
+    refuse(`its manifest declares a ${declared}-byte checks payload, over the ${MAX_PAYLOAD_BYTES}-byte limit; it was not decoded.`);
   }
   let json: unknown;
   try {
-    // The runner inflates into a buffer of the declared size and fails past it, so it cannot be a zip bomb.
+    // The runner decodes into a buffer of the declared size and fails past it, so memory stays bounded.
     json = vm.runInNewContext(
       `${runner.toString('utf8')}\n;JSON.stringify(globalThis.gatherBundle.load(${declared}));`,
       Object.create(null),

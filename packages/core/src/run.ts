@@ -301,6 +301,8 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     return exportChain;
   };
 
+  // Started now, awaited before the first check: the `ionice` process runs while the bundle is verified.
+  const idleIoClass = options.ionice ? enterIdleIoClass() : undefined;
   let tmp: string | undefined;
   try {
     tmp = await mkdtemp(join(options.tmpRoot ?? tmpdir(), 'gather-'));
@@ -332,7 +334,7 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     const checks = payload.checks.filter((check) => category === 'all' || check.category === category);
     const workDir = join(tmp, 'work');
     await mkdir(workDir, { mode: 0o700 });
-    if (options.ionice) await enterIdleIoClass();
+    await idleIoClass;
 
     const containment = openContainment({ mode: options.containment ?? 'auto', runId });
     summary.containment = { mechanism: containment.mechanism, killed_after_exit: 0 };

@@ -258,7 +258,7 @@ export interface BundleManifest {
   sequence: number;
   /** Bundles past this time (ISO-8601) are refused. */
   expires_at?: string;
-  /** Size in bytes of the decoded checks payload, so it can be refused before it is decompressed. */
+  /** Size in bytes of the decoded checks payload, so it can be refused before it is decoded. */
   payload_bytes: number;
   checks: Record<Category, string[]>;
   /** sha256 (hex) of every other member, by member name. */
