@@ -111,13 +111,15 @@ describe('a simulated fleet against the cluster', () => {
     expect((await services('status', 'elasticsearch')).match(/nodes=3/)).not.toBeNull();
   });
 
-  it('after the whole cluster was unreachable for a simulated 10 minutes, every spool drains on the schedule, without a stampede', async () => {
+  it('after the whole cluster was unreachable for a simulated 10 minutes, every spool drains on the schedule, without a stampede (the fleet split over 2 processes)', async () => {
     await proxy.reset();
+    const AGENTS = 150;
     const INTERVAL = 900;
     const DOWN_AT = 900;
     const UP_AT = DOWN_AT + 600;
     const run = await fleetRun('outage', {
-      agents: 150,
+      agents: AGENTS,
+      processes: 2,
       realIntervalSec: 10,
       cycles: 3,
       at: [
@@ -142,6 +144,21 @@ describe('a simulated fleet against the cluster', () => {
     expect(waiting.some((s) => s.spoolBytes > 0)).toBe(true);
     expect(run.drained.spoolBytesLeft).toBe(0);
     expect(run.stored).toBe(run.result.produced);
+    // Two processes, each a disjoint half of the fleet on the one simulated time: both met the outage, every
+    // agent ran, and the counts summed over them are Elasticsearch's (one run summary per run).
+    const slices = run.result.slices as Array<{ first: number; agents: number; runs: number; runsSpooled: number }>;
+    expect(slices.map((s) => [s.first, s.agents])).toEqual([
+      [0, AGENTS / 2],
+      [AGENTS / 2, AGENTS / 2],
+    ]);
+    for (const slice of slices) expect(slice.runsSpooled).toBeGreaterThan(0);
+    const runDocs = await es<{ count: number }>(`/${run.indexPrefix}-runs-*/_count`);
+    expect(runDocs.count).toBe(run.result.runs);
+    const hosts = await es<{ aggregations: { hosts: { buckets: unknown[] } } }>(`/${run.indexPrefix}-runs-*/_search`, {
+      method: 'POST',
+      body: JSON.stringify({ size: 0, aggs: { hosts: { terms: { field: 'host.hostname', size: 2 * AGENTS } } } }),
+    });
+    expect(hosts.aggregations.hosts.buckets).toHaveLength(AGENTS);
   });
 
   it('with bulk requests answered 429 half of the time, retries with backoff and delivers everything', async () => {

@@ -1,5 +1,6 @@
 // tools/bench/fleet: N simulated agents (default 10,000) against a real Elasticsearch (one node, or a cluster
-// of GATHER_ES_NODES nodes started by tools/services), through the measuring proxy. See simulate.mjs.
+// of GATHER_ES_NODES nodes started by tools/services), through the measuring proxy, in PROCESSES OS processes
+// (default one per 2,500 agents). See simulate.mjs.
 // Prints `name: value` lines, the headline last: how many VMs the cluster absorbs at a 15-minute cadence.
 // FAULT=kill-node|outage|slow runs one of the issue's faults at full size (faults.mjs) and ends with the
 // exact-count verdict instead: every document the agents produced is in Elasticsearch exactly once.
@@ -11,6 +12,7 @@ import { FAULTS, faultPlan } from './faults.mjs';
 import {
   ROOT,
   countStored,
+  defaultProcesses,
   drainSpools,
   processUsage,
   removeIndices,
@@ -22,6 +24,7 @@ import {
 
 const env = process.env;
 const AGENTS = Number(env.AGENTS ?? 10_000);
+const PROCESSES = Number(env.PROCESSES ?? defaultProcesses(AGENTS));
 const REAL_INTERVAL_SEC = Number(env.REAL_INTERVAL_SEC ?? 60);
 const FAULT = env.FAULT ?? '';
 const CHANGE_RATE = Number(env.CHANGE_RATE ?? 0.02);
@@ -30,6 +33,10 @@ const MODE = env.MODE ?? 'snapshot';
 const NODES = Number(env.GATHER_ES_NODES ?? (FAULT === 'kill-node' ? 3 : 1));
 if (MODE !== 'snapshot' && MODE !== 'differential') {
   console.error(`bench/fleet: MODE must be snapshot or differential, not ${MODE}`);
+  process.exit(2);
+}
+if (!Number.isInteger(PROCESSES) || PROCESSES < 1) {
+  console.error(`bench/fleet: PROCESSES must be a whole number of 1 or more, not ${env.PROCESSES}`);
   process.exit(2);
 }
 if (FAULT && !FAULTS.includes(FAULT)) {
@@ -83,6 +90,7 @@ try {
     workDir: work,
     indexPrefix,
     agents: AGENTS,
+    processes: PROCESSES,
     realIntervalSec: REAL_INTERVAL_SEC,
     cycles: CYCLES,
     changeRate: CHANGE_RATE,
@@ -143,8 +151,12 @@ try {
     overruns: result.overruns,
     run_duration_p50_sim_s: result.runDurationP50SimSec.toFixed(1),
     run_duration_p99_sim_s: result.runDurationP99SimSec.toFixed(1),
+    // Every simulating process: the slices and the one that runs them (CPU and peak RSS summed).
+    simulator_processes: result.processes,
     simulator_cpu_s: result.simulatorCpuSeconds.toFixed(1),
     simulator_peak_rss_mb: result.simulatorPeakRssMb.toFixed(0),
+    simulator_max_process_rss_mb: result.simulatorMaxProcessRssMb.toFixed(0),
+    simulator_peak_open_files_per_process: result.peakOpenFiles,
     proxy_cpu_s: proxyUsage.cpuSeconds.toFixed(1),
     proxy_peak_rss_mb: proxyUsage.peakRssMb.toFixed(0),
     kept_up: keptUp,

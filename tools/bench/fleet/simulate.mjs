@@ -1,82 +1,32 @@
-// The fleet simulation: N agents in this one process, each with its own host identity, state dir and spool,
-// running the real code path from parsed check output onward — core's output parser (classifyOutcome), the
-// document shape of core's run(), the real Elasticsearch exporter with its on-disk spool and retries, and a
-// run summary per run — on the daemon's real Scheduler (grid + splay + first delay), with time compressed
-// (a 15-minute interval in, say, 60 s). The check output is a recording of a real run of checks/ on this
-// machine (tools/bench/fixtures/checks-run.json), varied per host and per run (see `vary`).
+// The fleet simulation: N agents (agents.mjs: the real code path from parsed check output onward, on the
+// daemon's real Scheduler, time-compressed), split into slices of consecutive agents, each slice in an OS
+// process of its own (slice-process.mjs), all on one simulated time. This process installs the indices,
+// injects the faults, samples the spools and sums what the slices report. The split is for file
+// descriptors: every agent whose run is queued holds some (its spool segment and lock, its sockets), and
+// one process of 10,000 agents on a saturated cluster ran out of them (EMFILE, documents counted failed).
 //
 // Used by tools/bench/fleet (the full-size benchmark) and by the shortened integration tests in
-// packages/exporter-es/test/fleet.integration.test.ts. Imports the built packages (run `pnpm build` first).
-import { spawn } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+// packages/agent/test/fleet.integration.test.ts. Imports the built packages (run `pnpm build` first).
+import { fork, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BUNDLE, ROOT, compressedClock, createEsExporter, exporterOptions } from './agents.mjs';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-
-async function importBuilt(path) {
-  const file = join(ROOT, path);
-  if (!existsSync(file)) throw new Error(`fleet simulation: ${path} is missing; build first: pnpm build`);
-  return import(pathToFileURL(file).href);
-}
-
-const { classifyOutcome } = await importBuilt('packages/core/dist/index.js');
-const { createEsExporter } = await importBuilt('packages/exporter-es/dist/index.js');
-const { Scheduler } = await importBuilt('packages/agent/dist/scheduler.js');
-const { DifferentialResults } = await importBuilt('packages/agent/dist/differential.js');
-
-/** The recorded checks of one category: [{ category, check, duration_ms, stdout }]. */
-export function loadFixtures(category = 'abuse') {
-  const recorded = JSON.parse(readFileSync(join(ROOT, 'tools/bench/fixtures/checks-run.json'), 'utf8'));
-  return recorded.checks.filter((c) => c.category === category);
-}
-
-/** Deterministic pseudo-random numbers in [0, 1) from a string (host, run, result). */
-function hashUnit(text) {
-  return createHash('sha256').update(text).digest().readUInt32BE(0) / 2 ** 32;
-}
+export { ROOT };
 
 /**
- * The stdout of a check on one host at one run: the recorded results, with each number and string value
- * made host-specific, and changed at this run with probability `changeRate` (a value that changed stays
- * changed: the run index is part of the seed only for the results whose turn it is to change).
+ * Agents one process simulates by default. A run in flight holds a descriptor per request in flight and its
+ * spool segment while it spools; the one process of 10,000 agents ran out at 20,000 (this machine's hard
+ * limit), about 2 per agent with nearly every run queued. At that rate 2,500 agents need about 5,000, a
+ * quarter of the limit: 4 processes for the default 10,000 agents.
  */
-export function vary(fixture, host, run, changeRate) {
-  const lines = fixture.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
-  return `${lines
-    .map((result) => {
-      // The run at which this result last changed: the latest run r <= run whose draw falls under the rate.
-      let since = 0;
-      for (let r = run; r > 0; r--) {
-        if (hashUnit(`${host}|${result.name}|${r}`) < changeRate) {
-          since = r;
-          break;
-        }
-      }
-      const seed = hashUnit(`${host}|${result.name}|v${since}`);
-      let value = result.value;
-      if (result.type === 'number') value = Math.round(seed * 1000);
-      else if (result.type === 'string' && since > 0) value = `${result.value}-${Math.round(seed * 1e6)}`;
-      return JSON.stringify({ name: result.name, type: result.type, value });
-    })
-    .join('\n')}\n`;
-}
+export const AGENTS_PER_PROCESS = 2500;
 
-/** A clock for the Scheduler whose time runs `factor` times faster than real time. */
-export function compressedClock(factor, start = Date.now()) {
-  const realStart = Date.now();
-  return {
-    now: () => start + (Date.now() - realStart) * factor,
-    setTimeout: (callback, ms) => setTimeout(callback, Math.max(0, ms / factor)),
-    clearTimeout: (handle) => clearTimeout(handle),
-  };
+export function defaultProcesses(agents) {
+  return Math.max(1, Math.ceil(agents / AGENTS_PER_PROCESS));
 }
 
 function percentile(sorted, p) {
@@ -143,196 +93,70 @@ async function spoolBytes(dir) {
   return total;
 }
 
+/** The counters every slice keeps, summed over the slices. */
+const SUMMED = [
+  'runs',
+  'overruns',
+  'skipped',
+  'produced',
+  'delivered',
+  'failed',
+  'recovered',
+  'runErrors',
+  'retried',
+  'deadLettered',
+  'dropped',
+  'runsSpooled',
+  'longRuns',
+  'inFlightRuns',
+];
+
+function sumOf(countersList) {
+  return Object.fromEntries(SUMMED.map((key) => [key, countersList.reduce((n, c) => n + (c?.[key] ?? 0), 0)]));
+}
+
 /**
- * Runs the fleet. Options:
- *   esUrl          where the agents send their documents (the proxy in front of the cluster)
- *   workDir        state and spool dirs of the agents go below it (agent-<i>/spool)
- *   indexPrefix    the agents write <prefix>-results, -errors, -runs
- *   agents         number of simulated agents (10,000)
- *   intervalSec    simulated interval of the abuse runs (900, the daemon's default)
- *   realIntervalSec  real seconds one interval takes (60): the time compression is intervalSec / this
- *   cycles         intervals to simulate after the first delay (2)
- *   splayPct, firstDelaySec  the daemon's schedule (10 %, 30 s)
- *   startSpreadSec the agents' daemons start at uniformly random times within this window (default: one
- *                  interval, a fleet in its steady state; 0 = every daemon restarted at the same moment)
- *   changeRate     share of results whose value changes at a run (0.02)
- *   exporter       extra options for createEsExporter (the retry backoff and the probe interval after an
- *                  outage are compressed like the schedule unless given here)
- *   at             [{ simSec, action: async () => {} }] fault injections at simulated seconds after start
- *   onSample       called every `sampleEveryMs` (1000) with the live counters
- *   mode           'snapshot' (every result every run) or 'differential' (the agent's DifferentialResults
- *                  in front of the exporter, its state in the agent's dir: only added/changed/removed)
- * Like the agent with Elasticsearch, the exporter also keeps the current state (<prefix>-latest, -hosts).
- * Returns the counters; documents produced are every result, error and run summary the agents handed to
- * their Elasticsearch exporters (each has a deterministic id, so Elasticsearch holds each at most once).
+ * Starts one slice in a process of its own and sends it its options; `onReport` gets its samples and its
+ * result. Returns { pid, ready, result, start(startAtMs), stop() }: `ready` and `result` reject if the
+ * process ends before them.
  */
-export async function simulateFleet(options) {
-  const agents = options.agents ?? 10_000;
-  const intervalSec = options.intervalSec ?? 900;
-  const realIntervalSec = options.realIntervalSec ?? 60;
-  const factor = intervalSec / realIntervalSec;
-  const cycles = options.cycles ?? 2;
-  const spec = { everySec: intervalSec, splayPct: options.splayPct ?? 10, firstDelaySec: options.firstDelaySec ?? 30 };
-  const changeRate = options.changeRate ?? 0.02;
-  const mode = options.mode ?? 'snapshot';
-  const fixtures = loadFixtures('abuse');
-  const indices = {
-    resultsIndex: `${options.indexPrefix}-results`,
-    errorsIndex: `${options.indexPrefix}-errors`,
-    runsIndex: `${options.indexPrefix}-runs`,
+function startSlice(sliceOptions, onReport) {
+  const child = fork(join(ROOT, 'tools/bench/fleet/slice-process.mjs'), [], {
+    execArgv: [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let readyDone;
+  let resultDone;
+  const ready = new Promise((resolveReady, reject) => (readyDone = { resolveReady, reject }));
+  const result = new Promise((resolveResult, reject) => (resultDone = { resolveResult, reject }));
+  // Awaited later (or never, when another slice failed first): not an unhandled rejection meanwhile.
+  ready.catch(() => undefined);
+  result.catch(() => undefined);
+  child.on('message', (message) => {
+    if (message.type === 'ready') return readyDone.resolveReady();
+    onReport(message);
+    if (message.type === 'result') resultDone.resolveResult(message);
+  });
+  // 'close', not 'exit': it comes after the IPC channel closed, so after the result if one was sent.
+  child.once('close', (code, signal) => {
+    const last = sliceOptions.first + sliceOptions.agents - 1;
+    const error = new Error(`fleet simulation: the process of agents ${sliceOptions.first}-${last} ended (${signal ?? `exit ${code}`})`);
+    readyDone.reject(error);
+    resultDone.reject(error);
+  });
+  child.send({ type: 'prepare', options: sliceOptions });
+  return {
+    pid: child.pid,
+    ready,
+    result,
+    start: (startAtMs) => child.send({ type: 'start', startAtMs }),
+    stop: () => child.exitCode === null && child.signalCode === null && child.kill(),
   };
-  const bundle = { version: 'fleet-sim', sha256: createHash('sha256').update('fleet-sim').digest('hex') };
-  const counters = {
-    runs: 0,
-    overruns: 0,
-    skipped: 0,
-    produced: 0,
-    delivered: 0,
-    failed: 0,
-    recovered: 0,
-    runErrors: 0,
-    retried: 0,
-    deadLettered: 0,
-    dropped: 0,
-    runsSpooled: 0,
-    /** Runs that took longer than their interval (the scheduler reports each as an overrun). */
-    longRuns: 0,
-    runDurationsMs: [],
-    spoolPeakBytes: 0,
-    inFlightRuns: 0,
-    maxInFlightRuns: 0,
-  };
-  // The exporter's waits (retry backoff, the pause after an outage) are compressed like the schedule, so a
-  // simulated outage of 10 minutes is as long, against them, as a real one.
-  const compressed = (ms) => Math.max(1, Math.round(ms / factor));
-  const exporterFor = (agentDir) =>
-    createEsExporter({
-      node: options.esUrl,
-      ...indices,
-      spoolDir: join(agentDir, 'spool'),
-      currentState: true,
-      latestIndex: `${options.indexPrefix}-latest`,
-      hostsIndex: `${options.indexPrefix}-hosts`,
-      retryBaseDelayMs: compressed(200),
-      retryMaxDelayMs: compressed(5000),
-      probeIntervalMs: compressed(30_000),
-      ...options.exporter,
-    });
+}
 
-  async function runAgent(i, slot, dueAt) {
-    const host = { hostname: `sim-${String(i).padStart(5, '0')}`, id: `sim-machine-id-${i}` };
-    const cloud = { instance: { id: `i-${(0x10000000 + i).toString(16)}` } };
-    const agentDir = join(options.workDir, `agent-${i}`);
-    const runId = randomUUID();
-    const started = clock.now();
-    counters.runs++;
-    counters.inFlightRuns++;
-    counters.maxInFlightRuns = Math.max(counters.maxInFlightRuns, counters.inFlightRuns);
-    const es = exporterFor(agentDir);
-    // What reaches the Elasticsearch exporter is what was produced (after the differential filter).
-    const counting = {
-      name: es.name,
-      exportResults: (docs) => ((counters.produced += docs.length), es.exportResults(docs)),
-      exportErrors: (docs) => ((counters.produced += docs.length), es.exportErrors(docs)),
-      exportRunSummary: (doc) => (counters.produced++, es.exportRunSummary(doc)),
-      flush: () => es.flush(),
-      close: () => es.close(),
-      summary: () => es.summary(),
-    };
-    const differential =
-      mode === 'differential'
-        ? new DifferentialResults({ stateDir: join(agentDir, 'state'), mode, snapshotIntervalSec: 86_400 })
-        : undefined;
-    const exporter = differential ? differential.wrap(counting) : counting;
-    try {
-      let results = 0;
-      for (const fixture of fixtures) {
-        const outcome = {
-          check: { id: fixture.check, category: fixture.category },
-          exitCode: 0,
-          signal: null,
-          stdout: vary(fixture, host.hostname, slot, changeRate),
-          stderr: '',
-          durationMs: fixture.duration_ms,
-          timedOut: false,
-          stdoutOverflow: false,
-          aborted: false,
-        };
-        const classified = classifyOutcome(outcome, 60, 1024 * 1024);
-        const base = {
-          '@timestamp': new Date(clock.now()).toISOString(),
-          run_id: runId,
-          host,
-          cloud,
-          agent: { version: 'fleet-sim' },
-          bundle,
-        };
-        const docs = classified.results.map((result) => ({
-          kind: 'result',
-          ...base,
-          category: fixture.category,
-          check: fixture.check,
-          duration_ms: fixture.duration_ms,
-          ...result,
-        }));
-        results += docs.length;
-        await exporter.exportResults(docs);
-      }
-      const totals = await exporter.flush();
-      const elapsedMs = clock.now() - started;
-      await exporter.exportRunSummary({
-        kind: 'run',
-        '@timestamp': new Date(clock.now()).toISOString(),
-        run_id: runId,
-        host,
-        cloud,
-        agent: { version: 'fleet-sim' },
-        bundle,
-        category: 'abuse',
-        outcome: totals.spooled > 0 ? 'spooled' : 'ok',
-        checks: { run: fixtures.length, ok: fixtures.length, failed: 0, timed_out: 0 },
-        results,
-        errors: 0,
-        export: {
-          delivered: totals.delivered,
-          spooled: totals.spooled,
-          failed: totals.failed,
-          retried: 0,
-          dead_lettered: 0,
-          dropped: 0,
-          unreadable: 0,
-          recovered: 0,
-        },
-        ...(differential ? differential.summaryFields() : {}),
-        spooled: totals.spooled,
-        bytes_fetched: 0,
-        bundle_unchanged: true,
-        duration_ms: elapsedMs,
-        peak_rss_bytes: 0,
-        trigger: 'schedule',
-        overrun: clock.now() - dueAt > intervalSec * 1000,
-      });
-    } finally {
-      const summary = await exporter.close().catch(() => es.summary());
-      await differential?.commit(summary, summary.failed > 0);
-      counters.delivered += summary.delivered;
-      counters.recovered += summary.recovered;
-      counters.failed += summary.failed;
-      counters.retried += summary.retried;
-      counters.deadLettered += summary.deadLettered;
-      counters.dropped += summary.dropped;
-      if (summary.spooled > 0) counters.runsSpooled++;
-      const durationMs = clock.now() - started;
-      counters.runDurationsMs.push(durationMs);
-      if (durationMs > intervalSec * 1000) counters.longRuns++;
-      counters.inFlightRuns--;
-    }
-  }
-
-  // The operator installs the templates and indices before the fleet reports (one exporter, one document):
-  // otherwise every agent's first run PUTs the same templates and creates the same indices at once, a storm
-  // of cluster state updates that stalls the first runs for many seconds (measured: 150 agents, 10 s).
-  const setup = exporterFor(join(options.workDir, 'setup'));
+/** The operator's setup, once for the fleet: templates and indices, by one exporter sending one document. */
+async function installIndices(options) {
+  const setup = createEsExporter({ ...exporterOptions(options), spoolDir: join(options.workDir, 'setup') });
   await setup.exportResults([
     {
       kind: 'result',
@@ -340,7 +164,7 @@ export async function simulateFleet(options) {
       run_id: randomUUID(),
       host: { hostname: 'fleet-setup' },
       agent: { version: 'fleet-sim' },
-      bundle,
+      bundle: BUNDLE,
       category: 'abuse',
       check: 'set',
       duration_ms: 0,
@@ -350,69 +174,155 @@ export async function simulateFleet(options) {
     },
   ]);
   await setup.close();
-  counters.produced++;
+}
 
-  const clock = compressedClock(factor);
-  const startedSim = clock.now();
-  const startSpreadSec = options.startSpreadSec ?? intervalSec;
-  const endSim = startedSim + (startSpreadSec + spec.firstDelaySec + cycles * intervalSec) * 1000;
-  const realStarted = Date.now();
-  const cpuStarted = process.cpuUsage();
-
-  const schedulers = [];
-  for (let i = 0; i < agents; i++) {
-    await mkdir(join(options.workDir, `agent-${i}`), { recursive: true, mode: 0o700 });
-    const scheduler = new Scheduler({
-      clock,
-      jobs: [{ name: 'abuse', spec, run: ({ slot, dueAt }) => runAgent(i, slot, dueAt) }],
-      onOverrun: () => counters.overruns++,
-      onSkip: () => counters.skipped++,
-      onError: (_job, error) => {
-        counters.runErrors++;
-        options.onError?.(error);
-      },
-    });
-    schedulers.push(scheduler);
-  }
-  const starts = schedulers.map((scheduler) => clock.setTimeout(() => scheduler.start(), Math.random() * startSpreadSec * 1000));
-
-  const faults = [...(options.at ?? [])].sort((a, b) => a.simSec - b.simSec);
-  const pendingFaults = [];
-  for (const fault of faults) {
-    pendingFaults.push(
-      new Promise((resolveFault) =>
-        clock.setTimeout(() => Promise.resolve(fault.action()).then(resolveFault, resolveFault), fault.simSec * 1000),
-      ),
-    );
-  }
-  const sampler = setInterval(async () => {
-    const bytes = await spoolBytes(options.workDir);
-    counters.spoolPeakBytes = Math.max(counters.spoolPeakBytes, bytes);
-    options.onSample?.({ simSec: (clock.now() - startedSim) / 1000, spoolBytes: bytes, ...counters, runDurationsMs: undefined });
-  }, options.sampleEveryMs ?? 1000);
-
-  await new Promise((resolveEnd) => setTimeout(resolveEnd, (endSim - clock.now()) / factor));
-  for (const start of starts) clock.clearTimeout(start);
-  for (const scheduler of schedulers) scheduler.stop();
-  await Promise.all(schedulers.flatMap((s) => s.running()));
-  await Promise.all(pendingFaults);
-  clearInterval(sampler);
-  counters.spoolPeakBytes = Math.max(counters.spoolPeakBytes, await spoolBytes(options.workDir));
-  const realSeconds = (Date.now() - realStarted) / 1000;
-  const cpu = process.cpuUsage(cpuStarted);
-
-  const sortedDurations = [...counters.runDurationsMs].sort((a, b) => a - b);
-  return {
-    ...counters,
-    runDurationsMs: undefined,
+/**
+ * Runs the fleet. Options:
+ *   esUrl          where the agents send their documents (the proxy in front of the cluster)
+ *   workDir        state and spool dirs of the agents go below it (agent-<i>/spool)
+ *   indexPrefix    the agents write <prefix>-results, -errors, -runs
+ *   agents         number of simulated agents (10,000)
+ *   processes      OS processes simulating them, each a slice of consecutive agents (default: one per
+ *                  AGENTS_PER_PROCESS, 2,500, started agents, so 4 for 10,000)
+ *   intervalSec    simulated interval of the abuse runs (900, the daemon's default)
+ *   realIntervalSec  real seconds one interval takes (60): the time compression is intervalSec / this
+ *   cycles         intervals to simulate after the first delay (2)
+ *   splayPct, firstDelaySec  the daemon's schedule (10 %, 30 s)
+ *   startSpreadSec the agents' daemons start at uniformly random times within this window (default: one
+ *                  interval, a fleet in its steady state; 0 = every daemon restarted at the same moment)
+ *   changeRate     share of results whose value changes at a run (0.02)
+ *   exporter       extra options for createEsExporter, plain values and `log` (the retry backoff and the
+ *                  probe interval after an outage are compressed like the schedule unless given here)
+ *   at             [{ simSec, action: async () => {} }] fault injections at simulated seconds after start
+ *   onSample       called every `sampleEveryMs` (1000) with the spool bytes and the slices' live counters
+ *   onError        called with each run's error (from any slice)
+ *   mode           'snapshot' (every result every run) or 'differential' (the agent's DifferentialResults
+ *                  in front of the exporter, its state in the agent's dir: only added/changed/removed)
+ * Like the agent with Elasticsearch, the exporter also keeps the current state (<prefix>-latest, -hosts).
+ * Returns the counters summed over the slices (and `slices`, each one's own); documents produced are every
+ * result, error and run summary the agents handed to their Elasticsearch exporters, and the setup document
+ * (each has a deterministic id, so Elasticsearch holds each at most once).
+ */
+export async function simulateFleet(options) {
+  const agents = options.agents ?? 10_000;
+  const intervalSec = options.intervalSec ?? 900;
+  const factor = intervalSec / (options.realIntervalSec ?? 60);
+  const processes = Math.min(agents, Math.max(1, options.processes ?? defaultProcesses(agents)));
+  const sampleEveryMs = options.sampleEveryMs ?? 1000;
+  const { log, ...plainExporter } = options.exporter ?? {};
+  // What every slice gets: plain values only (they cross a process boundary); log lines come back by message.
+  const shared = {
+    esUrl: options.esUrl,
+    workDir: options.workDir,
+    indexPrefix: options.indexPrefix,
+    intervalSec,
     factor,
-    realSeconds,
-    runDurationP50SimSec: percentile(sortedDurations, 50) / 1000,
-    runDurationP99SimSec: percentile(sortedDurations, 99) / 1000,
-    simulatorCpuSeconds: (cpu.user + cpu.system) / 1e6,
-    simulatorPeakRssMb: process.resourceUsage().maxRSS / 1024,
-    indices,
+    cycles: options.cycles ?? 2,
+    splayPct: options.splayPct,
+    firstDelaySec: options.firstDelaySec,
+    startSpreadSec: options.startSpreadSec,
+    changeRate: options.changeRate ?? 0.02,
+    mode: options.mode ?? 'snapshot',
+    exporter: plainExporter,
+    forwardLog: Boolean(log),
+    sampleEveryMs,
   };
+
+  // The operator installs the templates and indices before the fleet reports: otherwise every agent's first
+  // run PUTs the same templates and creates the same indices at once, a storm of cluster state updates that
+  // stalls the first runs for many seconds (measured: 150 agents, 10 s).
+  await installIndices({ ...shared, exporter: options.exporter });
+
+  const latest = [];
+  const slices = [];
+  // Cleared however the simulation ends (a slice that died must not leave faults or samples to come).
+  const timers = [];
+  for (let k = 0, first = 0; k < processes; k++) {
+    const count = Math.floor(agents / processes) + (k < agents % processes ? 1 : 0);
+    const onReport = (message) => {
+      latest[k] = message.counters;
+      for (const error of message.errors) options.onError?.(new Error(error));
+      for (const [line, level] of message.logs) log?.(line, level);
+    };
+    slices.push({ first, agents: count, ...startSlice({ ...shared, first, agents: count }, onReport) });
+    first += count;
+  }
+  try {
+    await Promise.all(slices.map((slice) => slice.ready));
+    // One simulated time for every process: the same real start, a moment ahead for the message to arrive.
+    const startAtMs = Date.now() + 200;
+    for (const slice of slices) slice.start(startAtMs);
+    const clock = compressedClock(factor, startAtMs);
+    await new Promise((resolveStart) => setTimeout(resolveStart, Math.max(0, startAtMs - Date.now())));
+    const cpuStarted = process.cpuUsage();
+
+    const pendingFaults = [...(options.at ?? [])].map(
+      (fault) =>
+        new Promise((resolveFault) =>
+          timers.push(clock.setTimeout(() => Promise.resolve(fault.action()).then(resolveFault, resolveFault), fault.simSec * 1000)),
+        ),
+    );
+    let spoolPeakBytes = 0;
+    let maxInFlightRuns = 0;
+    let sampling = false;
+    const sampler = setInterval(async () => {
+      if (sampling) return; // a walk of thousands of spools can take longer than the period
+      sampling = true;
+      const bytes = await spoolBytes(options.workDir);
+      sampling = false;
+      const live = sumOf(latest);
+      spoolPeakBytes = Math.max(spoolPeakBytes, bytes);
+      maxInFlightRuns = Math.max(maxInFlightRuns, live.inFlightRuns);
+      options.onSample?.({ simSec: (clock.now() - startAtMs) / 1000, spoolBytes: bytes, ...live, spoolPeakBytes, maxInFlightRuns });
+    }, sampleEveryMs);
+    timers.push(sampler);
+
+    const finals = await Promise.all(slices.map((slice) => slice.result));
+    await Promise.all(pendingFaults);
+    clearInterval(sampler);
+    spoolPeakBytes = Math.max(spoolPeakBytes, await spoolBytes(options.workDir));
+    const realSeconds = (Date.now() - startAtMs) / 1000;
+    const cpu = process.cpuUsage(cpuStarted);
+
+    const results = finals.map((final) => final.result);
+    const totals = sumOf(results);
+    const sortedDurations = results.flatMap((r) => r.runDurationsMs).sort((a, b) => a - b);
+    const rssMb = [...results.map((r) => r.peakRssMb), process.resourceUsage().maxRSS / 1024];
+    return {
+      ...totals,
+      produced: totals.produced + 1, // the setup document
+      spoolPeakBytes,
+      // Sampled (the sum of the slices' runs in flight at each sample), at least one slice's own peak.
+      maxInFlightRuns: Math.max(maxInFlightRuns, ...results.map((r) => r.maxInFlightRuns)),
+      factor,
+      realSeconds,
+      runDurationP50SimSec: percentile(sortedDurations, 50) / 1000,
+      runDurationP99SimSec: percentile(sortedDurations, 99) / 1000,
+      processes,
+      // Every process of the simulation: the slices, and this one (faults, spool samples, sums).
+      simulatorCpuSeconds: results.reduce((n, r) => n + r.cpuSeconds, 0) + (cpu.user + cpu.system) / 1e6,
+      simulatorPeakRssMb: rssMb.reduce((n, mb) => n + mb, 0),
+      simulatorMaxProcessRssMb: Math.max(...rssMb),
+      peakOpenFiles: Math.max(...finals.map((final) => final.peakOpenFiles)),
+      slices: slices.map((slice, k) => ({
+        first: slice.first,
+        agents: slice.agents,
+        pid: slice.pid,
+        ...sumOf([results[k]]),
+        cpuSeconds: results[k].cpuSeconds,
+        peakRssMb: results[k].peakRssMb,
+        peakOpenFiles: finals[k].peakOpenFiles,
+      })),
+      indices: {
+        resultsIndex: `${options.indexPrefix}-results`,
+        errorsIndex: `${options.indexPrefix}-errors`,
+        runsIndex: `${options.indexPrefix}-runs`,
+      },
+    };
+  } finally {
+    for (const timer of timers) clearTimeout(timer);
+    for (const slice of slices) slice.stop();
+  }
 }
 
 /**
