@@ -44,6 +44,24 @@ describe('executeCheck', () => {
     expect(outcome.stdout).not.toContain('SECRET-SCRIPT-TEXT');
   });
 
+  it('hands bash the whole text, past ASCII and at any length, in the C and a UTF-8 locale, and closes fd 3', async () => {
+    // The value after a long comment proves nothing was cut; the multi-byte text that the locale changes nothing.
+    const script = [`# ${'x'.repeat(300_000)}`, 'echo "tail:café — ü 🙂:$(say end)"', 'ls /proc/$$/fd | tr "\\n" " "'].join('\n');
+    for (const locale of ['C', 'C.UTF-8']) {
+      const outcome = await executeCheck(check('abc', script), options({ env: { PATH: '/usr/bin:/bin', LC_ALL: locale } }));
+      expect(outcome.stderr).toBe('');
+      const [first, fds] = outcome.stdout.split('\n');
+      expect(first).toBe('tail:café — ü 🙂:said:end');
+      expect(fds?.trim().split(' ')).not.toContain('3');
+    }
+  });
+
+  it('refuses a text longer than bash is told to read, before starting it', async () => {
+    const outcome = await executeCheck(check('abc', `# ${'é'.repeat(4 * 1024 * 1024)}\necho ran`), options());
+    expect(outcome.stdout).toBe('');
+    expect(outcome.spawnError?.message).toMatch(/the prelude and script are \d+ bytes, over the 8388608 bash reads/);
+  });
+
   it('gives the check no stdin', async () => {
     const outcome = await executeCheck(
       check('abc', 'if read -r line; then echo "read:$line"; else echo eof; fi; readlink /proc/$$/fd/0'),
