@@ -1,17 +1,11 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1
-// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flags
-// keep the agent's peak RSS low on the user's VM (the single binary reads them from this line), each
-// measured with tools/bench/rss and tools/bench/startup (README "Benchmarks"):
-//   --max-semi-space-size=1  check output is short-lived garbage; V8's default young generation (up to 16 MiB
-//                            per semi-space) lets RSS grow by ~15 MB for no gain in an I/O-bound run;
-//   --max-opt=1              no optimizing compilers (Maglev, TurboFan) past the baseline one: a run is short
-//                            and I/O-bound, and their compile jobs on V8's worker threads cost ~10 MB of peak
-//                            RSS (57 vs 67 MB on a local bundle) for no measurable time.
+#!/usr/bin/env -S node --max-semi-space-size=1
+// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flag keeps
+// the agent's peak RSS low on the user's VM (the single binary reads it from this line), measured with
+// tools/bench/rss and tools/bench/startup (README "Benchmarks"): check output is short-lived garbage, and
+// V8's default young generation (up to 16 MiB per semi-space) lets RSS grow by ~15 MB for no gain in an
+// I/O-bound run. It leaves V8's flag hash as it is, so Node's cached code for its own modules stays usable;
+// the optimizing compilers are turned off at run time for that reason (src/baseline-compiler.ts).
 // (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
-// The price of --max-opt=1: it changes V8's flag hash (--max-semi-space-size measurably does not), so V8
-// rejects the code Node ships cached for its own modules and compiles each again (~30 ms CPU of a 1-check
-// run). Set at run time instead (v8.setFlagsFromString) it stops no optimisation (%GetOptimizationStatus),
-// and without it a run with the S3 fetcher peaks at 84-86 MB, not 75: over the 80 MB goal. So it stays here.
 import { lstatSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
 import { homedir } from 'node:os';

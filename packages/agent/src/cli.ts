@@ -1,5 +1,5 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --max-opt=1
-// The V8 flags of the package's bin (bin/gather-agent.js says why), for running dist/cli.js directly.
+#!/usr/bin/env -S node --max-semi-space-size=1
+// The V8 flag of the package's bin (bin/gather-agent.js says why), for running dist/cli.js directly.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import {
   type VerifiedBundle,
 } from '@gather/core';
 import { formatTable, tableRow, type TableRow } from './_table.js';
+import { compileWithBaselineOnly } from './baseline-compiler.js';
 import { bundleSourceKey, createFetcher } from './adapters.js';
 import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
 import { EXIT, exitCodeForError } from './exit-codes.js';
@@ -326,6 +327,7 @@ function report(error: unknown, secrets: readonly string[] = []): number {
   return exitCodeForError(error instanceof CommandConfigError ? error.error : error);
 }
 
+compileWithBaselineOnly();
 const code = await main(process.argv.slice(2));
 // An interrupted run ends now: a socket a hung server never closes must not keep the process alive.
 if (code === EXIT.INTERRUPTED) process.exit(code);

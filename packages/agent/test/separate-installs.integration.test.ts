@@ -16,10 +16,17 @@ const ROOT_MODULES = ['lib', 'node_modules'];
 /** Installs `tarballs` (the package itself last) like `npm install --global` would put them under `globalRoot`. */
 function installGlobally(globalRoot: string, work: string, name: string, tarballs: string[]): void {
   const prefix = join(work, `prefix-${name}`);
-  execFileSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...tarballs], {
-    stdio: 'pipe',
-    timeout: 300_000,
-  });
+  // npm waits 5 minutes for a stalled registry request by default (fetch-timeout): a CI run on a cold cache
+  // once hit this test's own timeout that way. Give up on a request after 30 s and try it again instead.
+  const patience = ['--fetch-timeout=30000', '--fetch-retries=5', '--fetch-retry-mintimeout=2000'];
+  execFileSync(
+    'npm',
+    ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...patience, ...tarballs],
+    {
+      stdio: 'pipe',
+      timeout: 300_000,
+    },
+  );
   const target = join(globalRoot, ...ROOT_MODULES, '@gather', name);
   mkdirSync(join(globalRoot, ...ROOT_MODULES, '@gather'), { recursive: true });
   renameSync(join(prefix, 'node_modules', '@gather', name), target);

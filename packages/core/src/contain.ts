@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileS
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { monotonicMs } from './clock.js';
 import { ConfigError } from './errors.js';
 import type { ContainmentMechanism } from './types.js';
 
@@ -159,8 +160,8 @@ function cgroupContainer(dir: string): CheckContainer {
       return left;
     },
     release: async () => {
-      const deadline = performance.now() + EMPTY_WAIT_MS;
-      while (adopted && populated(dir) && performance.now() < deadline) {
+      const deadline = monotonicMs() + EMPTY_WAIT_MS;
+      while (adopted && populated(dir) && monotonicMs() < deadline) {
         kill();
         await sleep(EMPTY_POLL_MS);
       }

@@ -3,6 +3,7 @@ import { getPriority, setPriority } from 'node:os';
 import type { Writable } from 'node:stream';
 import type { Slot } from './_pool.js';
 import { MAX_PAYLOAD_BYTES } from './bundle.js';
+import { monotonicMs } from './clock.js';
 import { processGroupContainer, type Containment } from './contain.js';
 import type { BundledCheck, ContainmentMechanism } from './types.js';
 
@@ -94,7 +95,7 @@ function renice(pid: number, nice: number): void {
  * when bash exits, on timeout and on abort, every process it started is killed.
  */
 export function executeCheck(check: BundledCheck, options: ExecuteOptions): Promise<CheckOutcome> {
-  let started = performance.now();
+  let started = monotonicMs();
   const container = options.containment?.forCheck(check.id) ?? processGroupContainer();
   // Taken in the order checks are started, so they run in that order whatever their setup takes.
   const slotGranted = options.slot?.acquire();
@@ -150,7 +151,7 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
           signal: exit?.signal ?? null,
           stdout: Buffer.concat(stdout).toString('utf8'),
           stderr: Buffer.concat(stderr).toString('utf8'),
-          durationMs: Math.round(performance.now() - started),
+          durationMs: Math.round(monotonicMs() - started),
           timedOut,
           stdoutOverflow,
           aborted,
@@ -206,7 +207,7 @@ export function executeCheck(check: BundledCheck, options: ExecuteOptions): Prom
           return;
         }
       }
-      started = performance.now();
+      started = monotonicMs();
       timer = setTimeout(() => {
         timedOut = true;
         container.killAll();
@@ -235,7 +236,7 @@ function failedSpawn(check: BundledCheck, error: Error, started: number): CheckO
     signal: null,
     stdout: '',
     stderr: '',
-    durationMs: Math.round(performance.now() - started),
+    durationMs: Math.round(monotonicMs() - started),
     timedOut: false,
     stdoutOverflow: false,
     aborted: false,

@@ -4,6 +4,7 @@ import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forEachLimited, slots } from './_pool.js';
 import { extractBundle, loadBundlePayload, parsePublicKey } from './bundle.js';
+import { monotonicMs } from './clock.js';
 import { AbortedError, BundleRefusedError, ConfigError, errorMessage, ExportError, FetchError, isGatherError } from './errors.js';
 import { fetchVerifiedBundle, isHostResourceError, type FetchProgress } from './fetch-verified.js';
 import { openContainment, type ContainmentMode } from './contain.js';
@@ -235,7 +236,7 @@ export async function run(options: RunOptions): Promise<RunSummary> {
  * other error, which is kept as it is: a bug, or the host failing, never a fetch failure).
  */
 export async function runRecorded(options: RunOptions): Promise<RunRecord> {
-  const started = performance.now();
+  const started = monotonicMs();
   const now = options.now ?? (() => new Date());
   const runId = options.runId ?? randomUUID();
   const category = options.category;
@@ -436,7 +437,7 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
       summary.export_failed = true;
       summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${errorMessage(exportFailure)}`).message;
     }
-    summary.duration_ms = Math.round(performance.now() - started);
+    summary.duration_ms = Math.round(monotonicMs() - started);
   }
 }
 
