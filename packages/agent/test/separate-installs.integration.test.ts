@@ -1,32 +1,55 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, makeBundleFile, packPackages, tempDir } from './_helpers.js';
+import { cleanEnv, makeBundleFile, packPackages, REPO_ROOT, tempDir } from './_helpers.js';
 
 // Installed as the README says (`npm install --global @gather/agent @gather/exporter-es`), each package gets
 // its own copy of @gather/core: an error made by the exporter's copy is no `instanceof` the agent's classes.
-// The packages are packed (`pnpm pack`) and installed from the tarballs into two npm prefixes, then laid out
-// as npm's global install does (<root>/lib/node_modules/<package>/node_modules/<its dependencies>), so the
-// agent finds the exporter next to it, each with its own core. Third-party dependencies (pino,
-// @elastic/elasticsearch) come from the npm registry or npm's cache.
+// The packages are packed (`pnpm pack`) and installed by npm from the tarballs into two npm prefixes, then
+// laid out as npm's global install does (<root>/lib/node_modules/<package>/node_modules/<its dependencies>),
+// so the agent finds the exporter next to it, each with its own core.
+//
+// The third-party dependencies (pino and what it needs) are packed from the copies this workspace installed
+// and npm installs offline: two CI runs waited 5 minutes on the registry here, which this test is not about.
 
 const ROOT_MODULES = ['lib', 'node_modules'];
+
+/** The directory of every package `dependencies` of the package in `dir` needs, transitively, by name. */
+function dependencyDirs(dir: string, found = new Map<string, string>()): Map<string, string> {
+  const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  const lookup = createRequire(join(dir, 'package.json')).resolve.paths('') ?? [];
+  for (const name of Object.keys(manifest.dependencies ?? {})) {
+    if (name.startsWith('@gather/') || found.has(name)) continue;
+    const home = lookup.map((modules) => join(modules, name)).find((candidate) => existsSync(join(candidate, 'package.json')));
+    if (!home) throw new Error(`${name} (a dependency of ${manifest.name}) is not installed: run pnpm install`);
+    found.set(name, realpathSync(home));
+    dependencyDirs(realpathSync(home), found);
+  }
+  return found;
+}
+
+/** Packs each third-party dependency of the workspace `packages` into `dir` as npm would; returns the tarballs. */
+function packThirdParty(dir: string, packages: readonly string[]): string[] {
+  const dirs = new Map<string, string>();
+  for (const name of packages) dependencyDirs(join(REPO_ROOT, 'packages', name), dirs);
+  return [...dirs].map(([name, source]) => {
+    const tarball = join(dir, `${name.replace('/', '-')}.tgz`);
+    // npm takes the first path component of a package tarball as its root, whatever its name.
+    execFileSync('tar', ['-czf', tarball, '-C', source, '--transform', 's,^\\.,package,', '.'], { stdio: 'pipe' });
+    return tarball;
+  });
+}
 
 /** Installs `tarballs` (the package itself last) like `npm install --global` would put them under `globalRoot`. */
 function installGlobally(globalRoot: string, work: string, name: string, tarballs: string[]): void {
   const prefix = join(work, `prefix-${name}`);
-  // npm waits 5 minutes for a stalled registry request by default (fetch-timeout): a CI run on a cold cache
-  // once hit this test's own timeout that way. Give up on a request after 30 s and try it again instead.
-  const patience = ['--fetch-timeout=30000', '--fetch-retries=5', '--fetch-retry-mintimeout=2000'];
-  execFileSync(
-    'npm',
-    ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...patience, ...tarballs],
-    {
-      stdio: 'pipe',
-      timeout: 300_000,
-    },
-  );
+  const quiet = ['--no-audit', '--no-fund', '--loglevel=error'];
+  execFileSync('npm', ['install', '--prefix', prefix, '--cache', join(work, 'npm-cache'), '--offline', ...quiet, ...tarballs], {
+    stdio: 'pipe',
+    timeout: 120_000,
+  });
   const target = join(globalRoot, ...ROOT_MODULES, '@gather', name);
   mkdirSync(join(globalRoot, ...ROOT_MODULES, '@gather'), { recursive: true });
   renameSync(join(prefix, 'node_modules', '@gather', name), target);
@@ -63,8 +86,8 @@ describe('separately installed packages (two copies of @gather/core)', () => {
     packPackages(packs, ['core', 'agent', 'exporter-es']);
     const tgz = (name: string) => join(packs, `gather-${name}-0.1.0.tgz`);
     const globalRoot = join(work, 'global');
-    installGlobally(globalRoot, work, 'agent', [tgz('core'), tgz('agent')]);
-    installGlobally(globalRoot, work, 'exporter-es', [tgz('core'), tgz('exporter-es')]);
+    installGlobally(globalRoot, work, 'agent', [...packThirdParty(packs, ['agent']), tgz('core'), tgz('agent')]);
+    installGlobally(globalRoot, work, 'exporter-es', [...packThirdParty(packs, ['exporter-es']), tgz('core'), tgz('exporter-es')]);
     agentBin = join(globalRoot, ...ROOT_MODULES, '@gather', 'agent', 'bin', 'gather-agent.js');
   }, 600_000);
 
