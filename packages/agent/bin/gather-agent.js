@@ -40,4 +40,12 @@ try {
   // No home directory: run without the cache.
 }
 // The build bundles the CLI into dist/bundle (bundle.mjs); the adapters are loaded from their packages.
-await import('../dist/bundle/gather-agent.js');
+const built = new URL('../dist/bundle/gather-agent.js', import.meta.url);
+try {
+  await import(built.href);
+} catch (error) {
+  // A clone before `pnpm build` (the published package ships dist/): say so, not a resolver stack trace.
+  if (error?.code !== 'ERR_MODULE_NOT_FOUND' || error.url !== built.href) throw error;
+  process.stderr.write('[gather] [agent] gather-agent is not built yet: run "pnpm build" at the root of the clone, then try again.\n');
+  process.exitCode = 1;
+}

@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './_helpers.js';
@@ -36,6 +36,21 @@ describe('gather-agent bin', () => {
       expect(existsSync(cacheDir(home))).toBe(false);
     } finally {
       rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('in a clone not yet built, says to run pnpm build: exit 1, no resolver stack trace', () => {
+    const clone = tempDir('gather-bin-unbuilt-'); // the bin where the package has no dist/ yet
+    try {
+      mkdirSync(join(clone, 'bin'));
+      copyFileSync(BIN, join(clone, 'bin', 'gather-agent.js'));
+      const result = spawnSync(process.execPath, [join(clone, 'bin', 'gather-agent.js'), 'version'], { encoding: 'utf8' });
+      expect(result.stderr).toBe(
+        '[gather] [agent] gather-agent is not built yet: run "pnpm build" at the root of the clone, then try again.\n',
+      );
+      expect(result.status).toBe(1);
+    } finally {
+      rmSync(clone, { recursive: true, force: true });
     }
   });
 

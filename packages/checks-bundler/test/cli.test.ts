@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,17 @@ async function keyFile(): Promise<string> {
 }
 
 describe('gather-bundle help and usage', () => {
+  it('in a clone not yet built, the bin says to run pnpm build: exit 1, no resolver stack trace', async () => {
+    const clone = await tempDir('gather-bundle-unbuilt-'); // the bin where the package has no dist/ yet
+    mkdirSync(join(clone, 'bin'));
+    copyFileSync(join(PACKAGE, 'bin', 'gather-bundle.js'), join(clone, 'bin', 'gather-bundle.js'));
+    const result = spawnSync(process.execPath, [join(clone, 'bin', 'gather-bundle.js'), '--help'], { encoding: 'utf8' });
+    expect(result.stderr).toBe(
+      '[gather] [checks-bundler] gather-bundle is not built yet: run "pnpm build" at the root of the clone, then try again.\n',
+    );
+    expect(result.status).toBe(1);
+  });
+
   it.each([[['--help']], [['-h']], [['help']]])('%j prints the global usage to stdout, exit 0', (args) => {
     const { code, stdout, stderr } = run(args);
     expect(code).toBe(0);
