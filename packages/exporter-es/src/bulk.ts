@@ -71,6 +71,7 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
     }
     const items = response.items ?? [];
     if (!response.errors && items.length === todo.length) {
+      outage.answered();
       const currentWrites = todo.filter((e) => e.op).length;
       outcome.delivered += todo.length - currentWrites;
       outcome.currentState = (outcome.currentState ?? 0) + currentWrites;
@@ -91,6 +92,8 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
       } else rejected.push({ entry, item: item! });
     });
     todo = retry;
+    // Refused documents are the documents' problem; documents to retry (429, 5xx) mean it is not back yet.
+    if (todo.length === 0) outage.answered();
     if (todo.length > 0 && attempt >= settings.maxRetries) {
       const cause = new Error(
         `${todo.length} documents kept failing with HTTP ${lastRetryable?.status} ${lastRetryable?.error?.type ?? ''}: ${lastRetryable?.error?.reason ?? ''}`,

@@ -16,6 +16,11 @@ export class Outage {
   lastCause: unknown;
   /** A failure no retry fixes (credentials, a mapping gather cannot use): every call reports it. */
   fatal: ExportError | undefined;
+  /**
+   * When the outage the log announced began (ms since epoch), 0 when none is. A run's closing flush tries
+   * Elasticsearch again, and the daemon does each cycle: one outage is one warning, and one line when it ends.
+   */
+  private announcedAt = 0;
 
   constructor(
     private readonly settings: EsSettings,
@@ -47,7 +52,8 @@ export class Outage {
     // Jittered (0.5x to 1.5x, the same interval on average): agents that saw one outage together must not all
     // come back in the same second when it ends.
     this.openUntil = this.openedAt + Math.round(this.settings.probeIntervalMs * (0.5 + this.random()));
-    if (!wasDown) {
+    if (!wasDown && this.announcedAt === 0) {
+      this.announcedAt = this.openedAt;
       const spoolDir = this.spoolDir();
       this.log(
         'warn',
@@ -57,6 +63,14 @@ export class Outage {
             : 'no spoolDir: documents are lost.'),
       );
     }
+  }
+
+  /** Elasticsearch answered a request: an outage the log announced is over. */
+  answered(): void {
+    if (this.announcedAt === 0) return;
+    const seconds = Math.round((Date.now() - this.announcedAt) / 1000);
+    this.announcedAt = 0;
+    this.log('info', `Elasticsearch at ${this.settings.where} answers again (unavailable for ${seconds} s).`);
   }
 
   /** Records a request failure: Elasticsearch down (retry later) or fatal (credentials, refused request). */

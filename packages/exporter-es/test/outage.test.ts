@@ -65,4 +65,32 @@ describe('the outage window', () => {
     expect(lines[0]).toMatch(/^Elasticsearch at .* refused the request while installing the index templates/);
     expect(lines[0]).toContain('Documents are kept in the spool (/var/spool/gather)');
   });
+
+  it('announces one outage once, however often it is tried again, and its end once', () => {
+    const lines: Array<[string, string]> = [];
+    const outage = new Outage(
+      settings,
+      () => '/var/spool/gather',
+      (level, line) => lines.push([level, line]),
+      (m) => m,
+    );
+    outage.answered(); // nothing was announced: nothing to say
+    outage.markDown(new Error('connect ECONNREFUSED'));
+    outage.probeNow(); // a run's closing flush, or the daemon's next cycle, tries again
+    outage.markDown(new Error('connect ECONNREFUSED'));
+    expect(lines).toEqual([
+      [
+        'warn',
+        'Elasticsearch at http://127.0.0.1:1 is unavailable (connect ECONNREFUSED); spooling to /var/spool/gather and retrying in 30 s.',
+      ],
+    ]);
+    outage.answered();
+    outage.answered();
+    expect(lines.slice(1)).toEqual([['info', 'Elasticsearch at http://127.0.0.1:1 answers again (unavailable for 0 s).']]);
+    // A later outage is a new one.
+    outage.probeNow();
+    outage.markDown(new Error('connect ETIMEDOUT'));
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toEqual(['warn', expect.stringContaining('is unavailable (connect ETIMEDOUT)')]);
+  });
 });
