@@ -7,7 +7,7 @@ import { backoffDelay, sleep } from '@gather/core';
 import type { ExportContext } from './context.js';
 import { deadLetterEntry } from './dead-letters.js';
 import type { BatchOutcome, BulkItem, Entry } from './entry.js';
-import { classify, isTimeout, STOPPED } from './transport.js';
+import { classify, isTimeout, retryAfterOf, STOPPED } from './transport.js';
 
 interface BulkResponse {
   errors?: boolean;
@@ -40,11 +40,14 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
   const outcome: BatchOutcome = { delivered: 0, deadLettered: 0, failed: 0, undeliverable: [] };
   const rejected: Array<{ entry: Entry; item: BulkItem }> = [];
   let todo = entries;
+  // What the server asked for (Retry-After) when it refused the last attempt: the next waits at least that.
+  let serverWaitMs = 0;
   for (let attempt = 0; todo.length > 0; attempt++) {
     if (attempt > 0) {
       ctx.stats.retried += todo.length;
       // core's one backoff (full jitter): a fleet that failed together does not retry together.
-      const delay = backoffDelay(attempt, { baseDelayMs: settings.retryBaseDelayMs, maxDelayMs: settings.retryMaxDelayMs });
+      const backoff = backoffDelay(attempt, { baseDelayMs: settings.retryBaseDelayMs, maxDelayMs: settings.retryMaxDelayMs });
+      const delay = Math.max(serverWaitMs, backoff);
       await sleep(delay, ctx.signal).catch(() => undefined);
       if (outage.fatal || transport.stopped) {
         outcome.undeliverable.push(...todo);
@@ -63,12 +66,19 @@ export async function send(ctx: ExportContext, entries: Entry[]): Promise<BatchO
       }
       // A timeout already waited requestTimeoutMs: retry it once at most, then spool (a black-holed node).
       const limit = isTimeout(error) ? Math.min(1, settings.maxRetries) : settings.maxRetries;
-      if (classify(error) === 'retry' && attempt < limit) continue;
+      // A Retry-After longer than the longest backoff is not waited for here: the documents go to the spool,
+      // and the outage window lasts at least that long (outage.ts).
+      const asked = retryAfterOf(error) ?? 0;
+      if (classify(error) === 'retry' && attempt < limit && asked <= settings.retryMaxDelayMs) {
+        serverWaitMs = asked;
+        continue;
+      }
       outage.fail(error, 'sending documents');
       outcome.undeliverable.push(...todo);
       outcome.cause = error;
       break;
     }
+    serverWaitMs = 0;
     const items = response.items ?? [];
     if (!response.errors && items.length === todo.length) {
       outage.answered();

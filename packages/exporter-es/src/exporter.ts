@@ -158,11 +158,11 @@ class ElasticsearchExporter implements EsExporter {
     await this.begin();
     if (this.batch.length > 0) await this.dispatch(this.takeBatch());
     await this.settle();
-    // Deliver the spool, unless Elasticsearch failed during this very flush (it was just tried).
+    // Deliver the spool, unless Elasticsearch failed during this very flush (it was just tried) or asked to wait.
     const { spool, outage } = this.ctx;
     if (spool && !spool.empty && !outage.fatal && outage.openedAt < flushStarted) {
       outage.probeNow();
-      await this.drain();
+      if (!outage.isDown()) await this.drain();
     }
     this.end();
     return this.summary();

@@ -5,7 +5,7 @@
  */
 import { ExportError } from '@gather/core';
 import { SCOPE, type EsLogLevel, type EsSettings } from './options.js';
-import { classify, describe, statusOf } from './transport.js';
+import { classify, describe, retryAfterOf, statusOf } from './transport.js';
 
 export class Outage {
   /** Elasticsearch is considered down until then (ms since epoch); 0 when it is not. */
@@ -21,6 +21,8 @@ export class Outage {
    * Elasticsearch again, and the daemon does each cycle: one outage is one warning, and one line when it ends.
    */
   private announcedAt = 0;
+  /** Until when the server asked not to be sent anything (its Retry-After; ms since epoch). */
+  private serverWaitUntil = 0;
 
   constructor(
     private readonly settings: EsSettings,
@@ -40,9 +42,9 @@ export class Outage {
     return this.openUntil > Date.now();
   }
 
-  /** Closes the window early: Elasticsearch is tried again now. */
+  /** Closes the window early: Elasticsearch is tried again now, unless it asked for a longer wait (Retry-After). */
   probeNow(): void {
-    this.openUntil = 0;
+    this.openUntil = this.serverWaitUntil > Date.now() ? this.serverWaitUntil : 0;
   }
 
   markDown(cause: unknown): void {
@@ -50,8 +52,10 @@ export class Outage {
     this.lastCause = cause;
     this.openedAt = Date.now();
     // Jittered (0.5x to 1.5x, the same interval on average): agents that saw one outage together must not all
-    // come back in the same second when it ends.
-    this.openUntil = this.openedAt + Math.round(this.settings.probeIntervalMs * (0.5 + this.random()));
+    // come back in the same second when it ends; and never sooner than the server asked (Retry-After).
+    const jittered = Math.round(this.settings.probeIntervalMs * (0.5 + this.random()));
+    this.serverWaitUntil = this.openedAt + (retryAfterOf(cause) ?? 0);
+    this.openUntil = Math.max(this.openedAt + jittered, this.serverWaitUntil);
     if (!wasDown && this.announcedAt === 0) {
       this.announcedAt = this.openedAt;
       const spoolDir = this.spoolDir();

@@ -43,9 +43,28 @@ export class ResponseError extends Error {
   constructor(
     readonly statusCode: number,
     readonly body: unknown,
+    /** How long the server asked to be left alone (its Retry-After header), on a 429 or 503. */
+    readonly retryAfterMs?: number,
   ) {
     super(`Elasticsearch answered HTTP ${statusCode}`);
   }
+}
+
+/**
+ * A Retry-After header in ms: delay-seconds or an HTTP-date (RFC 9110 10.2.3); undefined when absent or
+ * unreadable. Elasticsearch itself sends none; a proxy or a hosted service in front of it may.
+ */
+export function parseRetryAfter(header: string | undefined, now = Date.now()): number | undefined {
+  const value = header?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** The wait a failed request's server asked for, if any. */
+export function retryAfterOf(error: unknown): number | undefined {
+  return error instanceof ResponseError ? error.retryAfterMs : undefined;
 }
 
 export class TimeoutError extends Error {
@@ -205,7 +224,11 @@ function answer<T>(res: Http.IncomingMessage, text: string, ignore: number[] = [
   if (status >= 200 && status < 300 && res.headers['x-elastic-product'] !== 'Elasticsearch') {
     throw new ProductNotSupportedError('the server is not Elasticsearch');
   }
-  if (status >= 400 && !ignore.includes(status)) throw new ResponseError(status, body);
+  if (status >= 400 && !ignore.includes(status)) {
+    const header = res.headers['retry-after'];
+    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(Array.isArray(header) ? header[0] : header) : undefined;
+    throw new ResponseError(status, body, retryAfterMs);
+  }
   return (body === '' ? {} : body) as T;
 }
 

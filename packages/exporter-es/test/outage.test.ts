@@ -93,4 +93,23 @@ describe('the outage window', () => {
     expect(lines).toHaveLength(3);
     expect(lines[2]).toEqual(['warn', expect.stringContaining('is unavailable (connect ETIMEDOUT)')]);
   });
+
+  it('stays down as long as a Retry-After asked, even when the window would reopen sooner or a flush probes', () => {
+    const outage = new Outage(
+      settings,
+      () => '/var/spool/gather',
+      () => {},
+      (m) => m,
+      () => 0, // the shortest jittered window: 15 s
+    );
+    outage.markDown(new ResponseError(429, { error: 'busy' }, 120_000));
+    expect(outage.reopensAt - outage.openedAt).toBe(120_000);
+    outage.probeNow();
+    expect(outage.isDown()).toBe(true);
+    expect(outage.reopensAt - outage.openedAt).toBe(120_000);
+    // Without one, a probe reopens it at once.
+    outage.markDown(new Error('connect ECONNREFUSED'));
+    outage.probeNow();
+    expect(outage.isDown()).toBe(false);
+  });
 });

@@ -2,36 +2,48 @@
 // records what it receives and answers like Elasticsearch (it stands in for request details only; the real
 // Elasticsearch is in the integration tests).
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ExportError } from '@gather/core';
 import { sampleResult } from '@gather/core/testing';
 import { createEsExporter } from '../src/index.js';
+import { parseRetryAfter } from '../src/transport.js';
 
 interface Seen {
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
   body: Buffer;
+  at: number;
 }
 
 let server: Server;
 let port: number;
 const seen: Seen[] = [];
 let product: string | undefined = 'Elasticsearch';
+/** Answers for the next bulk requests, in order, before the server goes back to accepting everything. */
+const refusals: Array<{ status: number; retryAfter: string }> = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks) });
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks), at: Date.now() });
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (product) headers['x-elastic-product'] = product;
-      if (req.url!.startsWith('/_bulk')) {
+      const refusal = req.url!.startsWith('/_bulk') ? refusals.shift() : undefined;
+      if (refusal) {
+        const error = { type: 'es_rejected_execution_exception', reason: 'busy' };
+        res
+          .writeHead(refusal.status, { ...headers, 'retry-after': refusal.retryAfter })
+          .end(JSON.stringify({ error, status: refusal.status }));
+      } else if (req.url!.startsWith('/_bulk')) {
         const actions = Buffer.concat(chunks).length > 0 ? 1 : 0;
         res
           .writeHead(200, headers)
@@ -50,6 +62,7 @@ afterAll(async () => {
 });
 beforeEach(() => {
   seen.length = 0;
+  refusals.length = 0;
   product = 'Elasticsearch';
 });
 
@@ -110,5 +123,45 @@ describe('requests to Elasticsearch', () => {
       console.log(JSON.stringify([...loaded, ...cjs]));`;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
     expect(JSON.parse(out.trim())).toEqual([]);
+  });
+});
+
+describe('Retry-After (a proxy or hosted service in front of Elasticsearch may send one)', () => {
+  const bulks = () => seen.filter((request) => request.url.startsWith('/_bulk'));
+
+  it('is read as delay-seconds or an HTTP-date', () => {
+    const now = Date.parse('2026-12-02T10:00:00Z');
+    expect(parseRetryAfter('2', now)).toBe(2000);
+    expect(parseRetryAfter(' 0 ', now)).toBe(0);
+    expect(parseRetryAfter('Wed, 02 Dec 2026 10:00:03 GMT', now)).toBe(3000);
+    expect(parseRetryAfter('Wed, 02 Dec 2026 09:00:00 GMT', now)).toBe(0);
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+
+  it('on a 429, the retry waits as long as the server asked, not the (shorter) backoff', async () => {
+    refusals.push({ status: 429, retryAfter: '1' });
+    const exporter = createEsExporter({ node: `http://127.0.0.1:${port}`, installTemplates: false, maxRetries: 2, retryBaseDelayMs: 1 });
+    await exporter.exportResults([sampleResult(1)]);
+    expect(await exporter.close()).toMatchObject({ delivered: 1, failed: 0, spooled: 0 });
+    const [refused, retried] = bulks();
+    expect(bulks()).toHaveLength(2);
+    expect(retried!.at - refused!.at).toBeGreaterThanOrEqual(990);
+  });
+
+  it('on a 503 asking for longer than the longest backoff, spools at once and sends nothing more until then', async () => {
+    refusals.push({ status: 503, retryAfter: '120' });
+    const spoolDir = mkdtempSync(join(tmpdir(), 'gather-retry-after-'));
+    try {
+      const exporter = createEsExporter({ node: `http://127.0.0.1:${port}`, installTemplates: false, spoolDir, retryMaxDelayMs: 5000 });
+      const started = Date.now();
+      await exporter.exportResults([sampleResult(1)]);
+      // The closing flush tries a spool again at once, unless the server asked to wait (it did).
+      expect(await exporter.close()).toMatchObject({ delivered: 0, failed: 0, spooled: 1 });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(bulks()).toHaveLength(1);
+    } finally {
+      rmSync(spoolDir, { recursive: true, force: true });
+    }
   });
 });
