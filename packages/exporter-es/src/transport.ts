@@ -50,16 +50,18 @@ export class ResponseError extends Error {
   }
 }
 
+/** The longest wait a Retry-After is honoured for: longer, and a full spool would start dropping documents. */
+export const MAX_RETRY_AFTER_MS = 15 * 60_000;
+
 /**
- * A Retry-After header in ms: delay-seconds or an HTTP-date (RFC 9110 10.2.3); undefined when absent or
- * unreadable. Elasticsearch itself sends none; a proxy or a hosted service in front of it may.
+ * A Retry-After header in ms: delay-seconds or an HTTP-date (RFC 9110 10.2.3), at most MAX_RETRY_AFTER_MS;
+ * undefined when absent or unreadable. Elasticsearch itself sends none; a proxy or hosted service may.
  */
 export function parseRetryAfter(header: string | undefined, now = Date.now()): number | undefined {
   const value = header?.trim();
   if (!value) return undefined;
-  if (/^\d+$/.test(value)) return Number(value) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
+  return Number.isNaN(ms) ? undefined : Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
 }
 
 /** The wait a failed request's server asked for, if any. */

@@ -129,12 +129,13 @@ describe('requests to Elasticsearch', () => {
 describe('Retry-After (a proxy or hosted service in front of Elasticsearch may send one)', () => {
   const bulks = () => seen.filter((request) => request.url.startsWith('/_bulk'));
 
-  it('is read as delay-seconds or an HTTP-date', () => {
+  it('is read as delay-seconds or an HTTP-date, and honoured for 15 minutes at most', () => {
     const now = Date.parse('2026-12-02T10:00:00Z');
     expect(parseRetryAfter('2', now)).toBe(2000);
     expect(parseRetryAfter(' 0 ', now)).toBe(0);
     expect(parseRetryAfter('Wed, 02 Dec 2026 10:00:03 GMT', now)).toBe(3000);
     expect(parseRetryAfter('Wed, 02 Dec 2026 09:00:00 GMT', now)).toBe(0);
+    expect(parseRetryAfter('86400', now)).toBe(15 * 60_000); // a day: honoured for 15 minutes at most
     expect(parseRetryAfter('soon', now)).toBeUndefined();
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
   });
