@@ -95,7 +95,12 @@ class NdjsonExporter implements Exporter {
 
   async close(): Promise<ExportSummary> {
     const summary = await this.flush();
-    await this.onClose();
+    try {
+      await this.onClose();
+    } catch (error) {
+      // The file could not be opened (its error can come only now, while closing), written or synced.
+      this.failure ??= error as Error;
+    }
     this.throwIfFailed();
     return summary;
   }
