@@ -29,7 +29,9 @@ function checkTarballs(dir: string): void {
   expect(listing).toMatch(/^-rwxr-xr-x .* package\/bin\/gather-agent\.js$/m);
   expect(listing).toMatch(/ package\/dist\/cli\.js$/m);
   expect(listing).toMatch(/ package\/dist\/bundle\/gather-agent\.js$/m);
-  expect(packed(dir, 'gather-agent-0.1.0.tgz', 'bin/gather-agent.js')).toContain("import('../dist/bundle/gather-agent.js')");
+  expect(packed(dir, 'gather-agent-0.1.0.tgz', 'bin/gather-agent.js')).toContain(
+    "new URL('../dist/bundle/gather-agent.js', import.meta.url)",
+  );
 }
 
 describe('pnpm pack', () => {
