@@ -227,8 +227,8 @@ function answer<T>(res: Http.IncomingMessage, text: string, ignore: number[] = [
     throw new ProductNotSupportedError('the server is not Elasticsearch');
   }
   if (status >= 400 && !ignore.includes(status)) {
-    const header = res.headers['retry-after'];
-    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(Array.isArray(header) ? header[0] : header) : undefined;
+    // Node keeps the first of repeated Retry-After headers (a single-valued header): one string or none.
+    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
     throw new ResponseError(status, body, retryAfterMs);
   }
   return (body === '' ? {} : body) as T;
