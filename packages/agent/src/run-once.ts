@@ -138,7 +138,8 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   let exportError: string | undefined = summary.export_error;
   // A call that threw (e.g. the index refused) still spooled or counted documents: report what it did.
   let totals: ExportSummary = exporter.summary?.() ?? summary.export;
-  const interrupted = options.signal?.aborted ?? false;
+  // Asked each time, not once here: a stop while the run summary is exported (in close()) is a stop too.
+  const interrupted = () => options.signal?.aborted ?? false;
   const history = await readHostHistory(config.stateDir);
   const finishedAt = Date.now();
   const overrun = options.overrunAfterMs !== undefined ? finishedAt - (options.dueAt ?? started) > options.overrunAfterMs : undefined;
@@ -148,7 +149,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   const facts = (): RunFacts => ({
     error,
-    interrupted,
+    interrupted: interrupted(),
     exportFailed: exportError !== undefined,
     export: exportTotals(totals),
     checksFailed: summary.checks_failed + summary.checks_timed_out,
@@ -220,7 +221,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   const exitCode = exitCodeOf(facts());
   const fields = { ...final, kind: undefined, '@timestamp': undefined, host: undefined, agent: undefined };
   if (error !== undefined) logger.error('run failed', { ...fields, error: errorText(error) });
-  else if (interrupted) logger.warn('run interrupted', fields);
+  else if (interrupted()) logger.warn('run interrupted', fields);
   else if (exportError !== undefined) logger.error('run completed but exporting failed', { ...fields, error: exportError });
   else if (outcome === 'export_incomplete') {
     logger.error('run completed but some documents did not reach their index (refused, dropped or unreadable in the spool)', fields);

@@ -267,4 +267,38 @@ describe('gather-agent run stopped by a signal', () => {
       expect(summary.hits.hits[0]?._source).toMatchObject({ outcome: 'interrupted' });
     },
   );
+
+  it('SIGTERM while only the run summary is being exported (no result changed): exit 130, the summary spooled, delivered by the next run', async () => {
+    // Differential results: a second run with nothing changed exports no result while core's run is going;
+    // its summary goes out as the exporter closes, after core's run has returned. A stop then is a stop too.
+    const staged = stage();
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'output same.value number 7' });
+    const run = (url: string, tmp = staged.tmp, onSpawn?: (pid: number) => void) =>
+      agent(['run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
+        env: { ...esEnv(staged, url), TMPDIR: tmp },
+        ...(onSpawn ? { onSpawn } : {}),
+      });
+    const first = await run(esUrl!, tempDir());
+    expect(first.code, first.stderr).toBe(0);
+
+    const hung = await hangingBulkServer();
+    let pid = 0;
+    const running = run(`http://127.0.0.1:${hung.port}`, staged.tmp, (p) => track((pid = p)));
+    await waitFor(() => hung.bulks() > 0, 30_000, 'the run summary to reach the hung server');
+    process.kill(pid, 'SIGTERM');
+    const result = await running;
+    expectCleanStop(result, staged);
+    expect(result.stderr).toMatch(/run interrupted/);
+    const records = spooled(staged.spoolDir);
+    expect(records.filter((r) => r.index.startsWith(`${indices.results}-`))).toEqual([]);
+    const summary = records.find((r) => r.index.startsWith(`${indices.runs}-`));
+    expect(summary?.doc).toMatchObject({ kind: 'run', checks: { run: 1, ok: 1 }, changes: { unchanged: 1 } });
+
+    const delivered = await run(esUrl!, tempDir());
+    expect(delivered.code, delivered.stderr).toBe(0);
+    expect(spooled(staged.spoolDir)).toEqual([]);
+    await es.indices.refresh({ index: `${indices.runs}-*` });
+    const found = await es.search({ index: `${indices.runs}-*`, query: { term: { run_id: String(summary!.doc.run_id) } } });
+    expect(found.hits.hits).toHaveLength(1);
+  });
 });
