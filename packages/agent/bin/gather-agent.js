@@ -4,7 +4,8 @@
 // tools/bench/rss and tools/bench/startup (README "Benchmarks"): check output is short-lived garbage, and
 // V8's default young generation (up to 16 MiB per semi-space) lets RSS grow by ~15 MB for no gain in an
 // I/O-bound run. It leaves V8's flag hash as it is, so Node's cached code for its own modules stays usable;
-// the optimizing compilers are turned off at run time for that reason (src/baseline-compiler.ts).
+// the optimizing compilers are turned off at run time, when an adapter loads, for that reason
+// (src/baseline-compiler.ts).
 // (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
 import { lstatSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';

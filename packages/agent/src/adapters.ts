@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, createFileExporter, createFileFetcher, createStdoutExporter, type Exporter, type Fetcher } from '@gather/core';
 import type { EsExporterOptions } from '@gather/exporter-es';
 import type { S3FetcherOptions } from '@gather/fetcher-s3';
+import { compileWithBaselineOnly } from './baseline-compiler.js';
 import type { AgentConfig } from './config.js';
 import { logTakeover } from './lock.js';
 import type { Logger } from './logger.js';
@@ -52,6 +53,7 @@ export async function importOptional<T>(
   importer: Importer = defaultImporter,
   agentFile?: string,
 ): Promise<T> {
+  compileWithBaselineOnly();
   try {
     return (await importer(specifier)) as T;
   } catch (error) {

@@ -105,6 +105,8 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     throw error;
   }
 
+  // Read while the run goes on; needed only for its summary.
+  const hostHistory = readHostHistory(config.stateDir);
   logger.info('run started', { run_id: runId, category: options.category, trigger: options.trigger, bundle: config.bundle });
   // core's run record: what was fetched and run, also when the run could not complete.
   const { summary, error } = await runRecorded({
@@ -140,7 +142,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   let totals: ExportSummary = exporter.summary?.() ?? summary.export;
   // Asked each time, not once here: a stop while the run summary is exported (in close()) is a stop too.
   const interrupted = () => options.signal?.aborted ?? false;
-  const history = await readHostHistory(config.stateDir);
+  const history = await hostHistory;
   const finishedAt = Date.now();
   const overrun = options.overrunAfterMs !== undefined ? finishedAt - (options.dueAt ?? started) > options.overrunAfterMs : undefined;
   const timestamp = new Date(finishedAt).toISOString();
@@ -204,15 +206,23 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
   totals = exporter.summary?.() ?? totals;
   clearTimeout(exportDeadline);
   options.signal?.removeEventListener('abort', onStop);
-  try {
-    const state = await differential.commit(totals, exportError !== undefined || summary.export_failed);
-    if (state === 'invalidated')
-      logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
-    await saveHostHistory(config.stateDir, history, document);
-  } catch (caught) {
-    logger.error('could not save the results state; the next run exports a full snapshot', { run_id: runId, error: errorText(caught) });
+  // Three independent files and connections: saved and closed at once.
+  const [committed, saved] = await Promise.allSettled([
+    differential.commit(totals, exportError !== undefined || summary.export_failed),
+    saveHostHistory(config.stateDir, history, document),
+    fetcher.close?.().catch((caught) => logger.warn('closing the fetcher failed', { error: errorText(caught) })),
+  ]);
+  if (committed.status === 'rejected') {
+    logger.error('could not save the results state; the next run exports a full snapshot', {
+      run_id: runId,
+      error: errorText(committed.reason),
+    });
+  } else if (committed.value === 'invalidated') {
+    logger.warn('documents were dropped from the spool: the next run of each category exports a full snapshot', { run_id: runId });
   }
-  await fetcher.close?.().catch((caught) => logger.warn('closing the fetcher failed', { error: errorText(caught) }));
+  if (saved.status === 'rejected') {
+    logger.error('could not save the host history (first seen, last runs)', { run_id: runId, error: errorText(saved.reason) });
+  }
 
   // The exit code also counts what happened to the run summary itself (e.g. spooled, or refused); the log
   // says what the document says, with the final totals.

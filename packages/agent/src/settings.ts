@@ -361,8 +361,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: 'ionice',
     rule: boolean,
     default: true,
-    help: 'checks in the idle I/O class where `ionice` exists',
-    more: ': the agent puts itself there once (`ionice -c3 -p <pid>`) and its checks inherit it',
+    help: 'checks in the idle I/O class',
+    more: ': the agent puts itself there once (the ioprio_set() system call on Node 26, else `ionice -c3 -p <pid>` where `ionice` exists) and its checks inherit it',
   },
   {
     key: 'containment',

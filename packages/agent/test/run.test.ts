@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
+import { AGENT_CLI, agent, cleanEnv, makeBundleFile, ndjson, tempDir } from './_helpers.js';
 import { processesWith, waitFor } from './_process.js';
 
 describe('gather-agent run', () => {
@@ -114,6 +115,27 @@ describe('gather-agent run', () => {
       kind: 'run',
       containment: { mechanism: 'pgroup', killed_after_exit: 0 },
     });
+  });
+
+  it('ends only once a slow reader of its stdout has every line (it exits without waiting for Node to wind down)', async () => {
+    // ~1 MB of NDJSON: far more than a pipe holds, so the agent finishes while most of it still waits to be read.
+    const fx = await makeBundleFile({ 'abuse/run-abc': 'for i in $(seq 1 3000); do output many.n$i number $i; done' });
+    const child = spawn(process.execPath, [AGENT_CLI, 'run', '--bundle', fx.bundlePath, '--public-key', fx.publicKeyPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: cleanEnv({ GATHER_STATE_DIR: tempDir('gather-agent-state-') }),
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    child.stdout.pause();
+    // Reads nothing until the agent's run is over and its stdout is full.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stdout.resume();
+    expect(await exited).toBe(0);
+    const results = ndjson(stdout).filter((doc) => doc.kind === 'result');
+    expect(results).toHaveLength(3000);
+    expect(results.at(-1)).toMatchObject({ name: 'many.n3000', value: 3000 });
+    expect(ndjson(stdout).at(-1)).toMatchObject({ kind: 'run', outcome: 'ok' });
   });
 
   it('runs only the category asked for and exits 0 when every check is fine', async () => {

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { getPriority, setPriority } from 'node:os';
 import type { Writable } from 'node:stream';
 import type { Slot } from './_pool.js';
@@ -63,22 +63,6 @@ const PIPE_CLOSE_GRACE_MS = 1_000;
 // prelude and script. The count bounds the text: nothing from a bundle is longer than its payload.
 const MAX_SCRIPT_CHARS = MAX_PAYLOAD_BYTES;
 const READ_SCRIPT_FROM_FD3 = `IFS= read -r -N ${MAX_SCRIPT_CHARS} __gather_script <&3; exec 3<&-; eval "unset __gather_script; $__gather_script"`;
-
-let idleIoClass: Promise<boolean> | undefined;
-
-/**
- * Puts this process (and so every check it starts afterwards) in the idle I/O scheduling class, once per
- * process: Node has no ioprio_set(), so `ionice -c3 -p <own pid>` runs once instead of wrapping every check
- * in `ionice`. Resolves false where `ionice` is missing or the class cannot be set (e.g. some containers).
- */
-export function enterIdleIoClass(): Promise<boolean> {
-  idleIoClass ??= new Promise((resolve) => {
-    execFile('ionice', ['-c3', '-p', String(process.pid)], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (error) =>
-      resolve(!error),
-    );
-  });
-  return idleIoClass;
-}
 
 /** Sets the niceness of `pid` to at least `nice` (a process may only lower its priority). */
 function renice(pid: number, nice: number): void {

@@ -19,7 +19,8 @@ export { readTar, type TarMember } from './tar.js';
 export { checkFreshness, createSequenceStateFile, type SequenceState } from './sequence.js';
 export { readStateFile, writeStateFile } from './state-file.js';
 export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, type ParsedOutput } from './output.js';
-export { executeCheck, enterIdleIoClass, type CheckOutcome, type ExecuteOptions } from './execute.js';
+export { executeCheck, type CheckOutcome, type ExecuteOptions } from './execute.js';
+export { enterIdleIoClass } from './io-priority.js';
 export {
   openContainment,
   ownCgroupDir,

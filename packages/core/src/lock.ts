@@ -9,14 +9,16 @@
  * agent itself after an unclean reboot), or when it is unreadable. Taking over is serialised by a
  * short-lived `<lock>.break` file, so two contenders never both remove a lock and one of them steal the
  * other's fresh one. Nothing follows a symbolic link planted at these names.
+ *
+ * Its file operations are synchronous: a few bytes in a local state dir take microseconds, where each round
+ * trip through libuv's thread pool costs ~1 ms on a small VM, several per lock (tools/bench/startup).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, unlinkSync } from 'node:fs';
-import { link, lstat, mkdir, unlink } from 'node:fs/promises';
+import { linkSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatherError } from './errors.js';
-import { createExclusive, readFileNoFollow, readFileNoFollowSync } from './safe-fs.js';
+import { createExclusiveSync, readFileNoFollowSync } from './safe-fs.js';
 
 export interface LockOwner {
   pid: number;
@@ -128,10 +130,10 @@ export function ownerAlive(owner: LockOwner): boolean {
 type ReadOwner = { text: string; owner: LockOwner | undefined } | 'missing' | 'link';
 
 /** The lock file's text and owner (undefined when garbage), 'missing', or 'link' for a planted symbolic link. */
-async function readOwner(path: string): Promise<ReadOwner> {
+function readOwner(path: string): ReadOwner {
   let text: string;
   try {
-    text = await readFileNoFollow(path);
+    text = readFileNoFollowSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return 'missing';
@@ -151,25 +153,30 @@ async function readOwner(path: string): Promise<ReadOwner> {
 const BREAK_STALE_MS = 10_000;
 
 /** Removes the lock at `path` if it is (still) what was judged stale, under the `.break` mutex; true if removed. */
-async function breakStale(path: string, judged: string | 'link'): Promise<boolean> {
+function breakStale(path: string, judged: string | 'link'): boolean {
   const breakPath = `${path}.break`;
   try {
-    await createExclusive(breakPath, String(process.pid));
+    createExclusiveSync(breakPath, String(process.pid));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     // Someone else is breaking it; if they died doing so, clear their mutex for the next attempt.
-    const info = await lstat(breakPath).catch(() => undefined);
-    if (info && (info.isSymbolicLink() || Date.now() - info.mtimeMs > BREAK_STALE_MS)) await unlink(breakPath).catch(() => undefined);
+    const info = lstatSync(breakPath, { throwIfNoEntry: false });
+    if (info && (info.isSymbolicLink() || Date.now() - info.mtimeMs > BREAK_STALE_MS)) unlinkQuietly(breakPath);
     return false;
   }
   try {
     // Re-read under the mutex: only remove the very content that was judged stale.
-    const now = await readOwner(path).catch(() => undefined);
+    let now: ReadOwner | undefined;
+    try {
+      now = readOwner(path);
+    } catch {
+      now = undefined;
+    }
     const same = judged === 'link' ? now === 'link' : typeof now === 'object' && now.text === judged;
-    if (same) await unlink(path).catch(() => undefined);
+    if (same) unlinkQuietly(path);
     return same;
   } finally {
-    await unlink(breakPath).catch(() => undefined);
+    unlinkQuietly(breakPath);
   }
 }
 
@@ -179,7 +186,7 @@ function describeOwner(owner: LockOwner | undefined): string {
 
 /** Takes the lock, waiting up to `waitMs` for a live owner to release it; throws LockBusyError otherwise. */
 export async function acquireLock(path: string, options: AcquireOptions): Promise<Lock> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const start = processStartTime(process.pid);
   const boot = bootId();
   const owner: LockOwner = {
@@ -196,23 +203,23 @@ export async function acquireLock(path: string, options: AcquireOptions): Promis
   for (;;) {
     options.signal?.throwIfAborted();
     const tmp = `${path}.${process.pid}.${owner.token}`;
-    await createExclusive(tmp, content);
+    createExclusiveSync(tmp, content);
     try {
-      await link(tmp, path);
+      linkSync(tmp, path);
       return makeLock(path, owner, content);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     } finally {
-      await unlink(tmp).catch(() => undefined);
+      unlinkQuietly(tmp);
     }
-    const read = await readOwner(path);
+    const read = readOwner(path);
     if (read === 'missing') continue;
     const current = read === 'link' ? undefined : read.owner;
     const reason = read === 'link' ? 'it is a symbolic link' : current === undefined ? 'it is unreadable' : staleReason(current);
     if (reason !== undefined) {
       // Only the very text judged stale may be removed: re-reading here could see a fresh lock that a
       // faster contender has just taken.
-      if (await breakStale(path, read === 'link' ? 'link' : read.text)) options.onTakeover?.({ path, previous: current, reason });
+      if (breakStale(path, read === 'link' ? 'link' : read.text)) options.onTakeover?.({ path, previous: current, reason });
       else await sleep(20); // another contender is breaking it
       continue;
     }
@@ -239,14 +246,25 @@ export async function acquireLock(path: string, options: AcquireOptions): Promis
 // Locks this process holds, removed by one exit listener (a process may hold many: a run, spools, caches).
 const heldLocks = new Map<string, string>();
 
-function removeHeldLocks(): void {
-  for (const [path, content] of heldLocks) {
-    try {
-      if (readFileNoFollowSync(path) === content) unlinkSync(path);
-    } catch {
-      // already gone
-    }
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone.
   }
+}
+
+/** Removes the lock file if it still holds this very content (it may have been taken over meanwhile). */
+function removeIfOurs(path: string, content: string): void {
+  try {
+    if (readFileNoFollowSync(path) === content) unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function removeHeldLocks(): void {
+  for (const [path, content] of heldLocks) removeIfOurs(path, content);
 }
 
 function makeLock(path: string, owner: LockOwner, content: string): Lock {
@@ -262,8 +280,7 @@ function makeLock(path: string, owner: LockOwner, content: string): Lock {
       released = true;
       heldLocks.delete(path);
       if (heldLocks.size === 0) process.off('exit', removeHeldLocks);
-      const now = await readFileNoFollow(path).catch(() => undefined);
-      if (now === content) await unlink(path).catch(() => undefined);
+      removeIfOurs(path, content);
     },
   };
 }

@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { rm, rmdir } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forEachLimited, slots } from './_pool.js';
-import { extractBundle, loadBundlePayload, parsePublicKey } from './bundle.js';
+import { loadBundlePayload, parsePublicKey } from './bundle.js';
 import { monotonicMs } from './clock.js';
 import { AbortedError, BundleRefusedError, ConfigError, errorMessage, ExportError, FetchError, isGatherError } from './errors.js';
 import { fetchVerifiedBundle, isHostResourceError, type FetchProgress } from './fetch-verified.js';
 import { openContainment, type ContainmentMode } from './contain.js';
-import { enterIdleIoClass, executeCheck, type CheckOutcome } from './execute.js';
+import { executeCheck, type CheckOutcome } from './execute.js';
+import { enterIdleIoClass } from './io-priority.js';
 import { detached, parseCheckOutput } from './output.js';
 import type { SequenceState } from './sequence.js';
 import type {
@@ -45,8 +47,9 @@ export interface RunOptions {
   /** Niceness of the checks (0-19; a check never runs less nice than the agent). Default 0: unchanged. */
   nice?: number;
   /**
-   * Run checks in the idle I/O scheduling class where `ionice` exists. Default false. The class is set once
-   * on this process (`ionice -c3 -p <pid>`, see enterIdleIoClass) and inherited by every check it starts.
+   * Run checks in the idle I/O scheduling class. Default false. The class is set once on this process (the
+   * ioprio_set() system call, or `ionice -c3 -p <pid>` where Node has no FFI: see enterIdleIoClass) and
+   * inherited by every check it starts.
    */
   ionice?: boolean;
   /** How checks are contained: `auto` (cgroup where possible, else process group), `cgroup` or `pgroup`. */
@@ -302,11 +305,14 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     return exportChain;
   };
 
-  // Started now, awaited before the first check: the `ionice` process runs while the bundle is verified.
+  // Started now, awaited before the first check: where it is the `ionice` program, it runs while the bundle
+  // is verified.
   const idleIoClass = options.ionice ? enterIdleIoClass() : undefined;
   let tmp: string | undefined;
   try {
-    tmp = await mkdtemp(join(options.tmpRoot ?? tmpdir(), 'gather-'));
+    // The temp and work dirs are made synchronously: microseconds each, where a thread-pool round trip costs
+    // ~1 ms on a small VM (tools/bench/startup).
+    tmp = mkdtempSync(join(options.tmpRoot ?? tmpdir(), 'gather-'));
     const progress: FetchProgress = {};
     try {
       await fetchVerifiedBundle(
@@ -327,14 +333,14 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
       if (verified) summary.bundle = bundle = { version: verified.manifest.version, sha256: verified.sha256 };
     }
     const verified = progress.verified!;
-    await extractBundle(verified, join(tmp, 'bundle'));
+    // Decoded in memory: nothing of the bundle is written to disk (the checks reach bash through a pipe).
     const payload = loadBundlePayload(verified);
     if (abort.signal.aborted) throw new AbortedError('Run interrupted before the checks ran.');
     await options.sequenceState?.accept(verified.manifest, verified.sha256);
 
     const checks = payload.checks.filter((check) => category === 'all' || check.category === category);
     const workDir = join(tmp, 'work');
-    await mkdir(workDir, { mode: 0o700 });
+    mkdirSync(workDir, { mode: 0o700 });
     await idleIoClass;
 
     const containment = openContainment({ mode: options.containment ?? 'auto', runId });
@@ -413,8 +419,8 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     await cleanUp();
     return { summary, error };
   }
-  await cleanUp();
-  await finishExport();
+  // Independent: the temp dir goes while the exporter flushes.
+  await Promise.all([cleanUp(), finishExport()]);
   return { summary };
 
   async function cleanUp(): Promise<void> {
@@ -423,7 +429,7 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
       process.off('SIGINT', onProcessSignal);
       process.off('SIGTERM', onProcessSignal);
     }
-    if (tmp) await rm(tmp, { recursive: true, force: true });
+    if (tmp) await removeTempDir(tmp);
   }
 
   async function finishExport(): Promise<void> {
@@ -438,6 +444,19 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
       summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${errorMessage(exportFailure)}`).message;
     }
     summary.duration_ms = Math.round(monotonicMs() - started);
+  }
+}
+
+/**
+ * Removes the run's temp dir. Usually it holds only the checks' empty work dir: two rmdir() calls then, not
+ * the recursive walk that anything the checks (or the fetcher) left there needs.
+ */
+async function removeTempDir(dir: string): Promise<void> {
+  try {
+    await rmdir(join(dir, 'work'));
+    await rmdir(dir);
+  } catch {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -5,7 +5,7 @@
  * renamed over the name (rename replaces a link itself, never its target), and reads use O_NOFOLLOW.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
@@ -44,6 +44,16 @@ export async function createExclusive(path: string, data: string | Uint8Array, m
     await handle.writeFile(data);
   } finally {
     await handle.close();
+  }
+}
+
+/** createExclusive, synchronously: for the few bytes of a lock file, where a thread-pool round trip costs more. */
+export function createExclusiveSync(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const fd = openSync(path, CREATE_EXCLUSIVE, mode);
+  try {
+    writeFileSync(fd, data);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -3,26 +3,29 @@
  * symlink and bounded in size, replaced atomically inside a private directory — the safe-fs primitives, with
  * "missing" meaning "nothing recorded yet".
  */
-import { open } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ensurePrivateDir, READ_NO_FOLLOW, writeFileAtomic } from './safe-fs.js';
 
-/** The file's text, or undefined when it does not exist. A symlink in its place is an error (ELOOP). */
+/**
+ * The file's text, or undefined when it does not exist. A symlink in its place is an error (ELOOP). Read
+ * synchronously: a few bytes, where a thread-pool round trip per call costs more (tools/bench/startup).
+ */
 export async function readStateFile(path: string, maxBytes = 64 * 1024): Promise<string | undefined> {
-  let handle;
+  let fd;
   try {
-    handle = await open(path, READ_NO_FOLLOW);
+    fd = openSync(path, READ_NO_FOLLOW);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
   try {
-    const info = await handle.stat();
+    const info = fstatSync(fd);
     if (!info.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EINVAL' });
     if (info.size > maxBytes) throw Object.assign(new Error(`${path} is ${info.size} bytes, over ${maxBytes}`), { code: 'EFBIG' });
-    return await handle.readFile('utf8');
+    return readFileSync(fd, 'utf8');
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

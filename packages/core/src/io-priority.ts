@@ -1,0 +1,90 @@
+/**
+ * The idle I/O scheduling class for this process, set once: every check started afterwards inherits it. Node
+ * has no ioprio_set(). Where Node's FFI exists (Node 26.1+, experimental) the agent makes that one system
+ * call itself; elsewhere it runs `ionice -c3 -p <own pid>`. The system call saves starting a program: ~14 ms
+ * of a 1-check run on a 2-core VM, where forking the agent and loading ionice dominate (tools/bench/startup).
+ */
+import { spawn } from 'node:child_process';
+
+// include/uapi/linux/ioprio.h: the class sits above 13 bits of level; "who" 1 with id 0 is the calling thread,
+// the one that starts the checks (ionice -p <pid> names the main thread, the same one in the agent).
+const IOPRIO_WHO_PROCESS = 1n;
+const IOPRIO_IDLE = 3n << 13n;
+/** The system call's number, which differs between architectures (asm-generic for arm64). */
+const SYS_IOPRIO_SET: Partial<Record<string, bigint>> = { x64: 251n, arm64: 30n };
+
+/** The part of node:ffi used here (its types are not in @types/node 22). */
+interface Ffi {
+  dlopen(
+    path: null,
+    definitions: Record<string, { arguments: string[]; return: string }>,
+  ): { lib: { close(): void }; functions: Record<string, (...args: bigint[]) => unknown> };
+}
+
+let idleIoClass: Promise<boolean> | undefined;
+
+/**
+ * Puts this process (and so every check it starts afterwards) in the idle I/O class, once per process.
+ * Resolves false where that is refused (e.g. some containers) or `ionice` is missing.
+ */
+export function enterIdleIoClass(): Promise<boolean> {
+  idleIoClass ??= enterBySystemCall() ?? enterWithIonice();
+  return idleIoClass;
+}
+
+/**
+ * The ioprio_set() system call through node:ffi: its answer, or undefined where FFI is missing (Node 22 and
+ * 24, `--no-experimental-ffi`, another architecture) or answers unlike the API this was written against.
+ */
+export function enterBySystemCall(): Promise<boolean> | undefined {
+  const number = process.platform === 'linux' ? SYS_IOPRIO_SET[process.arch] : undefined;
+  const ffi = number === undefined ? undefined : loadFfi();
+  if (!ffi || number === undefined) return undefined;
+  try {
+    const { lib, functions } = ffi.dlopen(null, {
+      syscall: { arguments: ['int64', 'int64', 'int64', 'int64'], return: 'int64' },
+    });
+    try {
+      const answer = functions.syscall!(number, IOPRIO_WHO_PROCESS, 0n, IOPRIO_IDLE);
+      // -1: refused (EPERM), as ionice would be; anything but 0 or -1 means the call was not what was meant.
+      if (answer === 0n || answer === -1n) return Promise.resolve(answer === 0n);
+      return undefined;
+    } finally {
+      lib.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** `ionice -c3 -p <own pid>`: true when it exits 0. */
+export function enterWithIonice(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn('ionice', ['-c3', '-p', String(process.pid)], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stdio: 'ignore',
+    });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
+}
+
+/**
+ * node:ffi where this Node has it. Loading it emits an ExperimentalWarning, which would reach the user's
+ * terminal and logs on every run with nothing for them to do: it is kept quiet while the module loads.
+ */
+function loadFfi(): Ffi | undefined {
+  if (typeof process.getBuiltinModule !== 'function') return undefined;
+  const emitWarning = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
+    if (type !== 'ExperimentalWarning') (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    return process.getBuiltinModule('node:ffi') as Ffi | undefined;
+  } catch {
+    return undefined;
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}
