@@ -113,7 +113,7 @@ describe('separately installed packages (two copies of @gather/core)', () => {
     if (!notElasticsearch) throw new Error('GATHER_S3_ENDPOINT is not set: start the services with tools/services start');
     const result = await runInstalledAgent({ url: notElasticsearch });
     expect(result.stderr).not.toMatch(/Unexpected error/);
-    expect(result.stderr).toMatch(/Exporting to elasticsearch failed: \[gather\] \[exporter-es\] Elasticsearch at .* refused the request/);
+    expect(result.stderr).toMatch(/Exporting to elasticsearch failed: \[exporter-es\] Elasticsearch at .* refused the request/);
     expect(result.status).toBe(6);
   });
 });

@@ -170,3 +170,12 @@ export function isGatherError(error: unknown): error is GatherError {
 export function errorMessage(error: unknown): string {
   return (error as Error)?.message ?? String(error);
 }
+
+/**
+ * The text of an error about to be quoted inside another gather error's message: without its own leading
+ * `[gather] `, which the outer message already starts with (its scope, e.g. `[file exporter]`, stays).
+ */
+export function quotedErrorMessage(error: unknown): string {
+  const message = errorMessage(error);
+  return isGatherError(error) && message.startsWith('[gather] ') ? message.slice('[gather] '.length) : message;
+}

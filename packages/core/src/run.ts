@@ -6,7 +6,16 @@ import { join } from 'node:path';
 import { forEachLimited, slots } from './_pool.js';
 import { loadBundlePayload, parsePublicKey } from './bundle.js';
 import { monotonicMs } from './clock.js';
-import { AbortedError, BundleRefusedError, ConfigError, errorMessage, ExportError, FetchError, isGatherError } from './errors.js';
+import {
+  AbortedError,
+  BundleRefusedError,
+  ConfigError,
+  errorMessage,
+  ExportError,
+  FetchError,
+  isGatherError,
+  quotedErrorMessage,
+} from './errors.js';
 import { fetchVerifiedBundle, isHostResourceError, type FetchProgress } from './fetch-verified.js';
 import { openContainment, type ContainmentMode } from './contain.js';
 import { executeCheck, type CheckOutcome } from './execute.js';
@@ -441,7 +450,7 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     }
     if (exportFailure !== undefined) {
       summary.export_failed = true;
-      summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${errorMessage(exportFailure)}`).message;
+      summary.export_error = new ExportError(`Exporting to ${options.exporter.name} failed: ${quotedErrorMessage(exportFailure)}`).message;
     }
     summary.duration_ms = Math.round(monotonicMs() - started);
   }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   AbortedError,
   BundleRefusedError,
+  ExportError,
   FetchError,
   createFileFetcher,
   createMemoryExporter,
@@ -322,5 +323,20 @@ describe('run', () => {
     const summary = await run(options);
     expect(summary.export_failed).toBe(true);
     expect(summary.export_error).toMatch(/Exporting to broken failed: disk full/);
+  });
+
+  it("names a gather error of the exporter once as gather's, keeping its scope", async () => {
+    const failing: Exporter = {
+      name: 'file',
+      exportResults: async () => {
+        throw new ExportError('Writing NDJSON failed: ENOSPC', { scope: 'file exporter' });
+      },
+      exportErrors: async () => {},
+      flush: async () => ({ delivered: 0, spooled: 0, failed: 1 }),
+      close: async () => ({ delivered: 0, spooled: 0, failed: 1 }),
+    };
+    const { options } = setup([check('abc', 'emit x 1')], { exporter: failing });
+    const summary = await run(options);
+    expect(summary.export_error).toBe('[gather] Exporting to file failed: [file exporter] Writing NDJSON failed: ENOSPC');
   });
 });
