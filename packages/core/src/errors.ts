@@ -72,7 +72,7 @@ export class UsageError extends GatherError {
  */
 export function usageErrorText(program: string, problem: { message: string; command?: string | undefined }): string {
   const help = problem.command ? `${program} ${problem.command} --help` : `${program} --help`;
-  return `${program}: ${problem.message.replace(/^\[gather\] /, '')}\nRun "${help}" for the options.`;
+  return `${program}: ${quotedErrorMessage(problem)}\nRun "${help}" for the options.`;
 }
 
 /** Invalid options or configuration; the message names the option and how to set it. */
@@ -172,10 +172,9 @@ export function errorMessage(error: unknown): string {
 }
 
 /**
- * The text of an error about to be quoted inside another gather error's message: without its own leading
- * `[gather] `, which the outer message already starts with (its scope, e.g. `[file exporter]`, stays).
+ * The text of an error about to be quoted after a `[gather] ` of its own (another error's message, a CLI's
+ * usage line): without its leading `[gather] `; its scope, e.g. `[file exporter]`, stays.
  */
 export function quotedErrorMessage(error: unknown): string {
-  const message = errorMessage(error);
-  return isGatherError(error) && message.startsWith('[gather] ') ? message.slice('[gather] '.length) : message;
+  return errorMessage(error).replace(/^\[gather\] /, '');
 }

@@ -38,8 +38,9 @@ export function enterIdleIoClass(): Promise<boolean> {
  */
 export function enterBySystemCall(): Promise<boolean> | undefined {
   const number = process.platform === 'linux' ? SYS_IOPRIO_SET[process.arch] : undefined;
-  const ffi = number === undefined ? undefined : loadFfi();
-  if (!ffi || number === undefined) return undefined;
+  if (number === undefined) return undefined;
+  const ffi = loadFfi();
+  if (!ffi) return undefined;
   try {
     const { lib, functions } = ffi.dlopen(null, {
       syscall: { arguments: ['int64', 'int64', 'int64', 'int64'], return: 'int64' },

@@ -424,13 +424,16 @@ export async function runRecorded(options: RunOptions): Promise<RunRecord> {
     await enqueueExport(() =>
       options.exporter.exportErrors([{ kind: 'error', ...base(), ...(category === 'all' ? {} : { category }), reason, message }]),
     );
-    await finishExport();
-    await cleanUp();
+    await wrapUp();
     return { summary, error };
   }
-  // Independent: the temp dir goes while the exporter flushes.
-  await Promise.all([cleanUp(), finishExport()]);
+  await wrapUp();
   return { summary };
+
+  /** The end of every run: the temp dir goes while the exporter flushes (independent of each other). */
+  async function wrapUp(): Promise<void> {
+    await Promise.all([cleanUp(), finishExport()]);
+  }
 
   async function cleanUp(): Promise<void> {
     options.signal?.removeEventListener('abort', onParentAbort);
