@@ -10,7 +10,7 @@
  * case is a change reported twice, never one missed).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CATEGORIES,
@@ -23,6 +23,7 @@ import {
   type ResultDocument,
   type ResultType,
   type RunSummaryDocument,
+  readFileNoFollow,
 } from '@gather/core';
 import type { ResultsMode } from './config.js';
 
@@ -161,7 +162,7 @@ export class DifferentialResults {
     if (entry) return entry;
     let previous: CategoryState | undefined;
     if (this.options.mode === 'differential') {
-      const text = await readFile(join(this.options.stateDir, FILE(category)), 'utf8').catch(() => undefined);
+      const text = await readFileNoFollow(join(this.options.stateDir, FILE(category))).catch(() => undefined);
       previous = text === undefined ? undefined : parseState(text);
     }
     const now = this.now();
@@ -270,7 +271,7 @@ const HOST_FILE = 'host.json';
 
 export async function readHostHistory(stateDir: string): Promise<HostHistory> {
   try {
-    const history = JSON.parse(await readFile(join(stateDir, HOST_FILE), 'utf8')) as HostHistory;
+    const history = JSON.parse(await readFileNoFollow(join(stateDir, HOST_FILE))) as HostHistory;
     return typeof history === 'object' && history !== null ? history : {};
   } catch {
     return {};

@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import vm from 'node:vm';
@@ -169,9 +169,12 @@ export function verifyBundle(bundle: Uint8Array, publicKey: string | Buffer | Ke
  * disk, read in one call, where each thread-pool round trip (open, stat, read, close) costs ~1 ms on a small VM.
  */
 export async function readBundleFile(path: string, source: string = path): Promise<Buffer> {
-  const fd = openSync(path, 'r');
+  // O_NONBLOCK: a FIFO put in the bundle's place after it was checked must not hold the process in open().
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    const { size } = fstatSync(fd);
+    const info = fstatSync(fd);
+    if (info.isFIFO()) refuse(`${source} is not a regular file (a FIFO).`);
+    const { size } = info;
     if (size > MAX_BUNDLE_BYTES) refuse(`${source} is ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit (not a gather bundle).`);
     const bytes = Buffer.alloc(size);
     let filled = 0;

@@ -8,10 +8,15 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 /** Flags of a file that must not exist yet, not even as a symbolic link. */
 export const CREATE_EXCLUSIVE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
-export const READ_NO_FOLLOW = O_RDONLY | O_NOFOLLOW;
+/**
+ * Flags to read a file that must not be a symbolic link. O_NONBLOCK: a FIFO planted in its place would hold
+ * open() until a writer comes, forever, and with a synchronous read the whole process, signals included; this
+ * way it opens and reads as empty (or fails), and a regular file reads as ever.
+ */
+export const READ_NO_FOLLOW = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 
 /** Reads a file as UTF-8; a symbolic link fails with ELOOP instead of being followed. */
 export async function readFileNoFollow(path: string): Promise<string> {

@@ -149,6 +149,20 @@ describe('bounded before parsed', () => {
     expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
   });
 
+  it("refuses a FIFO in the bundle's place at once, instead of waiting in open() for a writer", async () => {
+    const path = join(tempDir(), 'fifo.tar');
+    execFileSync('mkfifo', [path]);
+    await expect(readBundleFile(path, 'file:fifo')).rejects.toThrow(/file:fifo is not a regular file/);
+  });
+
+  it("reads a FIFO in a state file's place as damaged at once, instead of waiting in open() for a writer", async () => {
+    const stateDir = tempDir();
+    const path = sequenceStatePath(stateDir, 'file:x');
+    mkdirSync(join(stateDir, 'bundle-sequence'), { mode: 0o700 });
+    execFileSync('mkfifo', [path]);
+    await expect(createSequenceStateFile(stateDir, 'file:x').highest()).rejects.toThrow(/cannot be read \(EINVAL\)/);
+  });
+
   it('refuses a payload whose declared decoded size is over the limit before running the runner', () => {
     const bundle = makeBundle({ keys, checks: [check('abc', 'true')], payloadBytes: MAX_PAYLOAD_BYTES + 1 });
     const verified = verifyBundle(bundle, keys.publicKeyPem);

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -66,6 +67,16 @@ describe('the shared host lock', () => {
     const lock = await acquireLock(path, { purpose: 'new', waitMs: 0, onTakeover: (t) => takeovers.push(t) });
     expect(takeovers).toEqual([expect.objectContaining({ path, reason: expect.stringMatching(reason) })]);
     expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ pid: process.pid, purpose: 'new' });
+    await lock.release();
+  });
+
+  it('takes over a FIFO planted at the lock as unreadable, instead of waiting in open() for a writer', async () => {
+    const path = join(tempDir(), 'x.lock');
+    execFileSync('mkfifo', [path]);
+    const takeovers: LockTakeover[] = [];
+    const lock = await acquireLock(path, { purpose: 'new', waitMs: 0, onTakeover: (t) => takeovers.push(t) });
+    expect(takeovers).toEqual([expect.objectContaining({ path, reason: 'it is unreadable' })]);
+    expect(lstatSync(path).isFile()).toBe(true);
     await lock.release();
   });
 
