@@ -10,6 +10,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { builtInsWithoutFacade } from './esbuild-built-ins.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // esbuild comes with the bundler package (a devDependency here); the agent itself needs nothing new.
@@ -30,6 +31,7 @@ await esbuild.build({
   // Bundled CommonJS (pino, the SDKs) requires Node's built-in modules.
   banner: { js: "import { createRequire as __gatherRequire } from 'node:module'; const require = __gatherRequire(import.meta.url);" },
   plugins: [
+    builtInsWithoutFacade,
     {
       name: 'gather-agent-bundle',
       setup(build) {

@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { builtInsWithoutFacade } from '../../packages/agent/esbuild-built-ins.mjs';
 
 const root = resolve(fileURLToPath(import.meta.url), '../../..');
 const { values } = parseArgs({ options: { arch: { type: 'string', multiple: true }, out: { type: 'string' } } });
@@ -76,6 +77,7 @@ async function bundle(main, adapters) {
     // Bundled CommonJS dependencies (pino) require Node's built-in modules.
     banner: { js: "import { createRequire as __gatherRequire } from 'node:module'; const require = __gatherRequire(process.execPath);" },
     plugins: [
+      builtInsWithoutFacade,
       {
         name: 'gather-agent-binary',
         setup(build) {

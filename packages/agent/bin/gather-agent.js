@@ -1,16 +1,20 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
-// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flag keeps
-// the agent's peak RSS low on the user's VM (the single binary reads it from this line), measured with
-// tools/bench/rss and tools/bench/startup (README "Benchmarks"): check output is short-lived garbage, and
-// V8's default young generation (up to 16 MiB per semi-space) lets RSS grow by ~15 MB for no gain in an
-// I/O-bound run. It leaves V8's flag hash as it is, so Node's cached code for its own modules stays usable;
-// the optimizing compilers are turned off at run time, when an adapter loads, for that reason
+#!/usr/bin/env -S node --min-semi-space-size=2 --max-semi-space-size=2
+// The package's bin: a committed file, so `pnpm install` can link it before dist/ is built. Its V8 flags fix
+// the young generation at 2 MiB per semi-space (the single binary reads them from this line), measured with
+// tools/bench/rss, tools/bench/runner and tools/bench/startup (README "Benchmarks"): V8's default grows it up
+// to 16 MiB, which lets RSS grow by ~15 MB for no gain in an I/O-bound run; 1 MiB (V8's starting size, used
+// before) took two scavenges to start a 1-check run (~10 ms here), 2 MiB none, and 3 MiB cost 4 MB of peak
+// RSS in a run of 200 checks. They leave V8's flag hash as it is, so Node's cached code for its own modules
+// stays usable; the optimizing compilers are turned off at run time, when an adapter loads, for that reason
 // (src/baseline-compiler.ts).
 // (--optimize-for-size, used before, saved nothing measurable and cost ~20 % CPU.)
-import { lstatSync } from 'node:fs';
-import { enableCompileCache } from 'node:module';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+// Built-ins by process.getBuiltinModule() (Node 22.3+), not static imports: an import makes Node load every
+// lazy export of the built-in (esbuild-built-ins.mjs says more; the bundle is built the same way).
+const builtIn = (id) => process.getBuiltinModule?.(id) ?? import(id);
+const { lstatSync } = await builtIn('node:fs');
+const { enableCompileCache } = await builtIn('node:module');
+const { homedir } = await builtIn('node:os');
+const { dirname, join } = await builtIn('node:path');
 
 /**
  * Root trusts only what root owns: a compile cache is code the agent runs, so as root it is used only where

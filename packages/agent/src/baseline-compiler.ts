@@ -9,8 +9,8 @@
  * V8's flag hash cost ~10 ms of a 1-check run (tools/bench/startup).
  *
  * Why at run time and not `--max-opt=1` on the bin's command line: there it changes V8's flag hash (the bin's
- * `--max-semi-space-size` does not), which is part of every code cache, so V8 would reject the code Node
- * ships cached for its own modules and compile each of them again (~30 ms CPU of a 1-check run;
+ * semi-space sizes do not), which is part of every code cache, so V8 would reject the code Node ships cached
+ * for its own modules and compile each of them again (~30 ms CPU of a 1-check run;
  * `NODE_DEBUG_NATIVE=CODE_CACHE` shows them rejected). At run time it costs only the built-ins loaded later.
  */
 let done = false;

@@ -1,5 +1,5 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
-// The V8 flag of the package's bin (bin/gather-agent.js says why), for running dist/cli.js directly.
+#!/usr/bin/env -S node --min-semi-space-size=2 --max-semi-space-size=2
+// The V8 flags of the package's bin (bin/gather-agent.js says why), for running dist/cli.js directly.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { formatTable, tableRow, type TableRow } from './_table.js';
 import { bundleSourceKey, createFetcher } from './adapters.js';
 import { loadConfig, type AgentConfig, type Flags, type LogLevel } from './config.js';
 import { EXIT, exitCodeForError } from './exit-codes.js';
+import { exitProcess } from './fast-exit.js';
 import { acquireLock, logTakeover } from './lock.js';
 import { createLogger, type Logger } from './logger.js';
 import { runOnce } from './run-once.js';
@@ -335,7 +336,7 @@ function flushed(stream: NodeJS.WriteStream): Promise<void> {
 const code = await main(process.argv.slice(2));
 // Every command has awaited its own work (exports closed, state saved, locks released): the process ends
 // once stdout and stderr have taken their last lines. Exiting is faster than letting Node tear its heap down
-// (~6 ms of a 1-check run, tools/bench/startup), and an interrupted run must end even while a socket that a
-// hung server never closes is still open.
+// (~6 ms of a 1-check run, tools/bench/startup; src/fast-exit.ts skips the rest of the teardown), and an
+// interrupted run must end even while a socket that a hung server never closes is still open.
 await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-process.exit(code);
+exitProcess(code);

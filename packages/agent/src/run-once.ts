@@ -23,6 +23,7 @@ import type { AgentConfig } from './config.js';
 import { exitCodeOf, outcomeOf, type RunFacts } from './exit-codes.js';
 import { DifferentialResults, readHostHistory, saveHostHistory } from './differential.js';
 import { hostIdentity } from './host-id.js';
+import { keepHeapLean, LEAN_HEAP_AFTER_CHECKS } from './lean-heap.js';
 import { errorText, type Logger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -107,6 +108,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
 
   // Read while the run goes on; needed only for its summary.
   const hostHistory = readHostHistory(config.stateDir);
+  let checksDone = 0;
   logger.info('run started', { run_id: runId, category: options.category, trigger: options.trigger, bundle: config.bundle });
   // core's run record: what was fetched and run, also when the run could not complete.
   const { summary, error } = await runRecorded({
@@ -129,6 +131,7 @@ export async function runOnce(options: RunOnceOptions): Promise<RunOnceResult> {
     ...(config.instanceId ? { instanceId: config.instanceId } : {}),
     ...(hostId ? { hostId } : {}),
     onCheckDone: (event) => {
+      if (++checksDone === LEAN_HEAP_AFTER_CHECKS) keepHeapLean();
       logger.debug('check done', { run_id: runId, check: event.check.id, duration_ms: event.durationMs, error: event.error?.reason });
       if (options.onCheckDone)
         options.onCheckDone(

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './_helpers.js';
@@ -62,5 +62,28 @@ describe('gather-agent bin', () => {
     expect(bundle).not.toContain('items.*.error.reason'); // the exporter's bulk request is not in the bundle
     const bin = readFileSync(resolve(__dirname, '../bin/gather-agent.js'), 'utf8');
     expect(bin).not.toContain('gather.bundledAdapters');
+  });
+
+  it("takes Node's built-ins without ES module facades, so their lazy parts stay unloaded", () => {
+    const bundle = readFileSync(resolve(__dirname, '../dist/bundle/gather-agent.js'), 'utf8');
+    // The banner's createRequire is the one static import of a built-in left (the fallback before Node 22.3).
+    expect(bundle.match(/\bfrom\s*["']node:[^"']+["']/g)).toEqual(["from 'node:module'"]);
+    const dir = tempDir('gather-bin-modules-');
+    try {
+      const preload = join(dir, 'loaded.cjs');
+      writeFileSync(
+        preload,
+        `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(join(dir, 'loaded.txt'))}, process.moduleLoadList.join('\\n')));`,
+      );
+      execFileSync(process.execPath, ['--require', preload, BIN, 'version'], { encoding: 'utf8' });
+      const loaded = readFileSync(join(dir, 'loaded.txt'), 'utf8').split('\n');
+      expect(loaded).toContain('NativeModule crypto'); // what the agent uses is there...
+      // ...but not what only a facade reads: node:util's diff and worker_threads, node:crypto's webcrypto.
+      for (const lazy of ['internal/util/diff', 'worker_threads', 'internal/crypto/webcrypto']) {
+        expect(loaded).not.toContain(`NativeModule ${lazy}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

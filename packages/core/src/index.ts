@@ -21,6 +21,7 @@ export { readStateFile, writeStateFile } from './state-file.js';
 export { parseCheckOutput, resultProblem, MAX_VALUE_DEPTH, type ParsedOutput } from './output.js';
 export { executeCheck, type CheckOutcome, type ExecuteOptions } from './execute.js';
 export { enterIdleIoClass } from './io-priority.js';
+export { loadFfi, type Ffi } from './ffi.js';
 export {
   openContainment,
   ownCgroupDir,

@@ -5,6 +5,7 @@
  * of a 1-check run on a 2-core VM, where forking the agent and loading ionice dominate (tools/bench/startup).
  */
 import { spawn } from 'node:child_process';
+import { loadFfi } from './ffi.js';
 
 // include/uapi/linux/ioprio.h: the class sits above 13 bits of level; "who" 1 with id 0 is the calling thread,
 // the one that starts the checks (ionice -p <pid> names the main thread, the same one in the agent).
@@ -12,14 +13,6 @@ const IOPRIO_WHO_PROCESS = 1n;
 const IOPRIO_IDLE = 3n << 13n;
 /** The system call's number, which differs between architectures (asm-generic for arm64). */
 const SYS_IOPRIO_SET: Partial<Record<string, bigint>> = { x64: 251n, arm64: 30n };
-
-/** The part of node:ffi used here (its types are not in @types/node 22). */
-interface Ffi {
-  dlopen(
-    path: null,
-    definitions: Record<string, { arguments: string[]; return: string }>,
-  ): { lib: { close(): void }; functions: Record<string, (...args: bigint[]) => unknown> };
-}
 
 let idleIoClass: Promise<boolean> | undefined;
 
@@ -68,24 +61,4 @@ export function enterWithIonice(): Promise<boolean> {
     child.once('error', () => resolve(false));
     child.once('exit', (code) => resolve(code === 0));
   });
-}
-
-/**
- * node:ffi where this Node has it. Loading it emits an ExperimentalWarning, which would reach the user's
- * terminal and logs on every run with nothing for them to do: it is kept quiet while the module loads.
- */
-function loadFfi(): Ffi | undefined {
-  if (typeof process.getBuiltinModule !== 'function') return undefined;
-  const emitWarning = process.emitWarning;
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
-    if (type !== 'ExperimentalWarning') (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
-  }) as typeof process.emitWarning;
-  try {
-    return process.getBuiltinModule('node:ffi') as Ffi | undefined;
-  } catch {
-    return undefined;
-  } finally {
-    process.emitWarning = emitWarning;
-  }
 }

@@ -51,8 +51,14 @@ function checkName(name: string): void {
   }
 }
 
+const ZEROS = Buffer.alloc(16 * BLOCK);
+
+/** Compared a slice at a time in native code: a byte loop runs interpreted in a short run (~2 ms per bundle). */
 function isZero(bytes: Buffer): boolean {
-  for (const byte of bytes) if (byte !== 0) return false;
+  for (let start = 0; start < bytes.length; start += ZEROS.length) {
+    const slice = bytes.subarray(start, start + ZEROS.length);
+    if (!slice.equals(ZEROS.subarray(0, slice.length))) return false;
+  }
   return true;
 }
 

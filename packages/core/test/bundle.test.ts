@@ -178,5 +178,10 @@ describe('tars are what they claim', () => {
     const bundle = good();
     expect(refusal(Buffer.concat([bundle, Buffer.from('#!/bin/sh\n')]))).toMatch(/non-zero bytes after its end-of-archive marker/);
     expect(verifyBundle(Buffer.concat([bundle, Buffer.alloc(8192)]), keys.publicKeyPem).manifest.version).toBe('test-1');
+    // A byte hidden far out in a long zero tail (the zeros are compared a slice at a time).
+    const tail = Buffer.alloc(64 * 1024);
+    tail[tail.length - 1] = 1;
+    expect(refusal(Buffer.concat([bundle, tail]))).toMatch(/non-zero bytes after its end-of-archive marker/);
+    expect(verifyBundle(Buffer.concat([bundle, Buffer.alloc(64 * 1024 + 3)]), keys.publicKeyPem).manifest.version).toBe('test-1');
   });
 });
