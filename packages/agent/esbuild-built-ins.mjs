@@ -5,6 +5,7 @@
 // version` ~10 ms slower, a run ~5 ms; tools/bench/startup). Here each such import becomes a small module
 // that takes only the names its importer uses from process.getBuiltinModule() (Node 22.3+; require() before
 // that), and a require() of a built-in (bundled CommonJS) gets the built-in itself.
+import { readFileSync } from 'node:fs';
 
 export const builtInsWithoutFacade = {
   name: 'built-ins-without-facade',
@@ -20,10 +21,9 @@ export const builtInsWithoutFacade = {
             pluginData: { id: args.path, importer: args.importer, kind: args.kind },
           },
     );
-    build.onLoad({ filter: /.*/, namespace: 'node-built-in' }, async ({ pluginData: { id, importer, kind } }) => {
+    build.onLoad({ filter: /.*/, namespace: 'node-built-in' }, ({ pluginData: { id, importer, kind } }) => {
       const builtIn = `(process.getBuiltinModule?.(${JSON.stringify(id)}) ?? require(${JSON.stringify(id)}))`;
-      const { readFile } = await import('node:fs/promises');
-      const names = kind === 'import-statement' ? importedNames(await readFile(importer, 'utf8'), id) : undefined;
+      const names = kind === 'import-statement' ? importedNames(readFileSync(importer, 'utf8'), id) : undefined;
       if (!names) return { contents: `module.exports = ${builtIn};`, loader: 'js' };
       const exports = [...names].map((name) => `export const ${name} = builtIn.${name};`);
       return { contents: [`const builtIn = ${builtIn};`, 'export default builtIn;', ...exports].join('\n'), loader: 'js' };
